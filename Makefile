@@ -1,0 +1,80 @@
+# byoc: train and serve PyTorch image classifiers in SageMaker containers.
+# `make demo` runs the main job; `make test` runs the tests. `make help` lists all.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TRAINING_IMAGE    ?= byoc-training:latest
+SERVING_IMAGE     ?= byoc-serving:latest
+CUDA_IMAGE        ?= nvidia/cuda:13.0.2-base-ubuntu24.04
+LOCAL_BASE_IMAGE  ?= byoc-base:bookworm
+BASE_IMAGE        ?=
+# A CA bundle for builds behind a TLS-intercepting proxy; a BuildKit secret, never a layer.
+CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+FASHION_MNIST_IDX ?= /usr/share/datasets/fashion-mnist
+DATA_DIR          ?= data/fashion-mnist
+SERVE_PORT        ?= 8080
+UV_VERSION        := 0.13.9
+UV                ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+
+export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_DIR SERVE_PORT
+
+BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca,src=$(CA_BUNDLE))
+
+.PHONY: help demo engine venv base-image build data fashion-mnist-idx train serve predict stop test clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+demo: build data train serve predict  ## the main job: build, train on the default data, serve, predict
+
+engine:  ## make sure a Docker engine with buildx and compose runs (installs them on Debian)
+	@scripts/bootstrap-engine.sh
+
+.tools/bin/uv:
+	python3 -m venv .tools && .tools/bin/pip install -q "uv==$(UV_VERSION)"
+
+venv: .venv/.synced  ## the development environment (.venv) from uv.lock
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+base-image: engine  ## the offline CUDA-ready base (debootstrap + docker import)
+	containers/base/build.sh $(LOCAL_BASE_IMAGE)
+
+build: engine  ## both images, on BASE_IMAGE, else the CUDA image, else the offline base
+	@base=$$(scripts/base-image.sh) && echo "building on $$base" && \
+	docker buildx build $(BUILD_FLAGS) -t $(TRAINING_IMAGE) -f containers/training/Dockerfile . && \
+	docker buildx build $(BUILD_FLAGS) -t $(SERVING_IMAGE) -f containers/serving/Dockerfile .
+
+fashion-mnist-idx:  # Debian's dataset-fashion-mnist package, when the IDX files are not there
+	@if [ ! -f $(FASHION_MNIST_IDX)/train-images-idx3-ubyte.gz ]; then \
+	  if [ -f /etc/debian_version ] && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	  else echo "no Fashion-MNIST IDX files in $(FASHION_MNIST_IDX): install dataset-fashion-mnist or set FASHION_MNIST_IDX" >&2; exit 1; fi; \
+	fi
+
+data: $(DATA_DIR)  ## Fashion-MNIST as train/valid/test class folders in DATA_DIR
+$(DATA_DIR): | fashion-mnist-idx .venv/.synced
+	$(UV) run --frozen byoc-data --idx-dir $(FASHION_MNIST_IDX) --out $@
+
+train: data  ## docker compose up train: a training job over ./opt_ml
+	docker compose up --exit-code-from train train
+
+serve:  ## docker compose up serve: the endpoint on localhost:SERVE_PORT
+	docker compose up -d --wait serve
+
+predict:  ## send one test image to the running endpoint
+	@image=$$(ls -d $(DATA_DIR)/test/*/ | head -n 3 | tail -n 1); file=$$(ls $$image | head -n 1); \
+	echo "POST $$image$$file (true class: $$(basename $$image))"; \
+	curl -sS --fail-with-body -H 'Content-Type: image/png' --data-binary @"$$image$$file" \
+	  http://127.0.0.1:$(SERVE_PORT)/invocations; echo
+
+stop:  ## stop the compose services
+	docker compose down
+
+test: build .venv/.synced fashion-mnist-idx  ## unit tests, then the container tests (builds the images first)
+	$(UV) run --frozen pytest
+
+clean:  ## stop services, remove ./opt_ml and caches (keeps data, .venv and images)
+	-docker compose down --remove-orphans
+	rm -rf opt_ml .pytest_cache

@@ -1,0 +1,1 @@
+"""Bring-your-own-container kit for PyTorch image classification on SageMaker."""

@@ -1,0 +1,38 @@
+"""The evaluation-time image transform, shared by training and serving.
+
+Validation, test and served predictions all go through `eval_transform`, so a
+model is scored in training exactly as it will be served. It needs only
+Pillow and torch (the serving image has no albumentations).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resize_size: int  # shorter side is resized to this
+    crop_size: int  # then a centred square of this side is cut out
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def eval_transform(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """PIL image of any mode and size -> normalised float tensor (3, crop, crop)."""
+    image = image.convert("RGB")
+    width, height = image.size
+    scale = prep.resize_size / min(width, height)
+    if scale != 1:
+        new_size = (max(prep.crop_size, round(width * scale)), max(prep.crop_size, round(height * scale)))
+        image = image.resize(new_size, Image.Resampling.BILINEAR)
+    width, height = image.size
+    left, top = (width - prep.crop_size) // 2, (height - prep.crop_size) // 2
+    image = image.crop((left, top, left + prep.crop_size, top + prep.crop_size))
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())

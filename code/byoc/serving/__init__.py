@@ -1,0 +1,1 @@
+"""Serving: our handler service on multi-model-server, started by `serve`."""

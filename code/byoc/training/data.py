@@ -1,0 +1,133 @@
+"""Image-folder channels: train (required), valid and test (optional).
+
+Each channel holds one folder per class, named like the dog-breed data set
+(`001.Affenpinscher/`, `002.Afghan_hound/` ...; any folder name works). The
+training channel defines the classes; the others are read with its class
+indices, so a class missing from a small validation set shifts nothing.
+"""
+import os
+import re
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+
+from byoc.preprocessing import Preprocessing, eval_transform
+from byoc.training.errors import DataError
+
+REQUIRED_CHANNELS = ("train",)
+OPTIONAL_CHANNELS = {"valid": ("valid", "validation"), "test": ("test",)}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def display_name(folder: str) -> str:
+    """'001.T-shirt_top' -> 'T-shirt top'."""
+    return re.sub(r"^\d+\.", "", folder).replace("_", " ")
+
+
+def find_channels(channel_dirs: dict[str, str]) -> dict[str, Path]:
+    """Map our channel names to their folders; fail clearly when `train` is absent."""
+    found = {}
+    for name in REQUIRED_CHANNELS:
+        path = Path(channel_dirs[name]) if name in channel_dirs else None
+        if path is None or not path.is_dir():
+            raise DataError(
+                f"The '{name}' channel is missing: expected class folders of images under "
+                f"/opt/ml/input/data/{name} (got channels: {', '.join(sorted(channel_dirs)) or 'none'}). "
+                f"Pass it as the '{name}' input of the training job."
+            )
+        found[name] = path
+    for name, aliases in OPTIONAL_CHANNELS.items():
+        for alias in aliases:
+            if alias in channel_dirs and Path(channel_dirs[alias]).is_dir():
+                found[name] = Path(channel_dirs[alias])
+                break
+    return found
+
+
+def read_rgb(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def has_image_extension(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+class ClassFolders(ImageFolder):
+    """ImageFolder whose classes can be given (so every split shares one index)."""
+
+    def __init__(self, root: Path, transform, classes: list[str] | None = None):
+        self._given_classes = classes
+        super().__init__(str(root), transform=transform, loader=read_rgb,
+                         is_valid_file=has_image_extension, allow_empty=classes is not None)
+
+    def find_classes(self, directory: str):
+        if self._given_classes is None:
+            return super().find_classes(directory)
+        extra = sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name not in self._given_classes)
+        if extra:
+            raise DataError(
+                f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks; "
+                "every class must have training images."
+            )
+        return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
+
+
+def train_transform(prep: Preprocessing) -> A.Compose:
+    if prep.crop_size <= 64:  # small images: pad-and-crop keeps the whole object in view
+        geometry = [
+            A.SmallestMaxSize(max_size=prep.resize_size),
+            A.CenterCrop(prep.resize_size, prep.resize_size),
+            A.PadIfNeeded(prep.resize_size + prep.resize_size // 7, prep.resize_size + prep.resize_size // 7),
+            A.RandomCrop(prep.crop_size, prep.crop_size),
+        ]
+    else:
+        geometry = [A.RandomResizedCrop(size=(prep.crop_size, prep.crop_size), scale=(0.25, 1.0))]
+    return A.Compose([*geometry, A.HorizontalFlip(), A.Normalize(mean=prep.mean, std=prep.std), ToTensorV2()])
+
+
+class EvalTransform:
+    """The shared eval transform on a loaded RGB array (picklable for loader workers)."""
+
+    def __init__(self, prep: Preprocessing):
+        self.prep = prep
+
+    def __call__(self, array: np.ndarray) -> torch.Tensor:
+        return eval_transform(Image.fromarray(array), self.prep)
+
+
+class AugmentTransform:
+    """An albumentations pipeline on a loaded RGB array (picklable for loader workers)."""
+
+    def __init__(self, compose: A.Compose):
+        self.compose = compose
+
+    def __call__(self, array: np.ndarray) -> torch.Tensor:
+        return self.compose(image=array)["image"]
+
+
+def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict[str, ClassFolders]:
+    try:
+        train = ClassFolders(channels["train"], AugmentTransform(train_transform(prep)))
+    except FileNotFoundError as error:
+        raise DataError(f"The 'train' channel has no usable images: {error}") from None
+    splits = {"train": train}
+    for name in ("valid", "test"):
+        if name in channels:
+            splits[name] = ClassFolders(channels[name], EvalTransform(prep), classes=train.classes)
+    return splits
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        drop_last=shuffle and len(dataset) > batch_size, generator=generator,
+    )
