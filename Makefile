@@ -16,9 +16,12 @@ SERVE_PORT        ?= 8080
 UV_VERSION        := 0.13.9
 UV                ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 
+# docker compose reads a relative path without ./ as a volume name: hand it an absolute one.
+override DATA_DIR := $(abspath $(DATA_DIR))
 export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_DIR SERVE_PORT
 
-BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca,src=$(CA_BUNDLE))
+comma := ,
+BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 .PHONY: help demo engine venv base-image build data fashion-mnist-idx train serve predict stop test clean
 

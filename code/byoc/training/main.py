@@ -84,11 +84,19 @@ def run(env: environment.Environment) -> dict:
     return metrics
 
 
+def clear_previous_outcome(output_dir: str) -> None:
+    """A rerun over the same local /opt/ml tree must not inherit the last run's verdict."""
+    for name in ("success", "failure"):
+        Path(output_dir, name).unlink(missing_ok=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.time()
     try:
-        run(environment.Environment())
+        env = environment.Environment()
+        clear_previous_outcome(env.output_dir)
+        run(env)
     except TrainingError:
         raise
     except Exception as error:  # the log keeps the traceback; the failure file gets one paragraph

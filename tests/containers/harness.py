@@ -1,0 +1,101 @@
+"""Helpers that drive the built images through SageMaker's container contract (docker SDK).
+
+Each test gets a temporary /opt/ml tree laid out as SageMaker lays it out:
+input/config/*.json, one read-only folder per channel, model/ and output/.
+"""
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+TRAINING_IMAGE = os.environ.get("TRAINING_IMAGE", "byoc-training:latest")
+SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
+LABEL = {"byoc-test": "1"}  # everything the tests start carries it, for cleanup
+
+
+@dataclass
+class TrainingRun:
+    exit_code: int
+    logs: str
+    opt_ml: Path
+
+    @property
+    def failure(self) -> str | None:
+        path = self.opt_ml / "output" / "failure"
+        return path.read_text() if path.exists() else None
+
+
+def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -> Path:
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    # SageMaker JSON-encodes every hyperparameter value as a string.
+    (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
+    (config / "inputdataconfig.json").write_text(json.dumps({name: {"TrainingInputMode": "File"} for name in channels}))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    for name in ("model", "output"):
+        (root / name).mkdir()
+    return root
+
+
+def run_training(client, root: Path, hyperparameters: dict, channels: dict[str, Path],
+                 command: list[str] | None = ("train",), timeout: int = 600) -> TrainingRun:
+    write_opt_ml(root, hyperparameters, channels)
+    volumes = {
+        str(root / "input" / "config"): {"bind": "/opt/ml/input/config", "mode": "ro"},
+        str(root / "model"): {"bind": "/opt/ml/model", "mode": "rw"},
+        str(root / "output"): {"bind": "/opt/ml/output", "mode": "rw"},
+    }
+    for name, path in channels.items():
+        volumes[str(path)] = {"bind": f"/opt/ml/input/data/{name}", "mode": "ro"}
+    container = client.containers.run(
+        TRAINING_IMAGE, list(command) if command else None, volumes=volumes, detach=True,
+        labels=LABEL, shm_size="1g", network_mode="none",
+    )
+    try:
+        exit_code = container.wait(timeout=timeout)["StatusCode"]
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    return TrainingRun(exit_code, logs, root)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Endpoint:
+    url: str
+    container: object
+
+
+def start_serving(client, model_dir: Path, command=("serve",), environment=None, container_port=8080,
+                  wait: float = 120) -> Endpoint:
+    port = free_port()
+    container = client.containers.run(
+        SERVING_IMAGE, list(command) if command else None, detach=True, labels=LABEL,
+        environment=environment or {}, ports={f"{container_port}/tcp": ("127.0.0.1", port)},
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return Endpoint(url, container)
+        except requests.ConnectionError:
+            pass
+        container.reload()
+        if container.status == "exited":
+            break
+        time.sleep(0.5)
+    logs = container.logs().decode(errors="replace")[-3000:]
+    container.remove(force=True)
+    pytest.fail(f"serving container did not answer /ping on {url}:\n{logs}")
