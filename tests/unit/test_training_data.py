@@ -29,7 +29,7 @@ def test_splits_share_the_training_class_index(small_data, tmp_path):
     _, label = splits["valid"][0]
     assert label == 9 and splits["train"].classes[9] == "010.Ankle_boot"
     image, _ = splits["train"][0]
-    assert image.shape == (3, 28, 28)
+    assert image.shape == (28, 28, 3)  # training images are augmented later, per sample
 
 
 def test_a_class_without_training_images_is_refused(small_data, tmp_path):

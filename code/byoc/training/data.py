@@ -19,6 +19,7 @@ from torchvision.datasets import ImageFolder
 
 from byoc.preprocessing import Preprocessing, eval_transform
 from byoc.training.errors import DataError
+from byoc.training.sampling import EpochSampler, SeededAugmentation
 
 REQUIRED_CHANNELS = ("train",)
 OPTIONAL_CHANNELS = {"valid": ("valid", "validation"), "test": ("test",)}
@@ -79,17 +80,27 @@ class ClassFolders(ImageFolder):
         return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
 
 
-def train_transform(prep: Preprocessing) -> A.Compose:
+def train_transform(prep: Preprocessing, hp) -> A.Compose:
+    """The training augmentation, chosen and tuned by hyperparameters (see hyperparameters.py)."""
     if prep.crop_size <= 64:  # small images: pad-and-crop keeps the whole object in view
-        geometry = [
-            A.SmallestMaxSize(max_size=prep.resize_size),
-            A.CenterCrop(prep.resize_size, prep.resize_size),
-            A.PadIfNeeded(prep.resize_size + prep.resize_size // 7, prep.resize_size + prep.resize_size // 7),
-            A.RandomCrop(prep.crop_size, prep.crop_size),
-        ]
+        pad = hp.crop_padding if hp.crop_padding >= 0 else prep.crop_size // 8
+        steps = [A.SmallestMaxSize(max_size=prep.resize_size), A.CenterCrop(prep.resize_size, prep.resize_size),
+                 A.PadIfNeeded(prep.resize_size + 2 * pad, prep.resize_size + 2 * pad, border_mode=0, fill=0),
+                 A.RandomCrop(prep.crop_size, prep.crop_size)]
     else:
-        geometry = [A.RandomResizedCrop(size=(prep.crop_size, prep.crop_size), scale=(0.25, 1.0))]
-    return A.Compose([*geometry, A.HorizontalFlip(), A.Normalize(mean=prep.mean, std=prep.std), ToTensorV2()])
+        steps = [A.RandomResizedCrop(size=(prep.crop_size, prep.crop_size), scale=(hp.crop_scale_min, 1.0))]
+    if hp.hflip:
+        steps.append(A.HorizontalFlip())
+    if hp.rotation:
+        steps.append(A.Rotate(limit=hp.rotation, border_mode=0, fill=0))
+    if hp.color_jitter:
+        c = hp.color_jitter
+        steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=0.0, p=0.8))
+    if hp.cutout_size:
+        size = (hp.cutout_size, hp.cutout_size)
+        steps.append(A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=size, hole_width_range=size,
+                                     fill=0, p=1.0))
+    return A.Compose([*steps, A.Normalize(mean=prep.mean, std=prep.std), ToTensorV2()])
 
 
 class EvalTransform:
@@ -102,19 +113,10 @@ class EvalTransform:
         return eval_transform(Image.fromarray(array), self.prep)
 
 
-class AugmentTransform:
-    """An albumentations pipeline on a loaded RGB array (picklable for loader workers)."""
-
-    def __init__(self, compose: A.Compose):
-        self.compose = compose
-
-    def __call__(self, array: np.ndarray) -> torch.Tensor:
-        return self.compose(image=array)["image"]
-
-
-def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict[str, ClassFolders]:
+def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict:
+    """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors."""
     try:
-        train = ClassFolders(channels["train"], AugmentTransform(train_transform(prep)))
+        train = ClassFolders(channels["train"], transform=None)
     except FileNotFoundError as error:
         raise DataError(f"The 'train' channel has no usable images: {error}") from None
     splits = {"train": train}
@@ -124,10 +126,20 @@ def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict[str, Cla
     return splits
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        drop_last=shuffle and len(dataset) > batch_size, generator=generator,
-    )
+def _loader(dataset, batch_size: int, workers: int, **kwargs) -> DataLoader:
+    # An own generator: otherwise starting the worker processes draws from the global
+    # torch RNG (which dropout uses), and a resumed run would draw at another moment.
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def train_loader(train: ClassFolders, prep: Preprocessing, hp, workers: int) -> tuple[DataLoader, EpochSampler]:
+    """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset)."""
+    sampler = EpochSampler(len(train), hp.seed)
+    dataset = SeededAugmentation(train, train_transform(prep, hp))
+    loader = _loader(dataset, hp.batch_size, workers, sampler=sampler, drop_last=len(train) > hp.batch_size)
+    return loader, sampler
+
+
+def eval_loader(dataset: ClassFolders, batch_size: int, workers: int) -> DataLoader:
+    return _loader(dataset, batch_size, workers, shuffle=False)

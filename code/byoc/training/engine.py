@@ -1,18 +1,46 @@
-"""One training epoch and one evaluation pass."""
+"""Training epochs that can stop at any batch, and evaluation passes."""
 import math
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 
 @dataclass
-class EpochResult:
-    loss: float
-    accuracy: float
-    images: int
-    seconds: float
+class EpochMeter:
+    """Running sums for one training epoch; part of a checkpoint, so a resumed epoch reports whole."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+
+class StopSignal:
+    """Remembers SIGTERM (spot interruption, docker stop) so training checkpoints and exits."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        signal.signal(signal.SIGTERM, self._record)
+
+    def _record(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
@@ -25,37 +53,82 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_one_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.device) -> EpochResult:
-    model.train()
-    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        logits = model(images)
-        loss = nn.functional.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += len(labels)
-    return EpochResult(loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start)
+@dataclass
+class TrainStep:
+    """One optimisation step with the job's options: mixed precision, MixUp/CutMix, clipping."""
+
+    model: nn.Module  # possibly torch.compile'd
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    loss_fn: nn.Module
+    mix: object | None = None  # torchvision MixUp/CutMix on (images, labels), or None
+    clip_grad_norm: float = 0.0
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None  # only for fp16
+    channels_last: bool = False
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = labels
+        if self.mix is not None:
+            images, targets = self.mix(images, labels)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            logits = self.model(images)
+            loss = self.loss_fn(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.clip_grad_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        correct = (logits.argmax(1) == labels).sum().item()  # against the unmixed labels
+        return loss.item(), correct
+
+
+def train_one_epoch(step: TrainStep, loader, meter: EpochMeter, stop: StopSignal) -> bool:
+    """Train until the loader is exhausted (True) or a stop is requested (False)."""
+    step.model.train()
+    start = time.perf_counter()
+    try:
+        for images, labels in loader:
+            if stop:
+                return False
+            loss, correct = step(images, labels)
+            meter.loss_sum += loss * len(labels)
+            meter.correct += correct
+            meter.seen += len(labels)
+        return not stop
+    finally:
+        meter.seconds += time.perf_counter() - start
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int) -> tuple[EpochResult, torch.Tensor]:
+def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
+             channels_last: bool = False) -> tuple[dict, torch.Tensor]:
     """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted)."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+    loss_sum, seen = 0.0, 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        logits = model(images)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        predicted = logits.argmax(1)
         confusion += torch.bincount(
-            (labels * num_classes + predicted).cpu(), minlength=num_classes * num_classes
+            (labels * num_classes + logits.argmax(1)).cpu(), minlength=num_classes * num_classes
         ).reshape(num_classes, num_classes)
         seen += len(labels)
-    accuracy = confusion.diag().sum().item() / max(seen, 1)
-    return EpochResult(loss_sum / max(seen, 1), accuracy, seen, time.perf_counter() - start), confusion
+    return {"loss": loss_sum / max(seen, 1), "acc": confusion.diag().sum().item() / max(seen, 1)}, confusion

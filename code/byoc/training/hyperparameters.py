@@ -15,31 +15,76 @@ class Hyperparameters:
     model: str = "small_cnn"
     epochs: int = 3
     batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) or adamw
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    warmup_epochs: float = 0.5  # linear warmup, then cosine decay to zero
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # 0 = off
+    cutmix_alpha: float = 0.0  # 0 = off
+    clip_grad_norm: float = 0.0  # 0 = off
+    early_stopping_patience: int = 0  # epochs without a better validation accuracy; 0 = off
+    amp: bool = True  # mixed precision on GPUs: bf16 where supported, else fp16 with a grad scaler
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    # augmentation (albumentations)
+    hflip: bool = True
+    rotation: float = 0.0  # maximum degrees either way
+    crop_padding: int = -1  # pad-and-crop for small images, px a side; -1 = image_size // 8
+    crop_scale_min: float = 0.25  # random-resized-crop's smallest area for large images
+    cutout_size: int = 0  # side of one CoarseDropout hole in px; 0 = off
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength; 0 = off
     image_size: int = 28  # crop side; training crops and serving uses the same
     resize_size: int = 0  # shorter side before cropping; 0 means image_size
     workers: int = 0  # data-loading processes; 0 means one per core
     seed: int = 0
+    pretrained_weights: str = ""  # a file in the 'pretrained' channel (or the model dir); "" = from scratch
+    freeze_backbone_epochs: int = 0  # train only the new head for this many first epochs
+    checkpoint_every: int = 1  # epochs between checkpoints (and always on SIGTERM)
+    deterministic: bool = False  # bit-for-bit repeatable runs (slower on GPU)
 
 
 LIMITS = {
     "model": ("one of " + ", ".join(sorted(ARCHITECTURES)), lambda v: v in ARCHITECTURES),
     "epochs": ("an integer >= 1", lambda v: v >= 1),
     "batch_size": ("an integer >= 1", lambda v: v >= 1),
+    "optimizer": ("sgd or adamw", lambda v: v in ("sgd", "adamw")),
     "lr": ("a number > 0", lambda v: v > 0),
     "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1),
     "weight_decay": ("a number >= 0", lambda v: v >= 0),
+    "warmup_epochs": ("a number >= 0", lambda v: v >= 0),
+    "label_smoothing": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "mixup_alpha": ("a number >= 0", lambda v: v >= 0),
+    "cutmix_alpha": ("a number >= 0", lambda v: v >= 0),
+    "clip_grad_norm": ("a number >= 0", lambda v: v >= 0),
+    "early_stopping_patience": ("an integer >= 0", lambda v: v >= 0),
+    "amp": ("true or false", lambda v: True),
+    "channels_last": ("true or false", lambda v: True),
+    "compile": ("true or false", lambda v: True),
+    "hflip": ("true or false", lambda v: True),
+    "rotation": ("a number of degrees in [0, 180]", lambda v: 0 <= v <= 180),
+    "crop_padding": ("-1 or an integer >= 0", lambda v: v >= -1),
+    "crop_scale_min": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "cutout_size": ("an integer >= 0", lambda v: v >= 0),
+    "color_jitter": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
     "image_size": ("an integer between 8 and 1024", lambda v: 8 <= v <= 1024),
     "resize_size": ("0 or an integer >= image_size", lambda v: v >= 0),
     "workers": ("an integer >= 0", lambda v: v >= 0),
     "seed": ("an integer >= 0", lambda v: v >= 0),
+    "pretrained_weights": ("a file name (or empty)", lambda v: "/" not in v and v not in (".", "..")),
+    "freeze_backbone_epochs": ("an integer >= 0", lambda v: v >= 0),
+    "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
+    "deterministic": ("true or false", lambda v: True),
 }
 
 
 def _coerce(name: str, kind: type, value):
     allowed = LIMITS[name][0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
     # bool is an int subclass, and "true" decodes to True: neither is a number here.
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
@@ -71,5 +116,9 @@ def parse(raw: dict) -> Hyperparameters:
         raise HyperparameterError(
             f"Hyperparameter resize_size={hp.resize_size} is smaller than image_size={hp.image_size}: "
             "it must be 0 or at least image_size."
+        )
+    if hp.freeze_backbone_epochs and not hp.pretrained_weights:
+        raise HyperparameterError(
+            "Hyperparameter freeze_backbone_epochs needs pretrained_weights: a random backbone is not worth freezing."
         )
     return hp

@@ -1,0 +1,61 @@
+"""Spot-safe checkpoints in /opt/ml/checkpoints (SageMaker syncs that folder to S3).
+
+Each checkpoint is written to a temporary file, flushed to disk, then renamed
+into place, so a crash mid-write never leaves a file that looks complete. On
+start the newest checkpoint that loads is used; damaged ones are skipped.
+Loading uses weights_only=True: tensors and plain values, never arbitrary objects.
+"""
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+PATTERN = re.compile(r"^checkpoint-e(\d{4})-s(\d{9})\.pt$")
+KEEP = 2
+
+
+def checkpoint_name(epoch: int, samples_done: int) -> str:
+    return f"checkpoint-e{epoch:04d}-s{samples_done:09d}.pt"
+
+
+def _candidates(directory: Path) -> list[Path]:
+    found = [(tuple(map(int, m.groups())), p) for p in directory.glob("checkpoint-*.pt")
+             if (m := PATTERN.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save(directory: Path, state: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / checkpoint_name(state["epoch"], state["samples_done"])
+    temporary = directory / f".{path.name}.partial"
+    with open(temporary, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)  # make the rename itself durable
+    finally:
+        os.close(directory_fd)
+    for old in _candidates(directory)[KEEP:]:
+        old.unlink(missing_ok=True)
+    logger.info("checkpoint written: %s", path)
+    return path
+
+
+def load_latest(directory: Path) -> dict | None:
+    if not directory.is_dir():
+        return None
+    for path in _candidates(directory):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # a damaged file: fall back to an older one
+            logger.warning("skipping unreadable checkpoint %s: %s", path, error)
+            continue
+        logger.info("resuming from %s", path)
+        return state
+    return None

@@ -1,0 +1,40 @@
+"""The per-epoch log line and the regexes SageMaker reads metrics from.
+
+Both live here so they cannot drift apart. Pass METRIC_DEFINITIONS as a
+training job's `metric_definitions` (or a tuning job's objective source):
+
+    from byoc.training.metrics import METRIC_DEFINITIONS
+"""
+NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+EPOCH_FIELDS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "images_per_sec")
+FINAL_FIELDS = ("test_loss", "test_acc")
+
+
+def epoch_line(record: dict) -> str:
+    """'epoch=3 train_loss=0.412300 train_acc=0.851200 ...': fields in a fixed order."""
+    fields = " ".join(f"{name}={record[name]:.6f}" for name in EPOCH_FIELDS if name in record)
+    return f"epoch={record['epoch']} {fields}"
+
+
+def final_line(record: dict) -> str:
+    return "final " + " ".join(f"{name}={record[name]:.6f}" for name in FINAL_FIELDS if name in record)
+
+
+# Log field -> the metric's name in SageMaker (CloudWatch, tuning objectives).
+METRIC_NAMES = {
+    "train_loss": "train:loss", "train_acc": "train:accuracy",
+    "valid_loss": "validation:loss", "valid_acc": "validation:accuracy",
+    "lr": "learning_rate", "images_per_sec": "train:images_per_second",
+    "test_loss": "test:loss", "test_acc": "test:accuracy",
+}
+
+
+def _definition(prefix: str, field: str) -> dict:
+    return {"Name": METRIC_NAMES[field], "Regex": rf"{prefix}\b.*\b{field}={NUMBER}"}
+
+
+METRIC_DEFINITIONS = (
+    [{"Name": "epoch", "Regex": r"epoch=(\d+) "}]
+    + [_definition(r"epoch=\d+", field) for field in EPOCH_FIELDS]
+    + [_definition("final", field) for field in FINAL_FIELDS]
+)

@@ -1,0 +1,59 @@
+"""Epoch order and augmentation randomness as pure functions of (seed, epoch, index).
+
+A run stopped mid-epoch and resumed therefore sees exactly the images, in the
+same order and with the same augmentations, that an uninterrupted run would:
+the sampler restarts the epoch's permutation where the checkpoint left off,
+and every sample carries its own augmentation seed to whichever worker
+process loads it.
+"""
+import torch
+from torch.utils.data import Dataset, Sampler
+
+_MIX = 0x9E3779B97F4A7C15  # splits (seed, epoch, index) into well-separated streams
+
+
+def mixed_seed(*parts: int) -> int:
+    value = 0
+    for part in parts:
+        value = (value * _MIX + part + 1) % (2**63 - 1)
+    return value
+
+
+class EpochSampler(Sampler):
+    """Yields (index, sample_seed) for one epoch, optionally from an offset into it."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch, self.start = 1, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """`start`: how many of this epoch's samples were already trained on."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        for index in order[self.start:]:
+            yield index, mixed_seed(self.seed, self.epoch, index)
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+class SeededAugmentation(Dataset):
+    """Wraps a dataset of (RGB array, label); augments each sample with the seed it is given."""
+
+    def __init__(self, dataset, augment):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        array, label = self.dataset[index]
+        self.augment.set_random_seed(seed)
+        return self.augment(image=array)["image"], label
