@@ -1,9 +1,14 @@
 import shutil
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from byoc.preprocessing import Preprocessing
+from byoc.preprocessing import Preprocessing, eval_transform
 from byoc.training import data
+from byoc.training.data import ClassFolders
+from byoc.training.engine import BatchNormalizer
 from byoc.training.errors import DataError
 
 
@@ -42,3 +47,47 @@ def test_empty_train_channel_is_a_data_error(tmp_path):
     (tmp_path / "001.A").mkdir()
     with pytest.raises(DataError, match="no usable images"):
         data.load_splits({"train": tmp_path}, Preprocessing(28, 28))
+
+
+def copy_classes(small_data, tmp_path, per_class=20):
+    for folder in sorted((small_data / "train").iterdir())[:3]:
+        (tmp_path / folder.name).mkdir(parents=True)
+        for image in sorted(folder.glob("*.png"))[:per_class]:
+            shutil.copy(image, tmp_path / folder.name / image.name)
+    return tmp_path
+
+
+def test_unreadable_images_are_skipped_and_counted(small_data, tmp_path, caplog):
+    root = copy_classes(small_data, tmp_path / "train")
+    (root / "001.T-shirt_top" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    splits = data.load_splits({"train": root}, Preprocessing(28, 28), max_bad_fraction=0.05)
+    assert len(splits["train"]) == 60
+    assert "skipping 1 unreadable image(s)" in caplog.text and "broken.png" in caplog.text
+
+
+def test_too_many_unreadable_images_fail_the_job(small_data, tmp_path):
+    root = copy_classes(small_data, tmp_path / "train", per_class=5)
+    for i in range(3):
+        (root / "002.Trouser" / f"broken{i}.jpg").write_bytes(b"nothing")
+    with pytest.raises(DataError, match=r"3 of 18 images .* cannot be read .*more than the allowed 5.0%"):
+        data.load_splits({"train": root}, Preprocessing(28, 28), max_bad_fraction=0.05)
+
+
+def test_images_are_decoded_once_when_they_fit(small_data, tmp_path):
+    root = copy_classes(small_data, tmp_path / "train")
+    cached = data.load_splits({"train": root}, Preprocessing(28, 28), cache_bytes=10**6)["train"]
+    uncached = data.load_splits({"train": root}, Preprocessing(28, 28), cache_bytes=100)["train"]
+    assert cached.arrays is not None and uncached.arrays is None
+    for i in (0, 31, 59):
+        assert np.array_equal(cached[i][0], uncached[i][0]) and cached[i][1] == uncached[i][1]
+
+
+def test_training_batches_are_normalised_exactly_as_served(small_data):
+    """Train/serve parity: the batch normaliser matches the serving transform on un-augmented images."""
+    prep = Preprocessing(28, 28)
+    folder = ClassFolders(small_data / "test", transform=None)
+    arrays = [folder[i][0] for i in range(4)]
+    batch, _ = data.collate_uint8([(a, 0) for a in arrays])
+    normalised = BatchNormalizer(prep.mean, prep.std, torch.device("cpu"), channels_last=True)(batch)
+    served = torch.stack([eval_transform(Image.fromarray(a), prep) for a in arrays])
+    torch.testing.assert_close(normalised, served, atol=1e-5, rtol=1e-5)

@@ -5,14 +5,15 @@ Each channel holds one folder per class, named like the dog-breed data set
 training channel defines the classes; the others are read with its class
 indices, so a class missing from a small validation set shifts nothing.
 """
+import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import albumentations as A
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
@@ -21,6 +22,7 @@ from byoc.preprocessing import Preprocessing, eval_transform
 from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
 
+logger = logging.getLogger(__name__)
 REQUIRED_CHANNELS = ("train",)
 OPTIONAL_CHANNELS = {"valid": ("valid", "validation"), "test": ("test",)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -60,11 +62,25 @@ def has_image_extension(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _check(path: str, decode: bool) -> np.ndarray | bool:
+    """The decoded RGB array (decode) or True (header and data verified); False when unreadable."""
+    try:
+        if decode:
+            return read_rgb(path)
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # any decoder complaint means the file is unusable
+        return False
+
+
 class ClassFolders(ImageFolder):
-    """ImageFolder whose classes can be given (so every split shares one index)."""
+    """ImageFolder whose classes can be given (so every split shares one index), that drops
+    unreadable images, and that can hold all images decoded in memory."""
 
     def __init__(self, root: Path, transform, classes: list[str] | None = None):
         self._given_classes = classes
+        self.arrays: list[np.ndarray] | None = None
         super().__init__(str(root), transform=transform, loader=read_rgb,
                          is_valid_file=has_image_extension, allow_empty=classes is not None)
 
@@ -78,6 +94,45 @@ class ClassFolders(ImageFolder):
                 "every class must have training images."
             )
         return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
+
+    def scan(self, cache_bytes: int, max_bad_fraction: float, threads: int) -> None:
+        """Read every image once: drop the unreadable ones (fatal above `max_bad_fraction`) and,
+        when the decoded images fit in `cache_bytes`, keep them in memory for all epochs."""
+        paths = [path for path, _ in self.samples]
+        sample = [a for a in map(read_rgb_or_none, paths[:: max(1, len(paths) // 16)]) if a is not None]
+        estimate = len(paths) * (sum(a.nbytes for a in sample) / max(len(sample), 1))
+        decode = estimate <= cache_bytes
+        with ThreadPoolExecutor(threads) as pool:  # Pillow decodes without holding the GIL
+            results = list(pool.map(_check, paths, [decode] * len(paths), chunksize=64))
+        bad = [path for path, ok in zip(paths, results) if ok is False]
+        if bad:
+            logger.warning("%s: skipping %d unreadable image(s), e.g. %s", self.root, len(bad), bad[:3])
+            if len(bad) > max_bad_fraction * len(paths):
+                raise DataError(
+                    f"{len(bad)} of {len(paths)} images in {self.root} cannot be read (e.g. {', '.join(bad[:3])}); "
+                    f"more than the allowed {max_bad_fraction:.1%} (max_bad_image_fraction)."
+                )
+        keep = [i for i, ok in enumerate(results) if ok is not False]
+        self.samples = [self.samples[i] for i in keep]
+        self.targets = [s[1] for s in self.samples]
+        self.imgs = self.samples
+        if decode:
+            self.arrays = [results[i] for i in keep]
+        logger.info("%s: %d images%s", self.root, len(self.samples),
+                    f", {sum(a.nbytes for a in self.arrays) / 2**20:.0f} MiB decoded in memory" if decode else "")
+
+    def __getitem__(self, index: int):
+        if self.arrays is None:
+            return super().__getitem__(index)
+        array, target = self.arrays[index], self.targets[index]
+        return (self.transform(array) if self.transform else array), target
+
+
+def read_rgb_or_none(path: str) -> np.ndarray | None:
+    try:
+        return read_rgb(path)
+    except Exception:
+        return None
 
 
 def train_transform(prep: Preprocessing, hp) -> A.Compose:
@@ -100,7 +155,9 @@ def train_transform(prep: Preprocessing, hp) -> A.Compose:
         size = (hp.cutout_size, hp.cutout_size)
         steps.append(A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=size, hole_width_range=size,
                                      fill=0, p=1.0))
-    return A.Compose([*steps, A.Normalize(mean=prep.mean, std=prep.std), ToTensorV2()])
+    # No Normalize/ToTensor here: workers hand over uint8 images (a quarter of the bytes) and
+    # the training step normalises the whole batch at once (see engine.BatchNormalizer).
+    return A.Compose(steps)
 
 
 class EvalTransform:
@@ -113,7 +170,8 @@ class EvalTransform:
         return eval_transform(Image.fromarray(array), self.prep)
 
 
-def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict:
+def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int = 0,
+                max_bad_fraction: float = 0.0, threads: int = 1) -> dict:
     """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors."""
     try:
         train = ClassFolders(channels["train"], transform=None)
@@ -123,6 +181,11 @@ def load_splits(channels: dict[str, Path], prep: Preprocessing) -> dict:
     for name in ("valid", "test"):
         if name in channels:
             splits[name] = ClassFolders(channels[name], EvalTransform(prep), classes=train.classes)
+    for split in splits.values():
+        split.scan(cache_bytes, max_bad_fraction, threads)
+        cache_bytes -= sum(a.nbytes for a in split.arrays or [])
+    if not splits["train"].samples:
+        raise DataError(f"The 'train' channel has no readable images in {channels['train']}.")
     return splits
 
 
@@ -137,8 +200,15 @@ def train_loader(train: ClassFolders, prep: Preprocessing, hp, workers: int) -> 
     """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset)."""
     sampler = EpochSampler(len(train), hp.seed)
     dataset = SeededAugmentation(train, train_transform(prep, hp))
-    loader = _loader(dataset, hp.batch_size, workers, sampler=sampler, drop_last=len(train) > hp.batch_size)
+    loader = _loader(dataset, hp.batch_size, workers, sampler=sampler, drop_last=len(train) > hp.batch_size,
+                     collate_fn=collate_uint8)
     return loader, sampler
+
+
+def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, W, 3) uint8 arrays -> a (B, H, W, 3) uint8 tensor and the labels."""
+    images = torch.from_numpy(np.stack([image for image, _ in batch]))
+    return images, torch.tensor([label for _, label in batch])
 
 
 def eval_loader(dataset: ClassFolders, batch_size: int, workers: int) -> DataLoader:

@@ -53,11 +53,30 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class BatchNormalizer:
+    """(B, H, W, 3) uint8 on any device -> normalised float (B, 3, H, W) on `device`.
+
+    Permuting NHWC memory gives the channels_last layout for free; the contiguous()
+    copy is only made when a model wants classic NCHW.
+    """
+
+    def __init__(self, mean, std, device: torch.device, channels_last: bool):
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+        self.device, self.channels_last = device, channels_last
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        images = (images - self.mean) / self.std
+        return images if self.channels_last else images.contiguous()
+
+
 @dataclass
 class TrainStep:
     """One optimisation step with the job's options: mixed precision, MixUp/CutMix, clipping."""
 
     model: nn.Module  # possibly torch.compile'd
+    normalize: BatchNormalizer
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
@@ -66,13 +85,10 @@ class TrainStep:
     clip_grad_norm: float = 0.0
     amp_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None  # only for fp16
-    channels_last: bool = False
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        images = images.to(self.device, non_blocking=True)
+        images = self.normalize(images)
         labels = labels.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
         if self.mix is not None:
             images, targets = self.mix(images, labels)

@@ -26,7 +26,7 @@ class Hyperparameters:
     clip_grad_norm: float = 0.0  # 0 = off
     early_stopping_patience: int = 0  # epochs without a better validation accuracy; 0 = off
     amp: bool = True  # mixed precision on GPUs: bf16 where supported, else fp16 with a grad scaler
-    channels_last: bool = False
+    channels_last: bool = True  # faster convolutions on CPUs (oneDNN) and GPUs
     compile: bool = False  # torch.compile the model
     # augmentation (albumentations)
     hflip: bool = True
@@ -38,6 +38,8 @@ class Hyperparameters:
     image_size: int = 28  # crop side; training crops and serving uses the same
     resize_size: int = 0  # shorter side before cropping; 0 means image_size
     workers: int = 0  # data-loading processes; 0 means one per core
+    cache_mb: int = 4096  # decode all images into memory once when they fit in this; 0 = decode every epoch
+    max_bad_image_fraction: float = 0.01  # unreadable images are skipped; above this share the job fails
     seed: int = 0
     pretrained_weights: str = ""  # a file in the 'pretrained' channel (or the model dir); "" = from scratch
     freeze_backbone_epochs: int = 0  # train only the new head for this many first epochs
@@ -71,6 +73,8 @@ LIMITS = {
     "image_size": ("an integer between 8 and 1024", lambda v: 8 <= v <= 1024),
     "resize_size": ("0 or an integer >= image_size", lambda v: v >= 0),
     "workers": ("an integer >= 0", lambda v: v >= 0),
+    "cache_mb": ("an integer >= 0", lambda v: v >= 0),
+    "max_bad_image_fraction": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
     "seed": ("an integer >= 0", lambda v: v >= 0),
     "pretrained_weights": ("a file name (or empty)", lambda v: "/" not in v and v not in (".", "..")),
     "freeze_backbone_epochs": ("an integer >= 0", lambda v: v >= 0),

@@ -22,7 +22,8 @@ from byoc import model_package
 from byoc.model_package import ModelSpec
 from byoc.preprocessing import Preprocessing
 from byoc.training import checkpoints, data, hyperparameters, metrics, pretrained
-from byoc.training.engine import EpochMeter, StopSignal, TrainStep, cosine_schedule, evaluate, train_one_epoch
+from byoc.training.engine import (BatchNormalizer, EpochMeter, StopSignal, TrainStep, cosine_schedule, evaluate,
+                                  train_one_epoch)
 from byoc.training.errors import TrainingError
 
 logger = logging.getLogger("byoc.training")
@@ -86,7 +87,8 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
     workers = hp.workers or available_cores()
 
     prep = Preprocessing(resize_size=hp.resize_size or hp.image_size, crop_size=hp.image_size)
-    splits = data.load_splits(channels, prep)
+    splits = data.load_splits(channels, prep, cache_bytes=hp.cache_mb * 2**20,
+                              max_bad_fraction=hp.max_bad_image_fraction, threads=available_cores())
     classes = splits["train"].classes
     logger.info("classes: %d; images: %s", len(classes), {k: len(v) for k, v in splits.items()})
     spec = ModelSpec(architecture=hp.model, class_names=[data.display_name(c) for c in classes],
@@ -106,10 +108,12 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
     scheduler = cosine_schedule(optimizer, total_steps, warmup_steps=round(hp.warmup_epochs * steps_per_epoch))
     dtype = amp_dtype(hp, device)
     step = TrainStep(
-        model=torch.compile(model) if hp.compile else model, optimizer=optimizer, scheduler=scheduler,
+        model=torch.compile(model) if hp.compile else model,
+        normalize=BatchNormalizer(prep.mean, prep.std, device, hp.channels_last),
+        optimizer=optimizer, scheduler=scheduler,
         device=device, loss_fn=nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing),
         mix=make_mix(hp, len(classes)), clip_grad_norm=hp.clip_grad_norm, amp_dtype=dtype,
-        scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None, channels_last=hp.channels_last,
+        scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
     )
     logger.info("device %s, mixed precision %s, %d steps per epoch", device, dtype, steps_per_epoch)
 

@@ -57,3 +57,14 @@ class SeededAugmentation(Dataset):
         array, label = self.dataset[index]
         self.augment.set_random_seed(seed)
         return self.augment(image=array)["image"], label
+
+    def __getitems__(self, keys: list[tuple[int, int]]):
+        """A whole batch (DataLoader's batched fetch): one seed for the batch, as reseeding
+        albumentations costs more than augmenting a small image. Resuming happens at batch
+        boundaries, so the batch seed (its first sample's) is reproduced exactly."""
+        self.augment.set_random_seed(keys[0][1])
+        batch = []
+        for index, _ in keys:
+            array, label = self.dataset[index]
+            batch.append((self.augment(image=array)["image"], label))
+        return batch

@@ -1,0 +1,1 @@
+"""Benchmarks behind `make bench-*` (results and commands in BENCHMARKS.md)."""
