@@ -1,4 +1,4 @@
-"""Image-folder channels: train (required), valid and test (optional).
+"""Channels: train (required), valid and test (optional); formats in formats.py.
 
 Each channel holds one folder per class, named like the dog-breed data set
 (`001.Affenpinscher/`, `002.Afghan_hound/` ...; any folder name works). The
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from byoc.preprocessing import Preprocessing, eval_transform
+from byoc.training import formats
 from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
 
@@ -121,6 +122,9 @@ class ClassFolders(ImageFolder):
         logger.info("%s: %d images%s", self.root, len(self.samples),
                     f", {sum(a.nbytes for a in self.arrays) / 2**20:.0f} MiB decoded in memory" if decode else "")
 
+    def memory_bytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays or [])
+
     def __getitem__(self, index: int):
         if self.arrays is None:
             return super().__getitem__(index)
@@ -170,21 +174,32 @@ class EvalTransform:
         return eval_transform(Image.fromarray(array), self.prep)
 
 
+def open_split(path: Path, split: str, transform, classes: list[str] | None = None):
+    """A channel's images in whichever format it holds (class folders, CIFAR-100, IDX)."""
+    kind = formats.detect(path)
+    if kind == "folders":
+        return ClassFolders(path, transform, classes=classes)
+    dataset = formats.READERS[kind](path, split, transform)
+    if classes is not None and dataset.classes != classes:
+        raise DataError(f"The '{split}' channel's classes differ from the training channel's.")
+    return dataset
+
+
 def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int = 0,
                 max_bad_fraction: float = 0.0, threads: int = 1) -> dict:
     """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors."""
     try:
-        train = ClassFolders(channels["train"], transform=None)
+        train = open_split(channels["train"], "train", transform=None)
     except FileNotFoundError as error:
         raise DataError(f"The 'train' channel has no usable images: {error}") from None
     splits = {"train": train}
     for name in ("valid", "test"):
         if name in channels:
-            splits[name] = ClassFolders(channels[name], EvalTransform(prep), classes=train.classes)
+            splits[name] = open_split(channels[name], name, EvalTransform(prep), classes=train.classes)
     for split in splits.values():
         split.scan(cache_bytes, max_bad_fraction, threads)
-        cache_bytes -= sum(a.nbytes for a in split.arrays or [])
-    if not splits["train"].samples:
+        cache_bytes -= split.memory_bytes()
+    if not len(splits["train"]):
         raise DataError(f"The 'train' channel has no readable images in {channels['train']}.")
     return splits
 
@@ -196,7 +211,7 @@ def _loader(dataset, batch_size: int, workers: int, **kwargs) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0), **kwargs)
 
 
-def train_loader(train: ClassFolders, prep: Preprocessing, hp, workers: int) -> tuple[DataLoader, EpochSampler]:
+def train_loader(train, prep: Preprocessing, hp, workers: int) -> tuple[DataLoader, EpochSampler]:
     """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset)."""
     sampler = EpochSampler(len(train), hp.seed)
     dataset = SeededAugmentation(train, train_transform(prep, hp))
@@ -211,5 +226,5 @@ def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, to
     return images, torch.tensor([label for _, label in batch])
 
 
-def eval_loader(dataset: ClassFolders, batch_size: int, workers: int) -> DataLoader:
+def eval_loader(dataset, batch_size: int, workers: int) -> DataLoader:
     return _loader(dataset, batch_size, workers, shuffle=False)
