@@ -2,7 +2,7 @@
 import docker
 import pytest
 
-from harness import LABEL, SERVING_IMAGE, TRAINING_IMAGE, TrainingRun, run_training
+from harness import SERVING_IMAGE, TRAINING_IMAGE, TrainingRun, run_training
 
 
 @pytest.fixture(scope="session")
