@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from PIL import Image
 from safetensors.torch import load_file
 
 from harness import run_training
@@ -18,6 +19,9 @@ def test_training_writes_model_metrics_and_success(trained):
     assert load_file(model_dir / "model.safetensors")  # tensors only: nothing to unpickle
     assert (output / "success").exists() and not (output / "failure").exists()
 
+    for picture in ("training_curves.png", "confusion_matrix.png"):
+        with Image.open(output / "data" / picture) as image:
+            assert image.format == "PNG"
     metrics = json.loads((output / "data" / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]

@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from byoc import model_package
 from byoc.model_package import ModelSpec
 from byoc.preprocessing import Preprocessing
-from byoc.training import checkpoints, data, hyperparameters, metrics, pretrained
+from byoc.training import checkpoints, data, hyperparameters, metrics, pretrained, report
 from byoc.training.engine import (BatchNormalizer, EpochMeter, StopSignal, TrainStep, cosine_schedule, evaluate,
                                   train_one_epoch)
 from byoc.training.errors import TrainingError
@@ -190,6 +190,10 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
     output = Path(env.output_data_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    if history:
+        report.training_curves(history, output / "training_curves.png")
+    if "test_confusion" in results:
+        report.confusion_matrix(results["test_confusion"], spec.class_names, output / "confusion_matrix.png")
     logger.info("model written to %s, metrics to %s", env.model_dir, output / "metrics.json")
     return results
 
