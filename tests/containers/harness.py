@@ -45,13 +45,10 @@ def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -
 def run_training(client, root: Path, hyperparameters: dict, channels: dict[str, Path],
                  command: list[str] | None = ("train",), timeout: int = 600) -> TrainingRun:
     write_opt_ml(root, hyperparameters, channels)
-    volumes = {
-        str(root / "input" / "config"): {"bind": "/opt/ml/input/config", "mode": "ro"},
-        str(root / "model"): {"bind": "/opt/ml/model", "mode": "rw"},
-        str(root / "output"): {"bind": "/opt/ml/output", "mode": "rw"},
-    }
-    for name, path in channels.items():
-        volumes[str(path)] = {"bind": f"/opt/ml/input/data/{name}", "mode": "ro"}
+    # A list, not a dict keyed by host path: one folder may back two channels.
+    volumes = [f"{root / 'input' / 'config'}:/opt/ml/input/config:ro", f"{root / 'model'}:/opt/ml/model:rw",
+               f"{root / 'output'}:/opt/ml/output:rw"]
+    volumes += [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
     container = client.containers.run(
         TRAINING_IMAGE, list(command) if command else None, volumes=volumes, detach=True,
         labels=LABEL, shm_size="1g", network_mode="none",

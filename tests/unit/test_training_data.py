@@ -91,3 +91,8 @@ def test_training_batches_are_normalised_exactly_as_served(small_data):
     normalised = BatchNormalizer(prep.mean, prep.std, torch.device("cpu"), channels_last=True)(batch)
     served = torch.stack([eval_transform(Image.fromarray(a), prep) for a in arrays])
     torch.testing.assert_close(normalised, served, atol=1e-5, rtol=1e-5)
+
+
+def test_configured_but_absent_channel_folder_is_explained(tmp_path):
+    with pytest.raises(DataError, match="'train' channel is configured but .*/nothing does not exist"):
+        data.find_channels({"train": str(tmp_path / "nothing")})

@@ -38,13 +38,16 @@ def find_channels(channel_dirs: dict[str, str]) -> dict[str, Path]:
     """Map our channel names to their folders; fail clearly when `train` is absent."""
     found = {}
     for name in REQUIRED_CHANNELS:
-        path = Path(channel_dirs[name]) if name in channel_dirs else None
-        if path is None or not path.is_dir():
+        if name not in channel_dirs:
             raise DataError(
                 f"The '{name}' channel is missing: expected class folders of images under "
                 f"/opt/ml/input/data/{name} (got channels: {', '.join(sorted(channel_dirs)) or 'none'}). "
                 f"Pass it as the '{name}' input of the training job."
             )
+        path = Path(channel_dirs[name])
+        if not path.is_dir():
+            raise DataError(f"The '{name}' channel is configured but {path} does not exist: "
+                            "was its data copied or mounted there?")
         found[name] = path
     for name, aliases in OPTIONAL_CHANNELS.items():
         for alias in aliases:
