@@ -42,17 +42,28 @@ def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -
     return root
 
 
+def training_volumes(root: Path, channels: dict[str, Path]) -> list[str]:
+    """Bind mounts of a job's /opt/ml tree. A list, not a dict keyed by host path:
+    one folder may back two channels."""
+    volumes = [f"{root / 'input' / 'config'}:/opt/ml/input/config:ro", f"{root / 'model'}:/opt/ml/model:rw",
+               f"{root / 'output'}:/opt/ml/output:rw"]
+    if (root / "checkpoints").is_dir():
+        volumes.append(f"{root / 'checkpoints'}:/opt/ml/checkpoints:rw")
+    return volumes + [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
+
+
+def start_training(client, root: Path, channels: dict[str, Path], command=("train",)):
+    """A detached training container over an /opt/ml tree made by write_opt_ml."""
+    return client.containers.run(
+        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels),
+        detach=True, labels=LABEL, shm_size="1g", network_mode="none",
+    )
+
+
 def run_training(client, root: Path, hyperparameters: dict, channels: dict[str, Path],
                  command: list[str] | None = ("train",), timeout: int = 600) -> TrainingRun:
     write_opt_ml(root, hyperparameters, channels)
-    # A list, not a dict keyed by host path: one folder may back two channels.
-    volumes = [f"{root / 'input' / 'config'}:/opt/ml/input/config:ro", f"{root / 'model'}:/opt/ml/model:rw",
-               f"{root / 'output'}:/opt/ml/output:rw"]
-    volumes += [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
-    container = client.containers.run(
-        TRAINING_IMAGE, list(command) if command else None, volumes=volumes, detach=True,
-        labels=LABEL, shm_size="1g", network_mode="none",
-    )
+    container = start_training(client, root, channels, command)
     try:
         exit_code = container.wait(timeout=timeout)["StatusCode"]
         logs = container.logs().decode(errors="replace")

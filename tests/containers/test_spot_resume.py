@@ -6,21 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness import LABEL, TRAINING_IMAGE, run_training, write_opt_ml
+from harness import run_training, start_training, write_opt_ml
 
 pytestmark = pytest.mark.docker
 HYPERPARAMETERS = {"epochs": 2, "batch_size": 64, "deterministic": True, "workers": 2}
-
-
-def start_detached(client, root, channels):
-    volumes = {str(root / "input/config"): {"bind": "/opt/ml/input/config", "mode": "ro"},
-               str(root / "model"): {"bind": "/opt/ml/model", "mode": "rw"},
-               str(root / "output"): {"bind": "/opt/ml/output", "mode": "rw"},
-               str(root / "checkpoints"): {"bind": "/opt/ml/checkpoints", "mode": "rw"}}
-    volumes.update({str(path): {"bind": f"/opt/ml/input/data/{name}", "mode": "ro"}
-                    for name, path in channels.items()})
-    return client.containers.run(TRAINING_IMAGE, ["train"], volumes=volumes, detach=True, labels=LABEL,
-                                 shm_size="1g", network_mode="none")
 
 
 def test_stopped_and_restarted_job_ends_with_the_same_weights(docker_client, small_data, tmp_path):
@@ -30,7 +19,7 @@ def test_stopped_and_restarted_job_ends_with_the_same_weights(docker_client, sma
 
     root = write_opt_ml(tmp_path / "interrupted", HYPERPARAMETERS, channels)
     (root / "checkpoints").mkdir()
-    first = start_detached(docker_client, root, channels)
+    first = start_training(docker_client, root, channels)
     try:
         deadline = time.monotonic() + 300
         while "epoch=1 " not in first.logs().decode() and time.monotonic() < deadline:
@@ -43,7 +32,7 @@ def test_stopped_and_restarted_job_ends_with_the_same_weights(docker_client, sma
     assert not (root / "output" / "success").exists() and not (root / "output" / "failure").exists()
     assert not (root / "model" / "model.safetensors").exists()
 
-    second = start_detached(docker_client, root, channels)
+    second = start_training(docker_client, root, channels)
     try:
         assert second.wait(timeout=300)["StatusCode"] == 0
         logs = second.logs().decode()

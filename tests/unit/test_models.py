@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from byoc.models import ARCHITECTURES, build_model
+from byoc.models import build_model
 
 
 @pytest.mark.parametrize("architecture, size", [("small_cnn", 28), ("resnet_small", 32), ("wrn28_10", 32),
@@ -20,8 +20,3 @@ def test_wrn28_10_has_the_papers_size():
 def test_wrn_rejects_impossible_depths():
     with pytest.raises(ValueError, match="6n \\+ 4"):
         build_model("wrn28_10", 10, depth=27)
-
-
-def test_registry_names_match_the_hyperparameter_choices():
-    from byoc.training.hyperparameters import LIMITS
-    assert all(LIMITS["model"][1](name) for name in ARCHITECTURES)
