@@ -23,7 +23,7 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
-.PHONY: help demo engine venv base-image build data fashion-mnist-idx train serve predict stop test bench-train clean
+.PHONY: help demo engine venv base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ test: build .venv/.synced fashion-mnist-idx  ## unit tests, then the container t
 
 bench-train: build data  ## training benchmarks through the image (BENCHMARKS.md); results in bench-results/
 	scripts/bench-train.sh
+
+bench-serve: build .venv/.synced data  ## serving benchmark through the image (BENCHMARKS.md); results in bench-results/
+	$(UV) run --frozen python scripts/bench_serve.py
 
 clean:  ## stop services, remove ./opt_ml and caches (keeps data, .venv and images)
 	-docker compose down --remove-orphans

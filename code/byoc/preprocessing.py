@@ -4,22 +4,11 @@ Validation, test and served predictions all go through `eval_transform`, so a
 model is scored in training exactly as it will be served. It needs only
 Pillow and torch (the serving image has no albumentations).
 """
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    resize_size: int  # shorter side is resized to this
-    crop_size: int  # then a centred square of this side is cut out
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+from byoc.model_spec import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 (re-exported)
 
 
 def eval_transform(image: Image.Image, prep: Preprocessing) -> torch.Tensor:

@@ -2,7 +2,7 @@
 import docker
 import pytest
 
-from harness import SERVING_IMAGE, TRAINING_IMAGE, TrainingRun, run_training
+from harness import RUN_ID, SERVING_IMAGE, TRAINING_IMAGE, Endpoint, TrainingRun, run_training, start_serving
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +14,7 @@ def docker_client():
         except docker.errors.ImageNotFound:
             pytest.fail(f"image {image} is missing: run `make build` first")
     yield client
-    for container in client.containers.list(all=True, filters={"label": "byoc-test"}):
+    for container in client.containers.list(all=True, filters={"label": f"byoc.test-run={RUN_ID}"}):
         container.remove(force=True)
 
 
@@ -28,3 +28,11 @@ def trained(docker_client, small_data, tmp_path_factory) -> TrainingRun:
     )
     assert run.exit_code == 0, run.logs[-3000:]
     return run
+
+
+@pytest.fixture(scope="session")
+def endpoint(docker_client, trained) -> Endpoint:
+    """The serving image on the shared model, with its default settings."""
+    endpoint = start_serving(docker_client, trained.opt_ml / "model")
+    yield endpoint
+    endpoint.container.remove(force=True)

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import requests
 
 TRAINING_IMAGE = os.environ.get("TRAINING_IMAGE", "byoc-training:latest")
 SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
-LABEL = {"byoc-test": "1"}  # everything the tests start carries it, for cleanup
+# Everything one test session starts carries its own id, so cleanup never touches
+# the containers of another session sharing the engine (a second checkout, CI).
+RUN_ID = uuid.uuid4().hex[:12]
+LABEL = {"byoc.test-run": RUN_ID}
 
 
 @dataclass
@@ -84,13 +88,15 @@ class Endpoint:
     container: object
 
 
-def start_serving(client, model_dir: Path, command=("serve",), environment=None, container_port=8080,
-                  wait: float = 120) -> Endpoint:
+def start_serving(client, model_dir: Path | None, command=("serve",), environment=None, container_port=8080,
+                  wait: float = 120, volumes: dict | None = None) -> Endpoint:
+    """A serving container on a free loopback port, returned once /ping answers 200."""
     port = free_port()
+    if volumes is None:
+        volumes = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}}
     container = client.containers.run(
         SERVING_IMAGE, list(command) if command else None, detach=True, labels=LABEL,
-        environment=environment or {}, ports={f"{container_port}/tcp": ("127.0.0.1", port)},
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+        environment=environment or {}, ports={f"{container_port}/tcp": ("127.0.0.1", port)}, volumes=volumes,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
@@ -103,7 +109,28 @@ def start_serving(client, model_dir: Path, command=("serve",), environment=None,
         container.reload()
         if container.status == "exited":
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     logs = container.logs().decode(errors="replace")[-3000:]
     container.remove(force=True)
     pytest.fail(f"serving container did not answer /ping on {url}:\n{logs}")
+
+
+def post_image(url: str, path: Path, headers: dict | None = None) -> requests.Response:
+    return requests.post(url, data=path.read_bytes(), headers={"Content-Type": "image/png", **(headers or {})},
+                         timeout=30)
+
+
+def label_of(class_folder: Path) -> str:
+    """'003.Pullover' -> 'Pullover', 'T-shirt_top' -> 'T-shirt top' (the class-name convention)."""
+    return class_folder.name.split(".", 1)[1].replace("_", " ")
+
+
+def assert_same_predictions(got: list, expected: list) -> None:
+    """Equal labels, probabilities equal to float noise (a batch may sum in another order)."""
+    if got and isinstance(got[0], list):
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_same_predictions(g, e)
+        return
+    assert [p["label"] for p in got] == [p["label"] for p in expected]
+    assert all(abs(g["probability"] - e["probability"]) < 1e-4 for g, e in zip(got, expected)), (got, expected)

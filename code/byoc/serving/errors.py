@@ -1,4 +1,6 @@
 """Client errors: each becomes a 4xx JSON body, never a traceback."""
+import json
+from http import HTTPStatus
 
 
 class RequestError(Exception):
@@ -9,6 +11,8 @@ class RequestError(Exception):
 
     @property
     def reason(self) -> str:
-        return {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}.get(
-            self.status, "Client Error"
-        )
+        return HTTPStatus(self.status).phrase
+
+
+def error_body(status: int, message: str) -> str:
+    return json.dumps({"error": message, "status": status})

@@ -1,64 +1,103 @@
 """multi-model-server's entry point: handle(data, context) for a batch of requests.
 
 MMS calls handle(None, context) once when a worker loads the model, then
-handle(requests, context) with one or more requests. Every request gets its
-own status and JSON body: a bad one answers 4xx without spoiling the rest.
+handle(requests, context) with the requests it batched (BYOC_MAX_BATCH_SIZE,
+BYOC_MAX_BATCH_DELAY_MS). All valid images of all requests go through one
+forward pass; every request gets its own status and JSON body, so a bad one
+answers 4xx without spoiling the rest.
 """
 import json
 import logging
+from dataclasses import dataclass
 
 import torch
 
-from byoc.serving.errors import RequestError
-from byoc.serving.inference import Classifier, decode_image
+from byoc.serving import payloads, request_options, settings
+from byoc.serving.errors import RequestError, error_body
+from byoc.serving.inference import Classifier
 
 logger = logging.getLogger(__name__)
 _classifier: Classifier | None = None
+_settings: settings.Settings | None = None
 
 
-def _device(context) -> torch.device:
+@dataclass
+class Pending:
+    index: int  # the request's position in MMS's batch
+    batch: torch.Tensor
+    many: bool
+    top_k: int
+
+
+def _load(context) -> None:
+    global _classifier, _settings
+    _settings = settings.from_environment()
+    torch.set_num_threads(_settings.torch_threads)
     gpu_id = context.system_properties.get("gpu_id")
-    if torch.cuda.is_available() and gpu_id is not None:
-        return torch.device(f"cuda:{gpu_id}")
-    return torch.device("cpu")
+    device = torch.device(f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu")
+    _classifier = Classifier.load(context.system_properties["model_dir"], device)
+    logger.info("model loaded on %s: %s, %d classes, %d torch threads", device,
+                _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads)
 
 
-def _header(context, idx: int, name: str) -> str | None:
-    for key, value in (context.get_all_request_header(idx) or {}).items():
-        if isinstance(key, str) and key.lower() == name.lower():
-            return value.decode() if isinstance(value, (bytes, bytearray)) else value
-    return None
+def _headers(context, index: int) -> dict[str, str]:
+    """Request headers, lower-cased names; MMS also files the body's own entry here (a dict): skip it."""
+    headers = {}
+    for name, value in (context.get_all_request_header(index) or {}).items():
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode(errors="replace")
+        if isinstance(name, str) and isinstance(value, str):
+            headers[name.lower()] = value
+    return headers
 
 
-def _body(request: dict) -> bytes:
+def _body(request) -> bytes:
     body = request.get("body", request.get("data")) if isinstance(request, dict) else None
     if body is None:
         return b""
     return bytes(body) if isinstance(body, (bytes, bytearray)) else str(body).encode()
 
 
+def _parse(request, headers: dict[str, str]) -> tuple[torch.Tensor, bool, int]:
+    request_options.check_accept(headers.get("accept"))
+    k = request_options.top_k(headers.get(request_options.CUSTOM_ATTRIBUTES.lower()), _classifier.num_classes)
+    payload = payloads.decode(_body(request), headers.get("content-type"), _settings.max_payload_bytes)
+    return _classifier.to_batch(payload), payload.many, k
+
+
 def handle(data, context):
-    global _classifier
     if _classifier is None:
-        _classifier = Classifier.load(context.system_properties["model_dir"], _device(context))
-        logger.info("model loaded: %s, %d classes", _classifier.spec.architecture, len(_classifier.spec.class_names))
+        _load(context)
     if data is None:  # the load-time call
         return None
 
     responses: list[str | None] = [None] * len(data)
-    tensors, positions = [], []
-    for idx, request in enumerate(data):
-        try:
-            image = decode_image(_body(request), _header(context, idx, "Content-Type"))
-            tensors.append(_classifier.preprocess(image))
-            positions.append(idx)
-        except RequestError as error:
-            context.set_response_status(error.status, error.reason, idx)
-            responses[idx] = json.dumps({"error": error.message, "status": error.status})
-        context.set_response_content_type(idx, "application/json")
 
-    if tensors:
-        predictions = _classifier.predict(torch.stack(tensors))
-        for idx, top in zip(positions, predictions):
-            responses[idx] = json.dumps({"predictions": [p.__dict__ for p in top]})
+    def fail(index: int, status: int, message: str) -> None:
+        context.set_response_status(status, RequestError(status, message).reason, index)
+        responses[index] = error_body(status, message)
+
+    pending = []
+    for index, request in enumerate(data):
+        context.set_response_content_type(index, request_options.RESPONSE_TYPE)
+        try:
+            pending.append(Pending(index, *_parse(request, _headers(context, index))))
+        except RequestError as error:
+            fail(index, error.status, error.message)
+        except Exception:  # a decoder bug must not take the batch down, nor leak a traceback
+            logger.exception("request %d could not be prepared", index)
+            fail(index, 500, "The request could not be processed.")
+
+    if pending:
+        logger.info("forward pass: %d request(s), %d image(s)", len(pending), sum(len(p.batch) for p in pending))
+        try:
+            probabilities = _classifier.probabilities(torch.cat([p.batch for p in pending]))
+        except Exception:
+            logger.exception("forward pass failed for %d request(s)", len(pending))
+            for p in pending:
+                fail(p.index, 500, "The model failed on this batch.")
+            return responses
+        for p, rows in zip(pending, probabilities.split([len(p.batch) for p in pending])):
+            top = [[prediction.__dict__ for prediction in row] for row in _classifier.top_k(rows, p.top_k)]
+            responses[p.index] = json.dumps({"predictions": top if p.many else top[0]})
     return responses

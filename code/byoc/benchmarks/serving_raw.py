@@ -1,0 +1,65 @@
+"""The serving benchmark's in-process side, run inside the serving image.
+
+  --make-model DIR   write a model package (random weights: speed does not depend on them)
+  --model DIR        time the bare model: batch-1 latency and batch-B throughput on
+                     preprocessed tensors, with the torch threads one server worker gets
+Prints one JSON object.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from byoc import model_package
+from byoc.model_spec import ModelSpec, Preprocessing
+from byoc.serving.inference import Classifier
+
+
+def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
+    spec = ModelSpec(architecture, [f"class_{i:03d}" for i in range(classes)], Preprocessing(round(crop * 8 / 7), crop))
+    model_package.save(spec.build(), spec, out)
+
+
+def time_model(model_dir: str, batch: int, threads: int, seconds: float) -> dict:
+    torch.set_num_threads(threads)
+    classifier = Classifier.load(model_dir, torch.device("cpu"))
+    one = torch.randn(1, *classifier.input_shape)
+    many = torch.randn(batch, *classifier.input_shape)
+    for _ in range(3):
+        classifier.probabilities(many)
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(latencies) < 20:
+        started = time.perf_counter()
+        classifier.probabilities(one)
+        latencies.append(time.perf_counter() - started)
+    images, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or images < 5 * batch:
+        classifier.probabilities(many)
+        images += batch
+    return {"torch_threads": threads, "batch": batch,
+            "raw_latency_ms_p50": round(1000 * statistics.median(latencies), 2),
+            "raw_images_per_sec": round(images / (time.perf_counter() - started), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--make-model")
+    parser.add_argument("--architecture", default="resnet50")
+    parser.add_argument("--classes", type=int, default=133)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--model")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+    if args.make_model:
+        make_model(args.make_model, args.architecture, args.classes, args.crop)
+    if args.model:
+        print(json.dumps(time_model(args.model, args.batch, args.threads, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Per-request options from the headers SageMaker forwards.
+
+InvokeEndpoint forwards `Accept` and `CustomAttributes` (as the header
+X-Amzn-SageMaker-Custom-Attributes); query strings do not reach the container.
+"""
+from byoc.serving.errors import RequestError
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+RESPONSE_TYPE = "application/json"
+DEFAULT_TOP_K = 5
+
+
+def check_accept(accept: str | None) -> None:
+    """Only JSON is answered: refuse an Accept that excludes it."""
+    if not accept:
+        return
+    allowed = {RESPONSE_TYPE, "application/*", "*/*"}
+    if not any(part.split(";")[0].strip().lower() in allowed for part in accept.split(",")):
+        raise RequestError(406, f"Accept {accept!r} cannot be met; responses are {RESPONSE_TYPE}.")
+
+
+def top_k(custom_attributes: str | None, num_classes: int) -> int:
+    """`top_k=N` among comma- or semicolon-separated key=value custom attributes; at most num_classes."""
+    for item in (custom_attributes or "").replace(";", ",").split(","):
+        key, _, value = item.partition("=")
+        if key.strip().lower() == "top_k":
+            try:
+                k = int(value.strip())
+            except ValueError:
+                k = 0
+            if k < 1:
+                raise RequestError(400, f"top_k={value.strip()!r} must be a whole number of at least 1.")
+            return min(k, num_classes)
+    return min(DEFAULT_TOP_K, num_classes)

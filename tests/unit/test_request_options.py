@@ -1,0 +1,28 @@
+import pytest
+
+from byoc.serving.errors import RequestError
+from byoc.serving.request_options import check_accept, top_k
+
+
+@pytest.mark.parametrize("accept", [None, "", "application/json", "*/*", "text/html, application/*;q=0.8"])
+def test_accept_that_allows_json_passes(accept):
+    check_accept(accept)
+
+
+def test_accept_without_json_is_406():
+    with pytest.raises(RequestError) as error:
+        check_accept("text/csv")
+    assert error.value.status == 406
+
+
+@pytest.mark.parametrize("attributes, k", [(None, 5), ("", 5), ("top_k=3", 3), ("a=b; top_k = 7", 7),
+                                           ("top_k=500", 10)])
+def test_top_k_from_custom_attributes_capped_at_the_classes(attributes, k):
+    assert top_k(attributes, num_classes=10) == k
+
+
+@pytest.mark.parametrize("attributes", ["top_k=0", "top_k=-1", "top_k=three", "top_k="])
+def test_bad_top_k_is_400(attributes):
+    with pytest.raises(RequestError) as error:
+        top_k(attributes, num_classes=10)
+    assert error.value.status == 400 and "top_k" in error.value.message
