@@ -1,0 +1,44 @@
+"""SageMaker Python SDK v2 local mode with our images: Estimator(instance_type="local") on
+file:// channels and output, deploy(instance_type="local") with the serving image, predict,
+delete_endpoint. No AWS: no credentials, no network."""
+import pytest
+import requests
+
+from sdk_harness import (SERVING_IMAGE, TRAINING_IMAGE, check_artifacts, check_predictions, run_driver, sample_images,
+                         wait_until_stopped)
+
+pytestmark = pytest.mark.docker
+
+
+def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, sdk_env, serving_port, outbound):
+    images = sample_images(small_data)
+    run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
+        "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
+        "--job-name", "byoc-sdk-v2", "--port", str(serving_port), "--predict", *map(str, images)])
+
+    assert run.result["sdk_version"].startswith("2.")
+    assert run.result["model_data"] == f"file://{sdk_root}/output/model.tar.gz"
+    model_dir = check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
+    accuracy = check_predictions(run.result["predictions"], images, model_dir)
+    assert accuracy >= 0.5, f"served top-1 accuracy {accuracy:.2f} on {len(images)} test images"
+
+    # one training container, one serving container; delete_endpoint stopped the endpoint
+    assert sorted(c["image"] for c in run.containers) == sorted([SERVING_IMAGE, TRAINING_IMAGE])
+    assert wait_until_stopped(sdk_docker, sdk_root) == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{serving_port}/ping", timeout=5)
+    assert outbound.attempts == []
+
+
+def test_v2_estimator_two_instances(small_data, sdk_docker, sdk_root, sdk_env, outbound):
+    """Each of the two hosts runs the whole job (there is no distributed training yet): the job
+    completes and model.tar.gz holds one complete model."""
+    run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
+        "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
+        "--job-name", "byoc-sdk-v2-two", "--instance-count", "2"])
+
+    hosts = sorted(c["service"].rsplit("-", 1)[0] for c in run.containers)  # algo-N-<suffix>
+    assert hosts == ["algo-1", "algo-2"], run.containers
+    assert [c["exit_code"] for c in run.containers] == [0, 0]
+    check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
+    assert outbound.attempts == []
