@@ -78,7 +78,7 @@ fi
 link_compose_cli() {
   local plugin
   for plugin in "$PLUGIN_DIR" /usr/local/libexec/docker/cli-plugins /usr/libexec/docker/cli-plugins \
-                /usr/lib/docker/cli-plugins "$HOME/.docker/cli-plugins"; do
+                /usr/lib/docker/cli-plugins "${HOME:-/root}/.docker/cli-plugins"; do
     plugin="$plugin/docker-compose"
     [ -x "$plugin" ] && break
   done
