@@ -23,7 +23,7 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
-.PHONY: help demo engine venv base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean
+.PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,13 @@ engine:  ## make sure a Docker engine with buildx and compose runs (installs the
 venv: .venv/.synced  ## the development environment (.venv) from uv.lock
 .venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-extras
+	@touch $@
+
+# SageMaker SDK v2 and v3 are both PyPI's `sagemaker`: each gets its own project, lock and venv,
+# which the local-mode tests (tests/sdk_local) run as subprocesses. Kept out of .venv and uv.lock.
+sdk-venvs: .venv-sdk-v2/.synced .venv-sdk-v3/.synced  ## the SageMaker SDK v2 and v3 environments for the local-mode tests
+.venv-sdk-%/.synced: tests/sdk_local/sdk-%/pyproject.toml tests/sdk_local/sdk-%/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-sdk-$* $(UV) sync --frozen --project tests/sdk_local/sdk-$*
 	@touch $@
 
 base-image: engine  ## the offline CUDA-ready base (debootstrap + docker import)
@@ -75,7 +82,7 @@ predict:  ## send one test image to the running endpoint
 stop:  ## stop the compose services
 	docker compose down
 
-test: build .venv/.synced fashion-mnist-idx  ## unit tests, then the container tests (builds the images first)
+test: build .venv/.synced sdk-venvs fashion-mnist-idx  ## unit tests, container tests, SageMaker SDK local mode (builds the images first)
 	$(UV) run --frozen pytest
 
 bench-train: build data  ## training benchmarks through the image (BENCHMARKS.md); results in bench-results/

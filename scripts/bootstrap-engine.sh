@@ -6,20 +6,32 @@
 # docker-buildx and docker-compose packages are fetched into a private apt
 # state dir (the system's apt configuration is left alone) and unpacked into
 # the CLI plugin dir. Needs root on Debian; elsewhere install Docker yourself.
+#
+# SageMaker Python SDK v2 local mode runs `docker compose` only when
+# `docker compose version` prints "v2"; Debian's plugin prints "Docker Compose
+# version 2.26.1-4", so the SDK falls back to a `docker-compose` command. The
+# compose v2 binary also runs standalone under that name: where the SDK would
+# find neither, a `docker-compose` link to the plugin is made (COMPOSE_LINK).
 set -euo pipefail
 
 PLUGIN_DIR=${DOCKER_CLI_PLUGIN_DIR:-/usr/local/lib/docker/cli-plugins}
 STATE_DIR=${BOOTSTRAP_STATE_DIR:-/var/cache/byoc-bootstrap}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+COMPOSE_LINK=${COMPOSE_LINK:-/usr/local/bin/docker-compose}
 
 log() { printf 'bootstrap-engine: %s\n' "$*" >&2; }
 
 engine_ok() { docker info >/dev/null 2>&1; }
 buildx_ok() { docker buildx version >/dev/null 2>&1; }
 compose_ok() { docker compose version >/dev/null 2>&1; }
+# What SageMaker SDK v2 local mode accepts (sagemaker/local/image.py, _get_compose_cmd_prefix).
+sdk_compose_ok() {
+  docker compose version 2>/dev/null | grep -q v2 \
+    || { command -v docker-compose >/dev/null 2>&1 && docker-compose version >/dev/null 2>&1; }
+}
 
-if engine_ok && buildx_ok && compose_ok; then
+if engine_ok && buildx_ok && compose_ok && sdk_compose_ok; then
   log "engine, buildx and compose already work; nothing to do"
   exit 0
 fi
@@ -63,6 +75,23 @@ if ! buildx_ok || ! compose_ok; then
   install_plugins
 fi
 
+link_compose_cli() {
+  local plugin
+  for plugin in "$PLUGIN_DIR" /usr/local/libexec/docker/cli-plugins /usr/libexec/docker/cli-plugins \
+                /usr/lib/docker/cli-plugins "${HOME:-/root}/.docker/cli-plugins"; do
+    plugin="$plugin/docker-compose"
+    [ -x "$plugin" ] && break
+  done
+  [ -x "$plugin" ] || { log "no docker compose plugin found to link as docker-compose"; exit 1; }
+  log "linking $COMPOSE_LINK -> $plugin (for SageMaker SDK v2 local mode)"
+  mkdir -p "$(dirname "$COMPOSE_LINK")"
+  ln -sfn "$plugin" "$COMPOSE_LINK"
+}
+
+if ! sdk_compose_ok; then
+  link_compose_cli
+fi
+
 if ! engine_ok; then
   log "starting dockerd (log: $DOCKERD_LOG)"
   nohup dockerd >"$DOCKERD_LOG" 2>&1 &
@@ -75,4 +104,5 @@ fi
 engine_ok || { log "dockerd did not answer within 60 s; see $DOCKERD_LOG"; exit 1; }
 buildx_ok || { log "docker buildx does not work"; exit 1; }
 compose_ok || { log "docker compose does not work"; exit 1; }
+sdk_compose_ok || { log "docker-compose ($COMPOSE_LINK) does not work, nor prints docker compose version v2"; exit 1; }
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version)"

@@ -1,0 +1,51 @@
+"""SageMaker Python SDK v2 local mode with our images: Estimator(instance_type="local") on
+file:// channels and output, deploy(instance_type="local") with the serving image, predict,
+delete_endpoint. No AWS: no credentials, no network."""
+import re
+
+import pytest
+import requests
+
+from byoc import model_package
+from sdk_harness import (SERVING_IMAGE, TRAINING_IMAGE, check_artifacts, check_predictions, run_driver, sample_images,
+                         wait_until_stopped)
+
+pytestmark = pytest.mark.docker
+
+
+def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, sdk_env, serving_port, outbound):
+    images = sample_images(small_data)
+    run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
+        "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
+        "--job-name", "byoc-sdk-v2", "--port", str(serving_port), "--predict", *map(str, images)])
+
+    assert run.result["sdk_version"].startswith("2.")
+    assert run.result["model_data"] == f"file://{sdk_root}/output/model.tar.gz"
+    model_dir = check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
+    accuracy = check_predictions(run.result["predictions"], images, model_dir)
+    assert accuracy >= 0.5, f"served top-1 accuracy {accuracy:.2f} on {len(images)} test images"
+
+    # one training container, one serving container; delete_endpoint stopped the endpoint
+    assert sorted(c["image"] for c in run.containers) == sorted([SERVING_IMAGE, TRAINING_IMAGE])
+    assert wait_until_stopped(sdk_docker, sdk_root) == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{serving_port}/ping", timeout=5)
+    assert outbound.attempts == []
+
+
+def test_v2_estimator_two_instances(small_data, sdk_docker, sdk_root, sdk_env, outbound):
+    """Both hosts run the whole job (no distributed training yet) and model.tar.gz holds one
+    complete model. Local mode runs `compose up --abort-on-container-exit`: when the first host
+    finishes, compose stops the other, which then exits 143 (SIGTERM) if it was not done."""
+    run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
+        "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
+        "--job-name", "byoc-sdk-v2-two", "--instance-count", "2"])
+
+    hosts = {c["service"]: c for c in run.containers}
+    assert sorted(h.rsplit("-", 1)[0] for h in hosts) == ["algo-1", "algo-2"], run.containers  # algo-N-<suffix>
+    for host in hosts:  # compose prefixes each line with the container name, which ends in the host's
+        assert re.search(rf"{host}\s*\|.*byoc.training INFO +hyperparameters:", run.log), f"{host} did not train"
+    assert sorted(c["exit_code"] for c in hosts.values()) in ([0, 0], [0, 143]), run.containers
+    model_dir = check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
+    model_package.load(model_dir)  # the weights load: no half-written file from the stopped host
+    assert outbound.attempts == []
