@@ -95,6 +95,8 @@ def push(ecr, client: docker.DockerClient, session: Login, local_image: str, rep
                 if "error" in line:
                     raise PushError(f"pushing {target}:{tag}: {line['error']}")
                 digest = line.get("aux", {}).get("Digest", digest)
+                if line.get("status") in ("Pushed", "Layer already exists", "Mounted from"):
+                    log(f"  {target}:{tag} layer {line.get('id', '?')}: {line['status']}")
         finally:
             client.images.remove(f"{target}:{tag}", noprune=True)  # keep the engine's tag list clean
         log(f"pushed {local_image} as {target}:{tag} ({digest})")

@@ -115,6 +115,8 @@ def test_deploy_then_roll(aws_env, capsys):
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
     new_image = IMAGE.format("serving").replace("a" * 64, "b" * 64)
+    assert launch.main(["roll", "--endpoint", "byoc-ep", "--image", new_image, "--dry-run"]) == 0
+    assert '"operation": "update_endpoint"' in capsys.readouterr().out  # printed, not sent (moto lacks it)
     lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image)
     assert [r["operation"] for r in requests] == ["create_model", "create_endpoint_config", "update_endpoint"]
     new_model, new_config, update = (r["request"] for r in requests)

@@ -195,8 +195,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the requests instead of sending them")
     p.add_argument("--wait-delay", type=float, default=30, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
+    # --dry-run also after the command name; SUPPRESS keeps the top-level value when it is absent there.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS, help="print, do not send")
 
-    train = sub.add_parser("train", help="start a training job")
+    train = sub.add_parser("train", parents=[common], help="start a training job")
     train.add_argument("--image", required=True, help="training image URI (python -m ecr uri byoc-training)")
     train.add_argument("--role", required=True, help="the SageMaker execution role's ARN")
     train.add_argument("--channel", action="append", required=True, metavar="NAME=S3_URI",
@@ -218,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
         group.add_argument("--model-data", metavar="S3_URI", help="a model.tar.gz")
         group.add_argument("--training-job", help="use this completed job's model")
 
-    deploy = sub.add_parser("deploy", help="model, endpoint config, endpoint and auto-scaling")
+    deploy = sub.add_parser("deploy", parents=[common], help="model, endpoint config, endpoint and auto-scaling")
     deploy.add_argument("--image", required=True, help="serving image URI (python -m ecr uri byoc-serving)")
     deploy.add_argument("--role", required=True)
     deploy.add_argument("--endpoint", required=True, help="the endpoint's name")
@@ -230,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
                         help="auto-scaling target: invocations per instance per minute")
     deploy.set_defaults(run=_deploy)
 
-    roll = sub.add_parser("roll", help="move a live endpoint to a new image")
+    roll = sub.add_parser("roll", parents=[common], help="move a live endpoint to a new image")
     roll.add_argument("--endpoint", required=True)
     roll.add_argument("--image", required=True)
     roll.add_argument("--role", help="default: the current model's role")
