@@ -5,7 +5,6 @@ serving container is tests/containers/test_lambda_endpoint.py); ENDPOINT_NAME na
 endpoint that cannot be reached, so a check that let a request through would fail loudly.
 """
 import base64
-import functools
 import json
 import subprocess
 import sys
@@ -13,12 +12,13 @@ import threading
 import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from byoc.cloud import endpoint_lambda
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
 

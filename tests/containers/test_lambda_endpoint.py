@@ -8,7 +8,6 @@ to the container's /invocations as SageMaker's front end does.
 """
 import base64
 import functools
-import io
 import json
 import shutil
 import threading
