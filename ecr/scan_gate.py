@@ -9,6 +9,7 @@ its date fails the gate until someone reviews it.
 """
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,28 +120,34 @@ def evaluate(findings: list[Finding], allowlist: list[AllowEntry], today: dt.dat
     return Verdict(blocking, allowed, expired)
 
 
+DONE = ("COMPLETE", "ACTIVE")  # basic scanning ends COMPLETE; enhanced (continuous) scanning reports ACTIVE
+PENDING = ("IN_PROGRESS", "PENDING")
+
+
 def scan_results(ecr, repository: str, tag: str, delay: float = 5, max_attempts: int = 120) -> tuple[list, str | None]:
-    """All findings of repository:tag once its scan completes, and a problem if it did not.
+    """All findings of repository:tag once its scan is done, and a problem if it did not get there.
 
     Scan on push starts the scan; if none exists (scan on push off, or a stand-in that
-    does not scan), one is started here.
+    does not scan), one is started here. boto3's image_scan_complete waiter knows basic
+    scanning's statuses only, hence the loop.
     """
     image_id = {"imageTag": tag}
-    try:
-        ecr.describe_image_scan_findings(repositoryName=repository, imageId=image_id, maxResults=1)
-    except ecr.exceptions.ScanNotFoundException:
-        ecr.start_image_scan(repositoryName=repository, imageId=image_id)
-    waiter = ecr.get_waiter("image_scan_complete")
-    try:
-        waiter.wait(repositoryName=repository, imageId=image_id,
-                    WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts})
-    except Exception as error:  # botocore WaiterError: FAILED scan or timeout
-        return [], f"scan did not complete: {error}"
+    for _ in range(max_attempts):
+        try:
+            first = ecr.describe_image_scan_findings(repositoryName=repository, imageId=image_id)
+        except ecr.exceptions.ScanNotFoundException:
+            ecr.start_image_scan(repositoryName=repository, imageId=image_id)
+            continue
+        status = first.get("imageScanStatus", {})
+        if status.get("status") in DONE:
+            break
+        if status.get("status") not in PENDING:
+            return [], f"scan status {status.get('status')}: {status.get('description', '')}"
+        time.sleep(delay)
+    else:
+        return [], f"no scan result after {max_attempts} attempts {delay:g} s apart"
     findings = []
     for page in ecr.get_paginator("describe_image_scan_findings").paginate(
             repositoryName=repository, imageId=image_id):
-        status = page.get("imageScanStatus", {})
-        if status.get("status") != "COMPLETE":
-            return [], f"scan status {status.get('status')}: {status.get('description', '')}"
         findings += findings_from(page)
     return findings, None

@@ -152,16 +152,16 @@ def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") 
 @pytest.fixture
 def scanned(ecr, aws_env, tmp_path):
     """An image in a fresh repository whose scan will report the given enhanced findings."""
-    def make(*findings):
+    def make(*findings, status="COMPLETE"):
         name = unique("byoc-test-scan")
         cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
         ecr.put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="1.0.0")
-        if findings:
+        if findings or status != "COMPLETE":
             counts = {}
             for f in findings:
                 counts[f["severity"]] = counts.get(f["severity"], 0) + 1
             result = {"registryId": "123456789012", "repositoryName": name, "imageId": {"imageTag": "1.0.0"},
-                      "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+                      "imageScanStatus": {"status": status, "description": f"status {status}"},
                       "imageScanFindings": {"enhancedFindings": list(findings), "findingSeverityCounts": counts}}
             requests.post(f"{aws_env}/moto-api/static/ecr/scan-finding-results",
                           json={"results": [result], "region": "us-east-1"}).raise_for_status()
@@ -194,6 +194,14 @@ def test_gate_passes_unfixable_high_and_fixable_medium(scanned, tmp_path, capsys
                      enhanced_finding("CVE-2024-0001", "MEDIUM", "YES", "zlib1g"))
     code, out = gate(target, allowlist(tmp_path), capsys)
     assert (code, out.splitlines()[0]) == (0, f"{target}: scan gate PASSED")
+
+
+def test_gate_reads_enhanced_scanning_statuses(scanned, tmp_path, capsys):
+    code, out = gate(scanned(enhanced_finding("CVE-2024-0001", "LOW", "YES"), status="ACTIVE"),
+                     allowlist(tmp_path), capsys)
+    assert code == 0, out
+    code, out = gate(scanned(status="UNSUPPORTED_IMAGE"), allowlist(tmp_path), capsys)
+    assert code == 1 and "scan: scan status UNSUPPORTED_IMAGE" in out
 
 
 def test_gate_fails_on_the_basic_scan_moto_reports(scanned, tmp_path, capsys):
