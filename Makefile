@@ -14,6 +14,13 @@ FASHION_MNIST_IDX ?= /usr/share/datasets/fashion-mnist
 DATA_DIR          ?= data/fashion-mnist
 SERVE_PORT        ?= 8080
 UV_VERSION        := 0.13.9
+# ECR: the repositories named in ecr/repositories.json; AWS settings come from the usual AWS_* variables.
+TRAINING_REPOSITORY ?= byoc-training
+SERVING_REPOSITORY  ?= byoc-serving
+LAMBDA_ZIP          ?= build/endpoint-lambda.zip
+STANDINS_DIR        ?= .tools/standins
+MOTO_PORT           ?= 4566
+REGISTRY_PORT       ?= 5000
 UV                ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 
 # docker compose reads a relative path without ./ as a volume name: hand it an absolute one.
@@ -23,7 +30,8 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
-.PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean
+.PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean \
+        ecr-repos push scan standins standins-down lambda-zip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,6 +63,26 @@ build: engine  ## both images, on BASE_IMAGE, else the CUDA image, else the offl
 	@base=$$(scripts/base-image.sh) && echo "building on $$base" && \
 	docker buildx build $(BUILD_FLAGS) -t $(TRAINING_IMAGE) -f containers/training/Dockerfile . && \
 	docker buildx build $(BUILD_FLAGS) -t $(SERVING_IMAGE) -f containers/serving/Dockerfile .
+
+ecr-repos: .venv/.synced  ## create or update the ECR repositories (ecr/repositories.json)
+	$(UV) run --frozen python -m ecr ensure
+
+push: ecr-repos  ## log in to ECR, tag both images with the version and git SHA, push them
+	$(UV) run --frozen python -m ecr push $(TRAINING_IMAGE)=$(TRAINING_REPOSITORY) $(SERVING_IMAGE)=$(SERVING_REPOSITORY)
+
+scan: .venv/.synced  ## wait for ECR's scans of what push pushed; fail on fixable CRITICAL/HIGH findings
+	$(UV) run --frozen python -m ecr scan
+
+standins: .venv/.synced  ## moto server (AWS APIs) and docker-registry on loopback; prints the env to use
+	@$(UV) run --frozen python -m ecr.standins up --dir $(STANDINS_DIR) --moto-port $(MOTO_PORT) --registry-port $(REGISTRY_PORT)
+
+standins-down:  ## stop the stand-ins (their registry storage stays in STANDINS_DIR)
+	$(UV) run --frozen python -m ecr.standins down --dir $(STANDINS_DIR)
+
+lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP
+	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
+	cd code/byoc/cloud && python3 -m zipfile -c $(abspath $(LAMBDA_ZIP)) endpoint_lambda.py
+	@echo "$(LAMBDA_ZIP): handler endpoint_lambda.handler"
 
 fashion-mnist-idx:  # Debian's dataset-fashion-mnist package, when the IDX files are not there
 	@if [ ! -f $(FASHION_MNIST_IDX)/train-images-idx3-ubyte.gz ]; then \

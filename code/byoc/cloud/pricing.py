@@ -1,0 +1,50 @@
+"""Cost estimates from the price table in prices.json (edit it for your region and date)."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+PRICES = Path(__file__).with_name("prices.json")
+HOURS_PER_MONTH = 730
+
+
+class UnknownPrice(KeyError):
+    pass
+
+
+@dataclass
+class PriceTable:
+    region: str
+    currency: str
+    spot_discount: float
+    training: dict[str, float]
+    hosting: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path = PRICES) -> "PriceTable":
+        raw = json.loads(Path(path).read_text())
+        return cls(raw["region"], raw["currency"], raw["spot_discount"], raw["training"], raw["hosting"])
+
+    def _price(self, table: dict, kind: str, instance_type: str) -> float:
+        try:
+            return table[instance_type]
+        except KeyError:
+            raise UnknownPrice(f"no {kind} price for {instance_type} in {PRICES.name}: add it, "
+                               f"or pick one of {', '.join(sorted(table))}") from None
+
+    def training_estimate(self, instance_type: str, count: int, max_run_s: int, spot: bool) -> str:
+        hourly = self._price(self.training, "training", instance_type) * count
+        most = hourly * max_run_s / 3600
+        line = (f"estimated cost: {count} x {instance_type} at {hourly / count:.3f} {self.currency}/h on-demand "
+                f"({self.region}); at most {most:.2f} {self.currency} on-demand for the full "
+                f"{max_run_s / 3600:g} h limit")
+        if spot:
+            line += (f", about {most * (1 - self.spot_discount):.2f} {self.currency} on spot "
+                     f"(assuming {self.spot_discount:.0%} off)")
+        return line
+
+    def hosting_estimate(self, instance_type: str, min_count: int, max_count: int) -> str:
+        hourly = self._price(self.hosting, "hosting", instance_type)
+        return (f"estimated cost: {instance_type} at {hourly:.3f} {self.currency}/h ({self.region}); "
+                f"{min_count * hourly:.2f}-{max_count * hourly:.2f} {self.currency}/h for {min_count}-{max_count} "
+                f"instances, {min_count * hourly * HOURS_PER_MONTH:.0f}-{max_count * hourly * HOURS_PER_MONTH:.0f} "
+                f"{self.currency} per month while it runs")

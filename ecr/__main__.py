@@ -1,0 +1,3 @@
+from ecr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Fixtures for the cloud tools: moto's server and Debian's docker-registry on loopback ports."""
+import socket
+
+import boto3
+import pytest
+
+from ecr import standins
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory):
+    """One moto server for the session; tests keep apart by using their own resource names."""
+    port = _free_port()
+    process = standins.start_moto(port, tmp_path_factory.mktemp("moto") / "moto.log")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def aws_env(moto_url, monkeypatch):
+    """boto3 in this process talks to moto, with fake credentials."""
+    for key, value in standins.env(0, 0).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ECR_REGISTRY")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_url
+
+
+@pytest.fixture
+def ecr(aws_env):
+    return boto3.client("ecr")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on a loopback port; its storage is deleted with the session's tmp dir."""
+    port = _free_port()
+    process = standins.start_registry(port, tmp_path_factory.mktemp("registry"))
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)

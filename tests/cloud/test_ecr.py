@@ -1,0 +1,244 @@
+"""ecr/: repositories, push and the scan gate, against moto's server and Debian's docker-registry.
+
+Scan findings: moto does not scan images. Its server returns a fixed basic-scan
+finding (one HIGH, no fix information) unless results are seeded through its
+API (/moto-api/static/ecr/scan-finding-results). The gate tests seed documents
+shaped like real ECR enhanced-scanning responses (Amazon Inspector's fields:
+severity, fixAvailable, packageVulnerabilityDetails) and then run the real
+`python -m ecr scan`: boto3 fetches them over HTTP, the waiter and paginator
+run as against AWS, and the gate decides on what boto3 returned.
+"""
+import datetime as dt
+import io
+import json
+import tarfile
+import uuid
+
+import docker
+import pytest
+import requests
+
+from ecr import cli, repositories, scan_gate
+
+MANIFEST = json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+               "digest": "sha256:" + "1" * 64},
+    "layers": [],
+})
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def definitions(tmp_path, *names, **defaults):
+    spec = json.loads(repositories.DEFINITIONS.read_text())
+    spec["defaults"].update(defaults)
+    spec["repositories"] = {name: {} for name in names}
+    path = tmp_path / "repositories.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_ensure_creates_then_reports_nothing_to_do(ecr, tmp_path, capsys):
+    name = unique("byoc-test-repo")
+    path = definitions(tmp_path, name)
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: created, lifecycle policy, repository policy"
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: up to date"
+
+    repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+    rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
+    assert [(r["selection"]["tagStatus"], r["selection"]["countNumber"]) for r in rules] == [("untagged", 7), ("tagged", 30)]
+    policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
+    for statement in policy["Statement"]:
+        assert "*" not in json.dumps(statement["Principal"]) and not any("*" in a for a in statement["Action"])
+    pull = next(s for s in policy["Statement"] if s["Sid"] == "PullByImageConsumers")
+    assert "ecr:PutImage" not in pull["Action"]
+
+
+def test_ensure_brings_drifted_settings_back(ecr, tmp_path, capsys):
+    name = unique("byoc-test-drift")
+    path = definitions(tmp_path, name)
+    cli.main(["ensure", "--definitions", str(path)])
+    ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="MUTABLE")
+    ecr.put_image_scanning_configuration(repositoryName=name, imageScanningConfiguration={"scanOnPush": False})
+    ecr.delete_lifecycle_policy(repositoryName=name)
+    capsys.readouterr()
+    cli.main(["ensure", "--definitions", str(path)])
+    assert capsys.readouterr().out.strip() == (
+        f"{name}: imageTagMutability -> IMMUTABLE, scanOnPush -> True, lifecycle policy")
+    assert ecr.describe_repositories(repositoryNames=[name])["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
+
+
+def test_ensure_refuses_to_pretend_it_changed_encryption(ecr, tmp_path, capsys):
+    name = unique("byoc-test-enc")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name, encryption={"encryptionType": "AES256"}))])
+    path = definitions(tmp_path, name)  # asks for KMS
+    assert cli.main(["ensure", "--definitions", str(path)]) == 2
+    assert "cannot change encryption after creation" in capsys.readouterr().err
+
+
+def small_image(client, content: str) -> str:
+    """A few-byte image (FROM scratch) with its own content, so each gets its own ID."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"byoc-ecr-test:{uuid.uuid4().hex[:8]}"
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, labels={"byoc-test": "1"})
+    return tag
+
+
+@pytest.mark.docker
+def test_push_then_immutable_tag_collision(ecr, registry, tmp_path, capsys, monkeypatch):
+    client = docker.from_env()
+    name = unique("byoc-test-push")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+    first, second = small_image(client, "first"), small_image(client, "second")
+    output = tmp_path / "images.json"
+    monkeypatch.setenv("ECR_REGISTRY", registry)
+    try:
+        push = ["push", "--tag", "1.0.0", "--tag", "abc123", "--output", str(output)]
+        assert cli.main(push + [f"{first}={name}"]) == 0
+        pushed = json.loads(output.read_text())[name]
+        digest = pushed["uri"].split("@")[1]
+        assert pushed["uri"].startswith(ecr.describe_repositories(repositoryNames=[name])["repositories"][0]["repositoryUri"])
+        # The registry really holds it, and the ECR API knows it under both tags.
+        manifest = requests.get(f"http://{registry}/v2/{name}/manifests/1.0.0",
+                                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        assert manifest.headers["Docker-Content-Digest"] == digest
+        details = ecr.describe_images(repositoryName=name)["imageDetails"]
+        assert [(d["imageDigest"], sorted(d["imageTags"])) for d in details] == [(digest, ["1.0.0", "abc123"])]
+
+        assert cli.main(push + [f"{first}={name}"]) == 0  # the same image again: nothing to do
+        assert "already holds" in capsys.readouterr().out
+
+        assert cli.main(["push", "--tag", "1.0.0", "--output", str(output), f"{second}={name}"]) == 2
+        error = capsys.readouterr().err
+        assert "tag '1.0.0' already exists" in error and "IMMUTABLE" in error and name in error
+        manifest = requests.get(f"http://{registry}/v2/{name}/manifests/1.0.0",
+                                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        assert manifest.headers["Docker-Content-Digest"] == digest  # untouched
+    finally:
+        for image in (first, second):
+            client.images.remove(image, force=True)
+
+
+def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") -> dict:
+    """One finding as ECR enhanced scanning (Amazon Inspector) reports it."""
+    return {
+        "awsAccountId": "123456789012", "findingArn": f"arn:aws:inspector2:us-east-1:123456789012:finding/{cve}",
+        "description": f"{cve} in {package}", "firstObservedAt": 1760000000, "lastObservedAt": 1760000000,
+        "packageVulnerabilityDetails": {
+            "source": "DEBIAN_CVE", "vulnerabilityId": cve, "vendorSeverity": severity,
+            "vulnerablePackages": [{"name": package, "version": "2.36", "arch": "X86_64", "packageManager": "OS",
+                                    **({"fixedInVersion": "2.36-9+deb12u4"} if fix == "YES" else {})}],
+        },
+        "remediation": {"recommendation": {"text": "None Provided"}},
+        "score": 8.8, "severity": severity, "status": "ACTIVE", "title": f"{cve} - {package}",
+        "type": "PACKAGE_VULNERABILITY", "fixAvailable": fix, "exploitAvailable": "NO", "updatedAt": 1760000000,
+    }
+
+
+@pytest.fixture
+def scanned(ecr, aws_env, tmp_path):
+    """An image in a fresh repository whose scan will report the given enhanced findings."""
+    def make(*findings, status="COMPLETE"):
+        name = unique("byoc-test-scan")
+        cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+        ecr.put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="1.0.0")
+        if findings or status != "COMPLETE":
+            counts = {}
+            for f in findings:
+                counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+            result = {"registryId": "123456789012", "repositoryName": name, "imageId": {"imageTag": "1.0.0"},
+                      "imageScanStatus": {"status": status, "description": f"status {status}"},
+                      "imageScanFindings": {"enhancedFindings": list(findings), "findingSeverityCounts": counts}}
+            requests.post(f"{aws_env}/moto-api/static/ecr/scan-finding-results",
+                          json={"results": [result], "region": "us-east-1"}).raise_for_status()
+        return f"{name}:1.0.0"
+    return make
+
+
+def allowlist(tmp_path, *entries) -> str:
+    path = tmp_path / "allowlist.json"
+    path.write_text(json.dumps({"entries": list(entries)}))
+    return str(path)
+
+
+def gate(target, allow, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.main(["scan", target, "--allowlist", allow, "--poll-seconds", "0.1"])
+    return code, capsys.readouterr().out
+
+
+def test_gate_fails_on_a_fixable_critical(scanned, tmp_path, capsys):
+    target = scanned(enhanced_finding("CVE-2023-4911", "CRITICAL", "YES"),
+                     enhanced_finding("CVE-2024-0001", "MEDIUM", "YES", "zlib1g"))
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1
+    assert "BLOCKING CRITICAL CVE-2023-4911 in libc6 (fix available)" in out and "CVE-2024-0001" not in out
+
+
+def test_gate_passes_unfixable_high_and_fixable_medium(scanned, tmp_path, capsys):
+    target = scanned(enhanced_finding("CVE-2023-4911", "HIGH", "NO"),
+                     enhanced_finding("CVE-2024-0001", "MEDIUM", "YES", "zlib1g"))
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert (code, out.splitlines()[0]) == (0, f"{target}: scan gate PASSED")
+
+
+def test_gate_reads_enhanced_scanning_statuses(scanned, tmp_path, capsys):
+    code, out = gate(scanned(enhanced_finding("CVE-2024-0001", "LOW", "YES"), status="ACTIVE"),
+                     allowlist(tmp_path), capsys)
+    assert code == 0, out
+    code, out = gate(scanned(status="UNSUPPORTED_IMAGE"), allowlist(tmp_path), capsys)
+    assert code == 1 and "scan: scan status UNSUPPORTED_IMAGE" in out
+
+
+def test_gate_fails_on_the_basic_scan_moto_reports(scanned, tmp_path, capsys):
+    """moto's own fixed answer: a basic-scan HIGH without fix information counts as fixable."""
+    code, out = gate(scanned(), allowlist(tmp_path), capsys)
+    assert code == 1 and "BLOCKING HIGH CVE-9999-9999 in moto_fake (fix unknown (basic scan))" in out
+
+
+def test_allowlist_entry_lets_a_finding_through_until_its_review_date(scanned, tmp_path, capsys):
+    finding = enhanced_finding("CVE-2023-4911", "HIGH", "YES")
+    tomorrow, yesterday = dt.date.today() + dt.timedelta(days=1), dt.date.today() - dt.timedelta(days=1)
+    entry = {"vulnerability": "CVE-2023-4911", "package": "libc6", "reason": "not reachable: no setuid binaries"}
+
+    code, out = gate(scanned(finding), allowlist(tmp_path, {**entry, "reviewBy": tomorrow.isoformat()}), capsys)
+    assert code == 0 and f"allowed HIGH CVE-2023-4911 until {tomorrow}" in out
+
+    code, out = gate(scanned(finding), allowlist(tmp_path, {**entry, "reviewBy": yesterday.isoformat()}), capsys)
+    assert code == 1
+    assert f"EXPIRED allowlist entry CVE-2023-4911: review-by {yesterday} has passed" in out
+    assert "BLOCKING HIGH CVE-2023-4911" in out
+
+    other_package = {**entry, "package": "openssl", "reviewBy": tomorrow.isoformat()}
+    code, _ = gate(scanned(finding), allowlist(tmp_path, other_package), capsys)
+    assert code == 1
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"vulnerability": "CVE-1", "reviewBy": "2099-01-01"}, "reason"),
+    ({"vulnerability": "CVE-1", "reason": "  ", "reviewBy": "2099-01-01"}, "reason"),
+    ({"vulnerability": "CVE-1", "reason": "ok"}, "reviewBy"),
+    ({"vulnerability": "CVE-1", "reason": "ok", "reviewBy": "next year"}, "reviewBy"),
+])
+def test_allowlist_entries_need_a_reason_and_a_date(tmp_path, entry, problem):
+    with pytest.raises(scan_gate.AllowlistError, match=problem):
+        scan_gate.load_allowlist(allowlist(tmp_path, entry))
+
+
+def test_shipped_allowlist_and_definitions_load():
+    scan_gate.load_allowlist()
+    assert {r.name for r in repositories.load()} == {"byoc-training", "byoc-serving"}
