@@ -46,7 +46,10 @@ def available_cores() -> int:
 
 def configure_torch(hp: hyperparameters.Hyperparameters, group: distributed.Solo) -> torch.device:
     torch.manual_seed(hp.seed + group.rank)  # ranks draw different dropout masks
-    torch.set_num_threads(max(1, available_cores() // group.local_world_size))
+    # OMP_NUM_THREADS wins where set: the compose rehearsal runs several "hosts" on one machine's
+    # cores, and spinning OpenMP threads that outnumber the cores slow every one of them down.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0)
+                          or max(1, available_cores() // group.local_world_size))
     if hp.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -231,27 +234,6 @@ def run(env: environment.Environment, stop: StopSignal, group: distributed.Solo 
     return results
 
 
-def job_environment() -> environment.Environment:
-    """sagemaker-training's view of the job. The cluster is SageMaker's resourceconfig.json,
-    unless SM_HOSTS (a JSON list) and SM_CURRENT_HOST are set (the compose rehearsal sets them
-    per container); with neither, as on a plain `docker run`, one host."""
-    hosts, current = os.environ.get("SM_HOSTS"), os.environ.get("SM_CURRENT_HOST")
-    if hosts and current:
-        try:
-            names = json.loads(hosts)
-        except json.JSONDecodeError:
-            names = None
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise TrainingError(f'SM_HOSTS={hosts!r} is not a JSON list of host names, e.g. ["algo-1", "algo-2"].')
-        resource_config = {"hosts": names, "current_host": current,
-                           "network_interface_name": os.environ.get("SM_NETWORK_INTERFACE_NAME", "eth0")}
-    elif Path(environment.resource_config_file_dir).is_file():
-        resource_config = None  # read by sagemaker-training
-    else:
-        resource_config = {"hosts": ["algo-1"], "current_host": "algo-1"}
-    return environment.Environment(resource_config=resource_config)
-
-
 def clear_previous_outcome(output_dir: str) -> None:
     """A rerun over the same local /opt/ml tree must not inherit the last run's verdict."""
     for name in ("success", "failure"):
@@ -268,7 +250,7 @@ def main() -> None:
     start = time.time()
     stop = StopSignal()
     try:
-        env = job_environment()
+        env = environment.Environment()
         clear_previous_outcome(env.output_dir)
         cluster = distributed.Cluster.from_environment(env)
         if cluster.world_size == 1:
@@ -299,7 +281,7 @@ def distributed_worker() -> None:
     stop = StopSignal()
     group = None
     try:
-        env = job_environment()
+        env = environment.Environment()
         timeout = hyperparameters.parse(env.hyperparameters).distributed_timeout
         group = distributed.ProcessGroup(timeout)
         run(env, distributed.SharedStop(stop, group), group)
