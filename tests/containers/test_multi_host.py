@@ -89,7 +89,7 @@ def test_two_hosts_train_like_one_and_write_the_model_once(job, docker_client, s
     assert [multi.container(host).attrs["State"]["ExitCode"] for host in HOSTS] == [0, 0], logs
     for host in HOSTS:
         assert (multi.host_dir(host) / "output/success").exists(), logs
-    assert "2 host(s) x 1 process(es), rendezvous on algo-1:7777" in up.stdout
+    assert "2 host(s) x 1 process(es), rendezvous on algo-1:7777" in up.stdout + up.stderr
 
     # Rank 0 (algo-1) alone writes the model, the checkpoints and the metrics.
     leader, follower = multi.host_dir("algo-1"), multi.host_dir("algo-2")
