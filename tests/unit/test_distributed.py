@@ -38,6 +38,8 @@ def test_only_process_group_errors_count_as_a_lost_peer():
     assert distributed.peer_failure(ValueError("bad"), 30) is None
     reason = distributed.peer_failure(torch.distributed.DistBackendError("Connection closed by peer"), 30)
     assert "distributed_timeout=30 s" in reason and "Connection closed by peer" in reason
+    gloo = RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer")
+    assert "Connection reset by peer" in distributed.peer_failure(gloo, 30)
 
 
 def test_distributed_timeout_is_validated():

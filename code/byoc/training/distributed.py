@@ -153,7 +153,8 @@ class SharedStop:
 
 def peer_failure(error: BaseException, timeout_s: int) -> str | None:
     """A one-paragraph reason when `error` came from the process group (a lost or stalled peer)."""
-    if not isinstance(error, dist.DistError):
+    # Gloo's transport reports a dropped peer as a plain RuntimeError from gloo/transport/tcp.
+    if not isinstance(error, dist.DistError) and "gloo/transport" not in str(error):
         return None
     detail = " ".join(str(error).split())[:400]
     return (f"Lost contact with the other training processes: a host stopped, crashed or stalled for longer "
