@@ -29,7 +29,8 @@ class MultiHostJob:
         config = root / "config"
         config.mkdir(parents=True)
         (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
-        (config / "inputdataconfig.json").write_text((REPO / "containers/local/config/inputdataconfig.json").read_text())
+        channels = REPO / "containers/local/config/inputdataconfig.json"
+        (config / "inputdataconfig.json").write_text(channels.read_text())
         self.client, self.root = docker_client, root
         self.project = f"byoc-ddp-{uuid.uuid4().hex[:8]}"
         self.env = dict(os.environ, TRAINING_IMAGE=TRAINING_IMAGE, DATA_DIR=str(data), CONFIG_DIR=str(config),
