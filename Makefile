@@ -30,8 +30,8 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
-.PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train serve predict stop test bench-train bench-serve clean \
-        ecr-repos push scan standins standins-down lambda-zip
+.PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
+        bench-train bench-serve bench-multi-host clean ecr-repos push scan standins standins-down lambda-zip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -98,6 +98,11 @@ $(DATA_DIR): | fashion-mnist-idx .venv/.synced
 train: data  ## docker compose up train: a training job over ./opt_ml
 	docker compose up --exit-code-from train train
 
+train-multi: data  ## one job on two local hosts: docker compose --profile multi up algo-1 algo-2
+	docker compose --profile multi up algo-1 algo-2
+	@codes=$$(docker compose --profile multi ps -a --format '{{.Service}}={{.ExitCode}}' algo-1 algo-2); \
+	echo "exit codes:" $$codes; ! echo "$$codes" | grep -qv '=0$$'
+
 serve:  ## docker compose up serve: the endpoint on localhost:SERVE_PORT
 	docker compose up -d --wait serve
 
@@ -119,6 +124,9 @@ bench-train: build data  ## training benchmarks through the image (BENCHMARKS.md
 bench-serve: build .venv/.synced data  ## serving benchmark through the image (BENCHMARKS.md); results in bench-results/
 	$(UV) run --frozen python scripts/bench_serve.py
 
+bench-multi-host: build data  ## training images/s on 1 and 2 local hosts (BENCHMARKS.md)
+	scripts/bench-multi-host.sh
+
 clean:  ## stop services, remove ./opt_ml and caches (keeps data, .venv and images)
-	-docker compose down --remove-orphans
+	-docker compose --profile multi down --remove-orphans
 	rm -rf opt_ml .pytest_cache

@@ -214,11 +214,14 @@ def _loader(dataset, batch_size: int, workers: int, **kwargs) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0), **kwargs)
 
 
-def train_loader(train, prep: Preprocessing, hp, workers: int) -> tuple[DataLoader, EpochSampler]:
-    """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset)."""
-    sampler = EpochSampler(len(train), hp.seed)
+def train_loader(train, prep: Preprocessing, hp, workers: int, rank: int = 0,
+                 world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
+    """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset).
+    batch_size is the global batch: each of world_size ranks loads its share of it."""
+    sampler = EpochSampler(len(train), hp.seed, rank=rank, world_size=world_size)
     dataset = SeededAugmentation(train, train_transform(prep, hp))
-    loader = _loader(dataset, hp.batch_size, workers, sampler=sampler, drop_last=len(train) > hp.batch_size,
+    batch_size = hp.batch_size // world_size
+    loader = _loader(dataset, batch_size, workers, sampler=sampler, drop_last=len(sampler) > batch_size,
                      collate_fn=collate_uint8)
     return loader, sampler
 

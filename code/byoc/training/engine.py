@@ -130,10 +130,15 @@ def train_one_epoch(step: TrainStep, loader, meter: EpochMeter, stop: StopSignal
         meter.seconds += time.perf_counter() - start
 
 
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
-             channels_last: bool = False) -> tuple[dict, torch.Tensor]:
-    """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+             channels_last: bool = False, reduce=_unchanged) -> tuple[dict, torch.Tensor]:
+    """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted).
+    `reduce` sums the counts over the ranks that each evaluated a shard."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, seen = 0.0, 0
@@ -147,4 +152,6 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
             (labels * num_classes + logits.argmax(1)).cpu(), minlength=num_classes * num_classes
         ).reshape(num_classes, num_classes)
         seen += len(labels)
+    loss_sum, seen = reduce(torch.tensor([loss_sum, seen], dtype=torch.float64)).tolist()
+    confusion = reduce(confusion)
     return {"loss": loss_sum / max(seen, 1), "acc": confusion.diag().sum().item() / max(seen, 1)}, confusion

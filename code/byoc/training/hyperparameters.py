@@ -45,6 +45,8 @@ class Hyperparameters:
     freeze_backbone_epochs: int = 0  # train only the new head for this many first epochs
     checkpoint_every: int = 1  # epochs between checkpoints (and always on SIGTERM)
     deterministic: bool = False  # bit-for-bit repeatable runs (slower on GPU)
+    # several hosts or GPUs: how long a process waits for the others (to join, or in a step)
+    distributed_timeout: int = 600
 
 
 LIMITS = {
@@ -80,6 +82,7 @@ LIMITS = {
     "freeze_backbone_epochs": ("an integer >= 0", lambda v: v >= 0),
     "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
     "deterministic": ("true or false", lambda v: True),
+    "distributed_timeout": ("an integer number of seconds >= 5", lambda v: v >= 5),
 }
 
 

@@ -4,6 +4,10 @@ sagemaker-training's `train` imports this module (SAGEMAKER_TRAINING_MODULE)
 and calls main(); it writes /opt/ml/output/success, or /opt/ml/output/failure
 with the message of a TrainingError, and sets the exit code. On SIGTERM the
 job checkpoints to /opt/ml/checkpoints and exits 143; the next start resumes.
+
+With several hosts or GPUs (resourceconfig.json, nvidia-smi), main() launches one
+training process per GPU (per host on CPUs) that run() as ranks of one DDP job; see
+distributed.py. Rank 0 alone writes the model, checkpoints and metrics.
 """
 import json
 import logging
@@ -21,10 +25,11 @@ from torchvision.transforms import v2
 from byoc import model_package
 from byoc.model_package import ModelSpec
 from byoc.preprocessing import Preprocessing
-from byoc.training import checkpoints, data, hyperparameters, metrics, pretrained, report
+from byoc.training import checkpoints, data, distributed, hyperparameters, metrics, pretrained, report
 from byoc.training.engine import (BatchNormalizer, EpochMeter, StopSignal, TrainStep, cosine_schedule, evaluate,
                                   train_one_epoch)
 from byoc.training.errors import TrainingError
+from byoc.training.sampling import mixed_seed
 
 logger = logging.getLogger("byoc.training")
 
@@ -39,14 +44,17 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def configure_torch(hp: hyperparameters.Hyperparameters) -> torch.device:
-    torch.manual_seed(hp.seed)
-    torch.set_num_threads(available_cores())
+def configure_torch(hp: hyperparameters.Hyperparameters, group: distributed.Solo) -> torch.device:
+    torch.manual_seed(hp.seed + group.rank)  # ranks draw different dropout masks
+    # OMP_NUM_THREADS wins where set: the compose rehearsal runs several "hosts" on one machine's
+    # cores, and spinning OpenMP threads that outnumber the cores slow every one of them down.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0)
+                          or max(1, available_cores() // group.local_world_size))
     if hp.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return group.device
 
 
 def make_optimizer(hp: hyperparameters.Hyperparameters, model: nn.Module) -> torch.optim.Optimizer:
@@ -74,17 +82,30 @@ def amp_dtype(hp: hyperparameters.Hyperparameters, device: torch.device) -> torc
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def run(env: environment.Environment, stop: StopSignal) -> dict:
+def reduced(meter: EpochMeter, group: distributed.Solo) -> EpochMeter:
+    """An epoch's sums over all ranks (the time is this rank's: ranks step together)."""
+    loss_sum, correct, seen = group.sum(torch.tensor([meter.loss_sum, meter.correct, meter.seen],
+                                                     dtype=torch.float64)).tolist()
+    return EpochMeter(loss_sum, int(correct), int(seen), meter.seconds)
+
+
+def run(env: environment.Environment, stop: StopSignal, group: distributed.Solo | None = None) -> dict:
+    group = group or distributed.Solo()
     hp = hyperparameters.parse(env.hyperparameters)
     channels = data.find_channels(env.channel_input_dirs)
     if hp.early_stopping_patience and "valid" not in channels:
         raise hyperparameters.HyperparameterError(
             "Hyperparameter early_stopping_patience needs a 'valid' channel to measure improvement on."
         )
+    if hp.batch_size % group.world_size:
+        raise hyperparameters.HyperparameterError(
+            f"Hyperparameter batch_size={hp.batch_size} is the global batch and must divide evenly over the "
+            f"job's {group.world_size} training processes (hosts x GPUs per host)."
+        )
     logger.info("hyperparameters: %s", hp)
     logger.info("channels: %s", {name: str(path) for name, path in channels.items()})
-    device = configure_torch(hp)
-    workers = hp.workers or available_cores()
+    device = configure_torch(hp, group)
+    workers = hp.workers or max(1, available_cores() // group.local_world_size)
 
     prep = Preprocessing(resize_size=hp.resize_size or hp.image_size, crop_size=hp.image_size)
     splits = data.load_splits(channels, prep, cache_bytes=hp.cache_mb * 2**20,
@@ -99,16 +120,17 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
         pretrained.load_into(model, hp.model, pretrained.find_weights(hp.pretrained_weights, env.channel_input_dirs,
                                                                       env.model_dir))
     model = model.to(device, memory_format=torch.channels_last if hp.channels_last else torch.preserve_format)
-    train_loader, sampler = data.train_loader(splits["train"], prep, hp, workers)
-    eval_loaders = {name: data.eval_loader(splits[name], hp.batch_size, workers)
+    train_loader, sampler = data.train_loader(splits["train"], prep, hp, workers, group.rank, group.world_size)
+    eval_loaders = {name: data.eval_loader(group.shard(splits[name]), hp.batch_size, workers)
                     for name in ("valid", "test") if name in splits}
     optimizer = make_optimizer(hp, model)
     steps_per_epoch = len(train_loader)
     total_steps = hp.epochs * steps_per_epoch
     scheduler = cosine_schedule(optimizer, total_steps, warmup_steps=round(hp.warmup_epochs * steps_per_epoch))
     dtype = amp_dtype(hp, device)
+    trained = group.wrap(model, find_unused_parameters=hp.freeze_backbone_epochs > 0)  # DDP with >1 process
     step = TrainStep(
-        model=torch.compile(model) if hp.compile else model,
+        model=torch.compile(trained) if hp.compile else trained,
         normalize=BatchNormalizer(prep.mean, prep.std, device, hp.channels_last),
         optimizer=optimizer, scheduler=scheduler,
         device=device, loss_fn=nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing),
@@ -120,7 +142,7 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
     checkpoint_dir = Path(environment.base_dir) / "checkpoints"
     epoch, meter, history = 1, EpochMeter(), []
     best = {"acc": -1.0, "epoch": 0, "model": None}  # by validation accuracy, for early stopping
-    state = checkpoints.load_latest(checkpoint_dir)
+    state = group.broadcast(checkpoints.load_latest(checkpoint_dir) if group.is_main else None)
     if state is not None:
         if state["architecture"] != hp.model or state["class_names"] != spec.class_names:
             raise TrainingError(
@@ -133,13 +155,24 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         if step.scaler is not None and state.get("scaler"):
             step.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        epoch, meter, history, best = state["epoch"], EpochMeter(**state["meter"]), list(state["history"]), state["best"]
-        logger.info("resumed at epoch %d after %d of its samples", epoch, meter.seen)
+        if group.world_size == 1:
+            torch.set_rng_state(state["torch_rng"])
+        else:  # one saved RNG state cannot serve every rank
+            torch.manual_seed(mixed_seed(hp.seed, group.rank, state["epoch"], state["samples_done"]))
+        epoch, history, best = state["epoch"], list(state["history"]), state["best"]
+        # The checkpoint holds the whole job's sums; each rank carries on with its share.
+        meter = EpochMeter(**{k: v / group.world_size if k != "seconds" else v for k, v in state["meter"].items()})
+        meter.correct, meter.seen = round(meter.correct), round(meter.seen)
+        logger.info("resumed at epoch %d after %d of its samples", epoch, meter.seen * group.world_size)
 
     def checkpoint(at_epoch: int, current: EpochMeter) -> Path:
+        whole = EpochMeter(current.loss_sum * group.world_size, current.correct * group.world_size,
+                           current.seen * group.world_size, current.seconds)  # rank 0's share, scaled up
+        path = checkpoint_dir / checkpoints.checkpoint_name(at_epoch, whole.seen)
+        if not group.is_main:
+            return path
         return checkpoints.save(checkpoint_dir, {
-            "epoch": at_epoch, "samples_done": current.seen, "meter": current.state(), "history": history,
+            "epoch": at_epoch, "samples_done": whole.seen, "meter": whole.state(), "history": history,
             "best": best, "architecture": hp.model, "class_names": spec.class_names,
             "hyperparameters": asdict(hp), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
@@ -149,13 +182,14 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
     while epoch <= hp.epochs:
         if hp.freeze_backbone_epochs:
             pretrained.set_backbone_frozen(model, hp.model, frozen=epoch <= hp.freeze_backbone_epochs)
-        sampler.set_epoch(epoch, start=meter.seen)
+        sampler.set_epoch(epoch, start=meter.seen * group.world_size)
         if not train_one_epoch(step, train_loader, meter, stop):
             raise Interrupted(stop.signum, checkpoint(epoch, meter))
-        record = {"epoch": epoch, "train_loss": meter.loss, "train_acc": meter.accuracy,
-                  "lr": optimizer.param_groups[0]["lr"], "images_per_sec": meter.seen / max(meter.seconds, 1e-9)}
+        whole = reduced(meter, group)
+        record = {"epoch": epoch, "train_loss": whole.loss, "train_acc": whole.accuracy,
+                  "lr": optimizer.param_groups[0]["lr"], "images_per_sec": whole.seen / max(whole.seconds, 1e-9)}
         if "valid" in eval_loaders:
-            valid, _ = evaluate(model, eval_loaders["valid"], device, len(classes), hp.channels_last)
+            valid, _ = evaluate(model, eval_loaders["valid"], device, len(classes), hp.channels_last, group.sum)
             record.update(valid_loss=valid["loss"], valid_acc=valid["acc"])
             if valid["acc"] > best["acc"]:
                 best = {"acc": valid["acc"], "epoch": epoch,
@@ -179,13 +213,15 @@ def run(env: environment.Environment, stop: StopSignal) -> dict:
 
     results = {"epochs": history}
     if "test" in eval_loaders:
-        test, confusion = evaluate(model, eval_loaders["test"], device, len(classes), hp.channels_last)
+        test, confusion = evaluate(model, eval_loaders["test"], device, len(classes), hp.channels_last, group.sum)
         per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
         results.update(test_loss=test["loss"], test_acc=test["acc"],
                        test_per_class_acc=dict(zip(spec.class_names, per_class)),
                        test_confusion=confusion.tolist())
         logger.info(metrics.final_line(results))
 
+    if not group.is_main:  # the model and metrics are written once, by rank 0
+        return results
     model_package.save(model, spec, env.model_dir)
     output = Path(env.output_data_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -204,15 +240,25 @@ def clear_previous_outcome(output_dir: str) -> None:
         Path(output_dir, name).unlink(missing_ok=True)
 
 
+def configure_logging(prefix: str = "") -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+                        force=True)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     start = time.time()
     stop = StopSignal()
     try:
         env = environment.Environment()
         clear_previous_outcome(env.output_dir)
-        run(env, stop)
-    except Interrupted as interrupted:
+        cluster = distributed.Cluster.from_environment(env)
+        if cluster.world_size == 1:
+            run(env, stop)
+        else:  # validate here, so bad hyperparameters fail every host before any waits for another
+            hp = hyperparameters.parse(env.hyperparameters)
+            distributed.launch(cluster, hp.distributed_timeout, distributed_worker)
+    except (Interrupted, distributed.Stopped) as interrupted:
         # Neither success nor failure: the job is to be resumed. Exit here, because
         # sagemaker-training would otherwise end the process with status 0.
         logger.warning("training %s; the next start resumes from it", interrupted)
@@ -227,3 +273,29 @@ def main() -> None:
             "The job's log has the full traceback."
         ) from error
     logger.info("training finished in %.1f s", time.time() - start)
+
+
+def distributed_worker() -> None:
+    """One rank of a multi-process job (started by distributed.launch in a fresh process)."""
+    configure_logging(f"[rank {os.environ['RANK']}] ")
+    stop = StopSignal()
+    group = None
+    try:
+        env = environment.Environment()
+        timeout = hyperparameters.parse(env.hyperparameters).distributed_timeout
+        group = distributed.ProcessGroup(timeout)
+        run(env, distributed.SharedStop(stop, group), group)
+        group.close()
+    except Interrupted as interrupted:
+        logger.warning("training %s", interrupted)
+        raise SystemExit(128 + interrupted.signum) from None
+    except TrainingError as error:
+        distributed.record_failure(str(error))
+        raise SystemExit(1) from None
+    except Exception as error:
+        logger.error("training failed:\n%s", traceback.format_exc())
+        reason = distributed.peer_failure(error, timeout) if group else None
+        distributed.record_failure(reason or f"Training failed with an unexpected {type(error).__name__}: "
+                                             f"{' '.join(str(error).split())[:600]}. The job's log has the full "
+                                             "traceback.")
+        raise SystemExit(1) from None

@@ -20,14 +20,21 @@ def mixed_seed(*parts: int) -> int:
 
 
 class EpochSampler(Sampler):
-    """Yields (index, sample_seed) for one epoch, optionally from an offset into it."""
+    """Yields (index, sample_seed) for one epoch, optionally from an offset into it.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
+    With several training processes (DistributedSampler's job), every rank draws the same
+    epoch order and takes every world_size-th index from its rank on; all ranks get the
+    same count (the epoch's last < world_size samples are dropped), so none waits for a
+    step the others never take.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 1, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """`start`: how many of this epoch's samples were already trained on."""
+        """`start`: how many of this epoch's samples (all ranks together) were already trained on."""
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
@@ -36,11 +43,11 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
-        for index in order[self.start:]:
+        for index in order[self.start + self.rank::self.world_size][:len(self)]:
             yield index, mixed_seed(self.seed, self.epoch, index)
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return (self.size - self.start) // self.world_size
 
 
 class SeededAugmentation(Dataset):
