@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from byoc.model_package import load_spec
-from byoc.serving.inference import Classifier, decode_image
+from byoc.serving import payloads
+from byoc.serving.inference import Classifier
 from byoc.training.data import display_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,7 +209,8 @@ def check_predictions(predictions: dict[str, dict], images: list[Path], model_di
     correct = 0
     for image in images:
         served = predictions[str(image)]["predictions"]
-        local = classifier.predict(classifier.preprocess(decode_image(image.read_bytes(), "image/png"))[None])[0]
+        batch = classifier.to_batch(payloads.decode(image.read_bytes(), "image/png", 1 << 20))
+        local = classifier.top_k(classifier.probabilities(batch), 5)[0]
         assert [p["label"] for p in served] == [p.label for p in local], image
         assert [p["probability"] for p in served] == pytest.approx([p.probability for p in local], abs=1e-4)
         probabilities = [p["probability"] for p in served]
