@@ -34,9 +34,10 @@ def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, 
 
 
 def test_v2_estimator_two_instances(small_data, sdk_docker, sdk_root, sdk_env, outbound):
-    """Both hosts run the whole job (no distributed training yet) and model.tar.gz holds one
-    complete model. Local mode runs `compose up --abort-on-container-exit`: when the first host
-    finishes, compose stops the other, which then exits 143 (SIGTERM) if it was not done."""
+    """The two hosts train one job together (DDP over Gloo, rendezvous on algo-1) and
+    model.tar.gz holds one complete model. Local mode runs `compose up
+    --abort-on-container-exit`: when the first host finishes, compose stops the other, which
+    then exits 143 (SIGTERM) if it was still winding down."""
     run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
         "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
         "--job-name", "byoc-sdk-v2-two", "--instance-count", "2"])
@@ -44,7 +45,8 @@ def test_v2_estimator_two_instances(small_data, sdk_docker, sdk_root, sdk_env, o
     hosts = {c["service"]: c for c in run.containers}
     assert sorted(h.rsplit("-", 1)[0] for h in hosts) == ["algo-1", "algo-2"], run.containers  # algo-N-<suffix>
     for host in hosts:  # compose prefixes each line with the container name, which ends in the host's
-        assert re.search(rf"{host}\s*\|.*byoc.training INFO +hyperparameters:", run.log), f"{host} did not train"
+        assert re.search(rf"{host}\s*\|.*distributed training: 2 host\(s\).*this is host {host} ", run.log), \
+            f"{host} did not join the distributed job"
     assert sorted(c["exit_code"] for c in hosts.values()) in ([0, 0], [0, 143]), run.containers
     model_dir = check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
     model_package.load(model_dir)  # the weights load: no half-written file from the stopped host
