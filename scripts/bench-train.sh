@@ -8,7 +8,7 @@ IMAGE=${TRAINING_IMAGE:-byoc-training:latest}
 DATA=$(realpath "${DATA_DIR:-data/fashion-mnist}")
 OUT=${BENCH_DIR:-bench-results}
 # The best recipe so far for a 10-minute job on 2 CPU cores (BENCHMARKS.md).
-HYPERPARAMETERS=${BENCH_TRAIN_HYPERPARAMETERS:-'{"model": "small_cnn", "epochs": 8, "batch_size": 256, "lr": 0.1, "crop_padding": 1, "warmup_epochs": 0.3, "weight_decay": 0.0002}'}
+HYPERPARAMETERS=${BENCH_TRAIN_HYPERPARAMETERS:-'{"model": "small_cnn", "epochs": 8, "batch_size": 256, "lr": 0.1, "crop_padding": 1, "warmup_epochs": 0.3, "weight_decay": 0.0002, "hflip": false}'}
 mkdir -p "$OUT"
 
 echo "== pipeline efficiency ($IMAGE, $(nproc) cores)"
