@@ -110,8 +110,11 @@ def register(s: server_settings.Settings, model_dir: Path, server: subprocess.Po
         sys.exit("serve: the model server's management API did not come up within 120 s")
     # /invocations carries no model name: tell MMS which model answers it (our plugin).
     name_url = f"http://127.0.0.1:{s.port + 1}/invocations-model?name={MODEL_NAME}"
-    with urllib.request.urlopen(urllib.request.Request(name_url, method="POST"), timeout=10):
-        pass
+    try:
+        with urllib.request.urlopen(urllib.request.Request(name_url, method="POST"), timeout=10):
+            pass
+    except (urllib.error.URLError, ConnectionError) as error:
+        sys.exit(f"serve: could not route /invocations to the model (byoc MMS plugin): {error}")
 
 
 def stop(process: subprocess.Popen) -> None:
