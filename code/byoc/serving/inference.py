@@ -18,7 +18,9 @@ class Prediction:
 
 class Classifier:
     def __init__(self, model: torch.nn.Module, spec: model_package.ModelSpec, device: torch.device):
-        self.model, self.spec, self.device = model, spec, device
+        # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC.
+        self.model = model.to(memory_format=torch.channels_last)
+        self.spec, self.device = spec, device
         side = spec.preprocessing.crop_size
         self.input_shape = (3, side, side)
 
@@ -42,7 +44,8 @@ class Classifier:
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.to(self.device)).float().softmax(dim=1).cpu()
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        return self.model(batch).float().softmax(dim=1).cpu()
 
     def top_k(self, probabilities: torch.Tensor, k: int) -> list[list[Prediction]]:
         values, indices = probabilities.topk(min(k, self.num_classes), dim=1)
