@@ -1,15 +1,23 @@
 """make bench-serve: latency and throughput of the serving image against its bare model.
 
-Runs on the host (the dev environment: docker SDK, requests). Steps:
+Runs on the host (the dev environment: docker SDK). Steps:
   1. a ResNet-50 model package (133 classes, 224 px, random weights) made inside the image;
   2. real JPEGs: Fashion-MNIST test images as 256 px RGB JPEGs;
   3. container start -> first successful /invocations;
-  4. latency at concurrency 1 (p50, p99) and throughput at concurrency 8;
-  5. the bare model in the same container (byoc.benchmarks.serving_raw) at batch 1 and at the
-     mean batch the server formed, with the torch threads of one server worker.
+  4. latency at concurrency 1 (p50, p99), split with the worker's own log into the time
+     spent preparing inputs, in the model, and outside the Python worker (HTTP, MMS's
+     frontend, batch wait, the frontend-worker socket);
+  5. throughput at concurrency 8;
+  6. the bare model in the same container (byoc.benchmarks.serving_raw): batch-1 latency
+     (p50, p99) and throughput at the mean batch the server formed, with the torch threads
+     of one server worker.
+Clients keep their connection open, as SageMaker's front end does. By default they talk to
+the container's own address: the published port adds Docker's userland proxy, which is not
+on SageMaker's path (--target port measures through it, and works on Docker Desktop too).
 Prints and writes one JSON object (bench-results/serve.json).
 """
 import argparse
+import http.client
 import io
 import json
 import os
@@ -21,10 +29,10 @@ import time
 from pathlib import Path
 
 import docker
-import requests
 from PIL import Image
 
 IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
+WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")
 
 
 def jpegs(data_dir: Path, count: int) -> list[bytes]:
@@ -36,11 +44,27 @@ def jpegs(data_dir: Path, count: int) -> list[bytes]:
     return out
 
 
-def invoke(url: str, body: bytes) -> float:
-    started = time.perf_counter()
-    response = requests.post(f"{url}/invocations", data=body, headers={"Content-Type": "image/jpeg"}, timeout=120)
-    response.raise_for_status()
-    return time.perf_counter() - started
+class Client:
+    """One keep-alive connection to the server."""
+
+    def __init__(self, host: str, port: int):
+        self.connection = http.client.HTTPConnection(host, port, timeout=120)
+
+    def get(self, path: str) -> int:
+        self.connection.request("GET", path)
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
+
+    def invoke(self, body: bytes) -> float:
+        """Milliseconds for one JPEG's prediction."""
+        started = time.perf_counter()
+        self.connection.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
+        response = self.connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/invocations answered {response.status}: {answer[:300]!r}")
+        return 1000 * (time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,70 +72,101 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def address(container, target: str, port: int) -> tuple[str, int]:
+    if target == "port":
+        return "127.0.0.1", port
+    container.reload()
+    return container.attrs["NetworkSettings"]["IPAddress"], 8080
+
+
+def wait_for_first_answer(container, host: str, port: int, body: bytes, started: float) -> None:
+    while True:
+        try:
+            client = Client(host, port)
+            if client.get("/ping") == 200:
+                client.invoke(body)
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        if time.perf_counter() - started > 120:
+            raise SystemExit("the server did not answer within 120 s:\n" + container.logs(tail=50).decode())
+        time.sleep(0.05)
+
+
+def worker_lines(container, since: int) -> list[tuple[int, int, float, float]]:
+    """(requests, images, inputs ms, model ms) of each forward pass logged after byte `since`."""
+    time.sleep(1)  # MMS logs asynchronously
+    logs = container.logs().decode(errors="replace")[since:]
+    return [(int(r), int(i), float(inputs), float(model)) for r, i, inputs, model in WORKER_LINE.findall(logs)]
+
+
+def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> float:
+    """Images per second from eight clients, each with its own connection."""
+    done, stop, lock = [0], time.perf_counter() + seconds, threading.Lock()
+
+    def client_loop(offset: int):
+        client, i = Client(host, port), offset
+        while time.perf_counter() < stop:
+            client.invoke(bodies[i % len(bodies)])
+            i += 8
+            with lock:
+                done[0] += 1
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(8)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="serving benchmark")
     parser.add_argument("--data", default=os.environ.get("DATA_DIR", "data/fashion-mnist"))
     parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
     parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1")
+    parser.add_argument("--warm-up", type=int, default=50, help="requests before timing (the JVM compiles hot paths)")
     parser.add_argument("--seconds", type=float, default=60, help="duration at concurrency 8")
+    parser.add_argument("--target", choices=["container", "port"], default="container",
+                        help="the container's address, or the published port on 127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the container")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
     args = parser.parse_args()
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
+    environment = dict(item.split("=", 1) for item in args.env)
+
     client = docker.from_env()
     bodies = jpegs(Path(args.data), 200)
     model_dir = Path(tempfile.mkdtemp(prefix="bench-serve-model-"))
     os.chmod(model_dir, 0o755)
     client.containers.run(IMAGE, ["python", "-m", "byoc.benchmarks.serving_raw", "--make-model", "/m"],
                           volumes={str(model_dir): {"bind": "/m", "mode": "rw"}}, remove=True, network_mode="none")
-    environment = dict(item.split("=", 1) for item in args.env)
 
     started = time.perf_counter()
     container = client.containers.run(IMAGE, ["serve"], detach=True, environment=environment,
                                       ports={"8080/tcp": ("127.0.0.1", args.port)},
                                       volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
-    url = f"http://127.0.0.1:{args.port}"
     try:
-        while True:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    invoke(url, bodies[0])
-                    break
-            except requests.RequestException:
-                pass
-            if time.perf_counter() - started > 120:
-                raise SystemExit("the server did not answer within 120 s:\n" + container.logs(tail=50).decode())
-            time.sleep(0.05)
+        host, port = address(container, args.target, args.port)
+        wait_for_first_answer(container, host, port, bodies[0], started)
         start_to_first = time.perf_counter() - started
 
-        for body in bodies[:10]:  # warm-up
-            invoke(url, body)
-        c1 = [invoke(url, bodies[i % len(bodies)]) for i in range(args.requests)]
+        c1_client = Client(host, port)
+        for i in range(args.warm_up):
+            c1_client.invoke(bodies[i % len(bodies)])
+        log_mark = len(container.logs())
+        c1 = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
+        c1_worker = worker_lines(container, log_mark)
 
         log_mark = len(container.logs())
-        done, stop, lock = [0], time.perf_counter() + args.seconds, threading.Lock()
-
-        def client_loop(offset: int):
-            i = offset
-            while time.perf_counter() < stop:
-                invoke(url, bodies[i % len(bodies)])
-                i += 8
-                with lock:
-                    done[0] += 1
-
-        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(8)]
-        c8_started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        c8_throughput = done[0] / (time.perf_counter() - c8_started)
-        logs = container.logs().decode(errors="replace")[log_mark:]
-        sizes = [int(n) for n in re.findall(r"forward pass: \d+ request\(s\), (\d+) image", logs)]
-        mean_batch = statistics.mean(sizes) if sizes else 1
+        c8_throughput = concurrency_8(host, port, bodies, args.seconds)
+        mean_batch = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark))
         server_line = next((line for line in container.logs().decode().splitlines() if "worker(s) x" in line), "")
         threads_per_worker = int(re.search(r"x (\d+) thread", server_line).group(1))
         raw = json.loads(container.exec_run(
-            ["python", "-m", "byoc.benchmarks.serving_raw", "--model", "/opt/ml/model",
+            ["python", "-m", "byoc.benchmarks.serving_raw", "--model", "/opt/ml/model", "--calls", str(args.requests),
              "--batch", str(max(1, round(mean_batch))), "--threads", str(threads_per_worker)]).output.decode()
             .strip().splitlines()[-1])
     finally:
@@ -120,14 +175,28 @@ def main() -> None:
     result = {
         "image": IMAGE, "model": "resnet50, 133 classes, 224 px (random weights)", "environment": environment,
         "server": server_line, "cores": os.cpu_count(),
+        "target": f"{args.target} ({host}:{port}), keep-alive connections",
         "start_to_first_invocation_s": round(start_to_first, 2),
-        "c1_requests": len(c1), "c1_latency_ms_p50": round(1000 * statistics.median(c1), 1),
-        "c1_latency_ms_p99": round(1000 * percentile(c1, 0.99), 1),
-        "c8_seconds": args.seconds, "c8_images_per_sec": round(c8_throughput, 2),
-        "c8_mean_server_batch": round(mean_batch, 2), **raw,
+        "c1_requests": len(c1), "c1_latency_ms_p50": round(statistics.median(c1), 1),
+        "c1_latency_ms_p99": round(percentile(c1, 0.99), 1),
     }
+    if len(c1_worker) == len(c1):  # one forward pass per request: split each request's time
+        inputs = [line[2] for line in c1_worker]
+        model = [line[3] for line in c1_worker]
+        outside = [total - i - m for total, i, m in zip(c1, inputs, model)]
+        result.update({
+            "c1_inputs_ms_p50": round(statistics.median(inputs), 1),
+            "c1_model_ms_p50": round(statistics.median(model), 1),
+            "c1_model_ms_p99": round(percentile(model, 0.99), 1),
+            "c1_outside_worker_ms_p50": round(statistics.median(outside), 1),
+            "c1_outside_worker_ms_p99": round(percentile(outside, 0.99), 1),
+        })
+    result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(c8_throughput, 2),
+                   "c8_mean_server_batch": round(mean_batch, 2), **raw})
     result["served_over_raw_throughput"] = round(c8_throughput / raw["raw_images_per_sec"], 3)
-    result["c1_p99_minus_raw_latency_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p50"], 1)
+    result["c1_p99_minus_raw_p50_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p50"], 1)
+    result["c1_p99_minus_raw_p99_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p99"], 1)
+    result["c1_p50_minus_raw_p50_ms"] = round(result["c1_latency_ms_p50"] - raw["raw_latency_ms_p50"], 1)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
