@@ -93,15 +93,19 @@ def wait_for_first_answer(container, host: str, port: int, body: bytes, started:
         time.sleep(0.05)
 
 
-def worker_lines(container, since: int) -> list[tuple[int, int, float, float]]:
+def worker_lines(container, since: int, requests: int) -> list[tuple[int, int, float, float]]:
     """(requests, images, inputs ms, model ms) of each forward pass logged after byte `since`."""
-    time.sleep(1)  # MMS logs asynchronously
-    logs = container.logs().decode(errors="replace")[since:]
-    return [(int(r), int(i), float(inputs), float(model)) for r, i, inputs, model in WORKER_LINE.findall(logs)]
+    deadline = time.monotonic() + 10  # MMS logs asynchronously: wait for the lines of all requests
+    while True:
+        logs = container.logs()[since:].decode(errors="replace")
+        lines = [(int(r), int(i), float(inputs), float(model)) for r, i, inputs, model in WORKER_LINE.findall(logs)]
+        if sum(line[0] for line in lines) >= requests or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
 
 
-def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> float:
-    """Images per second from eight clients, each with its own connection."""
+def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> tuple[float, int]:
+    """Images per second from eight clients, each with its own connection, and the requests sent."""
     done, stop, lock = [0], time.perf_counter() + seconds, threading.Lock()
 
     def client_loop(offset: int):
@@ -118,7 +122,7 @@ def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> 
         t.start()
     for t in threads:
         t.join()
-    return done[0] / (time.perf_counter() - started)
+    return done[0] / (time.perf_counter() - started), done[0]
 
 
 def main() -> None:
@@ -158,11 +162,11 @@ def main() -> None:
             c1_client.invoke(bodies[i % len(bodies)])
         log_mark = len(container.logs())
         c1 = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
-        c1_worker = worker_lines(container, log_mark)
+        c1_worker = worker_lines(container, log_mark, len(c1))
 
         log_mark = len(container.logs())
-        c8_throughput = concurrency_8(host, port, bodies, args.seconds)
-        mean_batch = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark))
+        c8_throughput, c8_requests = concurrency_8(host, port, bodies, args.seconds)
+        mean_batch = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark, c8_requests))
         server_line = next((line for line in container.logs().decode().splitlines() if "worker(s) x" in line), "")
         threads_per_worker = int(re.search(r"x (\d+) thread", server_line).group(1))
         raw = json.loads(container.exec_run(
@@ -180,7 +184,9 @@ def main() -> None:
         "c1_requests": len(c1), "c1_latency_ms_p50": round(statistics.median(c1), 1),
         "c1_latency_ms_p99": round(percentile(c1, 0.99), 1),
     }
-    if len(c1_worker) == len(c1):  # one forward pass per request: split each request's time
+    if len(c1_worker) != len(c1):
+        print(f"warning: {len(c1_worker)} forward passes logged for {len(c1)} requests; no split of their time")
+    else:  # one forward pass per request: split each request's time
         inputs = [line[2] for line in c1_worker]
         model = [line[3] for line in c1_worker]
         outside = [total - i - m for total, i, m in zip(c1, inputs, model)]
