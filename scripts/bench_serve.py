@@ -31,6 +31,8 @@ from pathlib import Path
 import docker
 from PIL import Image
 
+from byoc.benchmarks.stats import percentile
+
 IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")
 
@@ -65,11 +67,6 @@ class Client:
         if response.status != 200:
             raise RuntimeError(f"/invocations answered {response.status}: {answer[:300]!r}")
         return 1000 * (time.perf_counter() - started)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def address(container, target: str, port: int) -> tuple[str, int]:

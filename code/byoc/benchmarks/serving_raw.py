@@ -13,6 +13,7 @@ import time
 import torch
 
 from byoc import model_package
+from byoc.benchmarks.stats import percentile
 from byoc.model_spec import ModelSpec, Preprocessing
 from byoc.serving.inference import Classifier
 
@@ -20,11 +21,6 @@ from byoc.serving.inference import Classifier
 def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
     spec = ModelSpec(architecture, [f"class_{i:03d}" for i in range(classes)], Preprocessing(round(crop * 8 / 7), crop))
     model_package.save(spec.build(), spec, out)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:
