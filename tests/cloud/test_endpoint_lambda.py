@@ -23,14 +23,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
 
 @pytest.fixture(autouse=True)
-def env(monkeypatch):
-    monkeypatch.setenv("ENDPOINT_NAME", "unreachable")
-    monkeypatch.delenv("ALLOW_PRIVATE_URLS", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(endpoint_lambda, "_runtime", None)
+def env(point_lambda):
+    point_lambda("unreachable", "http://127.0.0.1:9", allow_private_urls=False)  # nothing listens there
 
 
 def call(event):

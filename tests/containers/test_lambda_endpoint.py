@@ -50,14 +50,8 @@ def images(small_data, tmp_path_factory):
 
 
 @pytest.fixture
-def call(endpoint, monkeypatch):
-    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
-    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint[1])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(endpoint_lambda, "_runtime", None)
+def call(endpoint, point_lambda):
+    point_lambda(ENDPOINT, endpoint[1], allow_private_urls=True)  # the images come from loopback
 
     def invoke(event):
         answer = endpoint_lambda.handler(event, None)
