@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from byoc import contract
+
 DEBIAN_IDX_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = [
     "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
@@ -28,7 +30,7 @@ IDX_FILES = {
 
 
 def class_folder(label: int) -> str:
-    return f"{label + 1:03d}.{CLASS_NAMES[label]}"
+    return contract.class_folder(label, CLASS_NAMES[label])
 
 
 def read_idx(path: Path) -> np.ndarray:

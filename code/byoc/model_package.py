@@ -1,7 +1,7 @@
 """The model directory (/opt/ml/model): exactly what serving needs, nothing pickled.
 
 model.safetensors  the weights (safetensors: loading runs no code)
-model.json         architecture and its arguments, class names, preprocessing (byoc.model_spec)
+model.json         architecture and its arguments, class names, preprocessing (byoc.contract.ModelSpec)
 """
 import os
 from pathlib import Path
@@ -10,9 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from byoc.model_spec import SPEC_FILE, ModelPackageError, ModelSpec, load_spec  # noqa: F401 (re-exported)
+from byoc.contract import SPEC_FILE, WEIGHTS_FILE, ModelPackageError, ModelSpec, load_spec
+from byoc.models import build_model
 
-WEIGHTS_FILE = "model.safetensors"
+
+def build(spec: ModelSpec) -> nn.Module:
+    """The spec's architecture with random weights."""
+    return build_model(spec.architecture, len(spec.class_names), **spec.architecture_args)
 
 
 def save(model: nn.Module, spec: ModelSpec, model_dir: str | Path) -> None:
@@ -32,6 +36,6 @@ def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelPackageError(f"{weights} is missing")
-    model = spec.build()
+    model = build(spec)
     model.load_state_dict(load_file(weights, device=str(device)))
     return model.to(device).eval(), spec

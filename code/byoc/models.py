@@ -1,9 +1,11 @@
-"""Model architectures, built by name so a model package can name its own."""
+"""Model architectures, built by name so a model package can name its own (byoc.contract.ARCHITECTURES)."""
 from collections.abc import Callable
 
 import torch
 import torchvision
 from torch import nn
+
+from byoc import contract
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -95,6 +97,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "wrn28_10": wide_resnet,
     "resnet50": resnet50,
 }
+assert tuple(ARCHITECTURES) == contract.ARCHITECTURES, "byoc.contract.ARCHITECTURES names what this module builds"
 # The final classifier of each architecture: replaced when fine-tuning, trained while the rest is frozen.
 HEADS = {"resnet50": "fc."}
 

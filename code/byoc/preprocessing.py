@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from byoc.model_spec import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 (re-exported)
+from byoc.contract import Preprocessing
 
 
 def eval_transform(image: Image.Image, prep: Preprocessing) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from byoc.preprocessing import Preprocessing
+from byoc.contract import Preprocessing
 from byoc.training import data, formats
 from byoc.training.errors import DataError
 

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from byoc.preprocessing import Preprocessing, eval_transform
+from byoc.contract import Preprocessing
+from byoc.preprocessing import eval_transform
 
 
 def test_grey_small_image_becomes_normalised_rgb_tensor():

@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from byoc.preprocessing import Preprocessing, eval_transform
+from byoc import contract
+from byoc.contract import Preprocessing
+from byoc.preprocessing import eval_transform
 from byoc.training import data
 from byoc.training.data import ClassFolders
 from byoc.training.engine import BatchNormalizer
@@ -13,8 +15,8 @@ from byoc.training.errors import DataError
 
 
 def test_display_names_drop_the_number_prefix():
-    assert data.display_name("001.T-shirt_top") == "T-shirt top"
-    assert data.display_name("Golden_retriever") == "Golden retriever"
+    assert contract.display_name("001.T-shirt_top") == "T-shirt top"
+    assert contract.display_name("Golden_retriever") == "Golden retriever"
 
 
 def test_missing_train_channel_says_what_to_pass():

@@ -7,7 +7,6 @@ indices, so a class missing from a small validation set shifts nothing.
 """
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from byoc.preprocessing import Preprocessing, eval_transform
+from byoc.contract import Preprocessing
+from byoc.preprocessing import eval_transform
 from byoc.training import formats
 from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
@@ -27,11 +27,6 @@ logger = logging.getLogger(__name__)
 REQUIRED_CHANNELS = ("train",)
 OPTIONAL_CHANNELS = {"valid": ("valid", "validation"), "test": ("test",)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def display_name(folder: str) -> str:
-    """'001.T-shirt_top' -> 'T-shirt top'."""
-    return re.sub(r"^\d+\.", "", folder).replace("_", " ")
 
 
 def find_channels(channel_dirs: dict[str, str]) -> dict[str, Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from byoc import fashion_mnist
+from byoc import contract, fashion_mnist
 from byoc.training.errors import DataError
 
 CIFAR_FILES = {"train": "train", "valid": "test", "test": "test"}
@@ -94,7 +94,7 @@ def read_idx(path: Path, split: str, transform) -> ArrayImages:
     if images.ndim != 3 or len(images) != len(labels):
         raise DataError(f"{found['images']}: expected (N, H, W) grey images and N labels")
     rgb = np.repeat(images[..., None], 3, axis=3)
-    classes = [f"{i + 1:03d}.{name}" for i, name in enumerate(fashion_mnist.CLASS_NAMES)]
+    classes = [contract.class_folder(i, name) for i, name in enumerate(fashion_mnist.CLASS_NAMES)]
     return ArrayImages(rgb, labels.astype(int).tolist(), classes, transform, path)
 
 

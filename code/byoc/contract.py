@@ -1,0 +1,123 @@
+"""What the two images and the host tools agree on, in one place and without torch.
+
+- The model package in /opt/ml/model: its file names and model.json (ModelSpec).
+- The architecture names a model.json may hold (byoc.models builds them).
+- Class folders and the labels the endpoint answers with.
+- Hyperparameters as SageMaker passes them to a training job.
+- Requests to the endpoint: content types, custom attributes, top-k.
+
+The training image writes a model package, the serving image reads it, and the
+host tools (byoc-cloud, the Lambda, the tests) talk to both through these
+names: change one here and every side changes with it.
+"""
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# --- the model package ---------------------------------------------------------------------
+WEIGHTS_FILE = "model.safetensors"  # safetensors: loading runs no code
+SPEC_FILE = "model.json"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ARCHITECTURES = ("small_cnn", "resnet_small", "wrn28_10", "resnet50")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resize_size: int  # shorter side is resized to this
+    crop_size: int  # then a centred square of this side is cut out
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    architecture: str
+    class_names: list[str]
+    preprocessing: Preprocessing
+    architecture_args: dict = field(default_factory=dict)
+
+    def document(self) -> str:
+        return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
+
+
+class ModelPackageError(Exception):
+    """The model directory is missing, incomplete or not one of ours."""
+
+
+def load_spec(model_dir: str | Path) -> ModelSpec:
+    """model.json, checked: `serve` calls this before the model server starts, so a wrong model
+    directory fails in a second with a clear reason, not in every worker."""
+    path = Path(model_dir) / SPEC_FILE
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelPackageError(f"{path} is missing: is {model_dir} a model trained by this kit?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelPackageError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        version = document.get("format_version") if isinstance(document, dict) else None
+        raise ModelPackageError(f"{path} has format_version {version!r}; this code reads {FORMAT_VERSION}")
+    try:
+        spec = ModelSpec(
+            architecture=document["architecture"],
+            class_names=list(document["class_names"]),
+            preprocessing=Preprocessing(**document["preprocessing"]),
+            architecture_args=dict(document.get("architecture_args", {})),
+        )
+    except (KeyError, TypeError) as error:
+        raise ModelPackageError(f"{path} lacks a field or has a wrong one: {error}") from None
+    if spec.architecture not in ARCHITECTURES:
+        raise ModelPackageError(f"{path} names architecture {spec.architecture!r}; this code builds "
+                                f"{', '.join(ARCHITECTURES)}")
+    return spec
+
+
+# --- classes -----------------------------------------------------------------------------
+def class_folder(index: int, name: str) -> str:
+    """The dog-breed layout's folder for class `index` (from 0): (0, 'T-shirt_top') -> '001.T-shirt_top'."""
+    return f"{index + 1:03d}.{name}"
+
+
+def display_name(folder: str) -> str:
+    """The label the endpoint answers with: '001.T-shirt_top' -> 'T-shirt top'."""
+    return re.sub(r"^\d+\.", "", folder).replace("_", " ")
+
+
+# --- hyperparameters ---------------------------------------------------------------------
+def encode_hyperparameters(values: dict) -> dict[str, str]:
+    """{"epochs": 3, "model": "small_cnn"} -> {"epochs": "3", "model": '"small_cnn"'}: every value a
+    JSON-encoded string, as SageMaker's API takes them and as the training toolkit decodes them."""
+    return {str(name): json.dumps(value) for name, value in values.items()}
+
+
+# --- requests to the endpoint ------------------------------------------------------------
+IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+JSON_TYPE = "application/json"
+NPY_TYPE = "application/x-npy"
+CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE)
+RESPONSE_TYPE = JSON_TYPE
+# InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+DEFAULT_TOP_K = 5
+
+
+def top_k_attribute(k: int) -> str:
+    """The CustomAttributes value that asks for the k best classes."""
+    return f"top_k={k}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m byoc.contract hyperparameters '{"epochs": 2}'`: the encoding, for shell scripts."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "hyperparameters":
+        raise SystemExit("usage: python -m byoc.contract hyperparameters JSON_OBJECT")
+    print(json.dumps(encode_hyperparameters(json.loads(args[1]))))
+
+
+if __name__ == "__main__":
+    main()
