@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 
 echo "== pipeline efficiency ($IMAGE, $(nproc) cores)"
 docker run --rm --network none --shm-size 1g -v "$DATA/train:/data/train:ro" "$IMAGE" \
-  python -m byoc.benchmarks.training_pipeline --train /data/train | tee "$OUT/train-pipeline.json"
+  python -m byoc.training.benchmark --train /data/train | tee "$OUT/train-pipeline.json"
 
 echo "== accuracy within a 10-minute CPU budget: $HYPERPARAMETERS"
 job=$(mktemp -d)

@@ -27,7 +27,7 @@ def test_a_current_host_outside_the_cluster_is_an_error():
 
 
 def test_a_single_process_needs_no_collectives():
-    solo = distributed.Solo(torch.device("cpu"))
+    solo = distributed.SingleProcess(torch.device("cpu"))
     tensor = torch.tensor([1.0, 2.0])
     model = torch.nn.Linear(2, 2)
     assert solo.sum(tensor) is tensor and solo.wrap(model) is model and solo.broadcast(3) == 3

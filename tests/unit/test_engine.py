@@ -1,20 +1,22 @@
+from dataclasses import replace
+
 import torch
 from torch import nn
 
+from byoc.contract import Preprocessing
 from byoc.training import hyperparameters
-from byoc.training.engine import BatchNormalizer, EpochMeter, StopSignal, TrainStep, cosine_schedule, train_one_epoch
-from byoc.training.main import amp_dtype, make_mix, make_optimizer
+from byoc.training.engine import EpochMeter, StopSignal, TrainStep, train_one_epoch
+from byoc.training.setup import amp_dtype, make_mix, make_optimizer
+from byoc.training.setup import make_step as job_step
 
 
-def make_step(hp, model=None, **overrides) -> TrainStep:
+def make_step(hp, model=None) -> TrainStep:
+    """The job's own step (byoc.training.setup) on a tiny linear model, 100 steps to an epoch, no warmup."""
     torch.manual_seed(0)
+    hp = replace(hp, warmup_epochs=0)
     model = model or nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
-    optimizer = make_optimizer(hp, model)
-    options = dict(model=model, normalize=BatchNormalizer((0.5,) * 3, (0.5,) * 3, torch.device("cpu"), False),
-                   optimizer=optimizer, scheduler=cosine_schedule(optimizer, 100, 0), device=torch.device("cpu"),
-                   loss_fn=nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing), mix=make_mix(hp, 4),
-                   clip_grad_norm=hp.clip_grad_norm)
-    return TrainStep(**(options | overrides))
+    prep = Preprocessing(8, 8, mean=(0.5,) * 3, std=(0.5,) * 3)
+    return job_step(hp, model, prep, torch.device("cpu"), steps_per_epoch=100, num_classes=4)
 
 
 def batch(n=16):

@@ -1,7 +1,13 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from byoc.training.errors import HyperparameterError
-from byoc.training.hyperparameters import Hyperparameters, parse
+from byoc.training.hyperparameters import FIELDS, Hyperparameters, markdown_table, parse
 
 
 def test_defaults_when_nothing_is_given():
@@ -49,3 +55,79 @@ def test_messages_are_one_paragraph():
     with pytest.raises(HyperparameterError) as error:
         parse({"epochs": "a\nb"})
     assert "\n" not in str(error.value)
+
+
+def toolkit_decoded(sent: dict) -> dict:
+    """What sagemaker-training hands the job for hyperparameters.json = `sent`: each value JSON-decoded
+    where it is JSON, else the string itself (sagemaker_training.environment.read_hyperparameters)."""
+    decoded = {}
+    for name, value in sent.items():
+        try:
+            decoded[name] = json.loads(value)
+        except ValueError:
+            decoded[name] = value
+    return decoded
+
+
+def test_sdk_v2_str_values_are_read():
+    """SDK v2's generic Estimator sends str() of each Python value."""
+    python_values = {"hflip": False, "amp": True, "lr": 1e-05, "epochs": 3, "pretrained_weights": None,
+                     "model": "resnet50", "rotation": 7.5, "crop_padding": -1}
+    hp = parse(toolkit_decoded({k: str(v) for k, v in python_values.items()}))
+    assert (hp.hflip, hp.amp, hp.lr, hp.epochs, hp.pretrained_weights, hp.model, hp.rotation, hp.crop_padding) == (
+        False, True, 1e-05, 3, "", "resnet50", 7.5, -1)
+    assert isinstance(hp.epochs, int) and isinstance(hp.lr, float)
+
+
+def test_json_encoded_and_plain_values_are_read_alike():
+    values = {"hflip": False, "lr": 0.1, "epochs": 2, "model": "small_cnn"}
+    assert parse(toolkit_decoded({k: json.dumps(v) for k, v in values.items()})) == parse(values)
+
+
+@pytest.mark.parametrize("spelling, value", [("true", True), ("TRUE", True), ("True", True), ("false", False),
+                                             ("False", False), (" FALSE ", False)])
+def test_booleans_in_any_case(spelling, value):
+    assert parse({"hflip": spelling}).hflip is value
+
+
+@pytest.mark.parametrize("raw, named", [
+    ({"hflip": "yes"}, "hflip='yes'"), ({"hflip": 1}, "hflip=1"), ({"lr": "nan"}, "lr='nan'"),
+    ({"lr": float("inf")}, "lr=inf"), ({"epochs": "3.5"}, "epochs='3.5'"), ({"model": True}, "model=True"),
+])
+def test_what_no_client_means_is_refused(raw, named):
+    with pytest.raises(HyperparameterError) as error:
+        parse(raw)
+    assert named in str(error.value)
+
+
+def test_a_bad_boolean_lists_the_accepted_spellings():
+    with pytest.raises(HyperparameterError, match=r"true or false \(any case: true, True, TRUE"):
+        parse({"amp": "on"})
+
+
+def test_sagemakers_own_keys_are_not_ours_to_refuse():
+    hp = parse({"_tuning_objective_metric": "validation:accuracy", "sagemaker_program": "x", "epochs": 2})
+    assert hp == Hyperparameters(epochs=2)
+
+
+def test_the_readme_table_is_this_modules_table():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- hyperparameters: begin -->\n", 1)[1].split("<!-- hyperparameters: end -->", 1)[0]
+    assert table == markdown_table(), "README.md: paste `python -m byoc.training.hyperparameters` between the markers"
+    for name, f in FIELDS.items():  # and the table itself names each field with its default
+        assert f"| `{name}` | " in table
+
+
+def test_checking_hyperparameters_needs_no_torch(tmp_path):
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+                       "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
+                       "            raise ImportError('torch is blocked in this test')\n"
+                       "sys.meta_path.insert(0, Block())\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", "from byoc.training.hyperparameters import parse; "
+                           "print(parse({'epochs': '4', 'model': 'wrn28_10'}).epochs)"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
+    assert "torch is blocked" in blocked.stderr  # the blocker works

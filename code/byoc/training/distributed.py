@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Subset
 
-from byoc.training.errors import TrainingError
+from byoc.training.errors import Stopped, TrainingError
 
 logger = logging.getLogger(__name__)
 MASTER_PORT = 7777
@@ -59,8 +59,9 @@ class Cluster:
         return len(self.hosts) * self.processes_per_host
 
 
-class Solo:
-    """The one-process job: every collective is a no-op, so the training loop has one shape."""
+class SingleProcess:
+    """The one-process job: every collective is a no-op, so the training loop has one shape
+    whether it runs alone or as one of a ProcessGroup's ranks."""
 
     rank, world_size, local_world_size = 0, 1, 1
     is_main = True
@@ -87,16 +88,17 @@ class Solo:
         pass
 
 
-class ProcessGroup(Solo):
-    """One training process of many (started by launch()): DDP and the collectives it needs."""
+class ProcessGroup:
+    """One training process of many (started by launch()): DDP and the collectives it needs,
+    with SingleProcess's interface."""
 
     def __init__(self, timeout_s: int):
         local_rank = int(os.environ["LOCAL_RANK"])
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-            super().__init__(torch.device("cuda", local_rank))
+            self.device = torch.device("cuda", local_rank)
         else:
-            super().__init__(torch.device("cpu"))
+            self.device = torch.device("cpu")
         # env:// reads RANK, WORLD_SIZE and the launcher's store from the environment.
         dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo",
                                 timeout=timedelta(seconds=timeout_s))
@@ -133,6 +135,9 @@ class ProcessGroup(Solo):
         dist.destroy_process_group()
 
 
+Group = SingleProcess | ProcessGroup
+
+
 class SharedStop:
     """A stop request (SIGTERM) on any rank stops every rank at the same batch.
 
@@ -140,7 +145,7 @@ class SharedStop:
     rank 0 can checkpoint a state every rank agrees on.
     """
 
-    def __init__(self, local, group: Solo):
+    def __init__(self, local, group: "Group"):
         self.local, self.group = local, group
 
     @property
@@ -169,16 +174,8 @@ def record_failure(message: str) -> None:
         Path(folder, f"rank-{os.environ.get('RANK', '0')}").write_text(message)
 
 
-class Stopped(Exception):
-    """The launcher or its processes were stopped by a signal: the job is to be resumed."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
-
-
-def launch(cluster: Cluster, timeout_s: int, worker, *args) -> None:
-    """Run `worker(*args)` in cluster.processes_per_host processes here, as part of the whole
+def launch(cluster: Cluster, hp, worker) -> None:
+    """Run `worker(hp)` in cluster.processes_per_host processes here, as part of the whole
     cluster's process group. Returns when all succeeded; raises TrainingError (with the first
     failed process's reason) or Stopped."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -188,6 +185,7 @@ def launch(cluster: Cluster, timeout_s: int, worker, *args) -> None:
     # Gloo and NCCL pick their addresses on SageMaker's interface (eth0; ethwe on old hosts).
     os.environ.setdefault("GLOO_SOCKET_IFNAME", cluster.interface)
     os.environ.setdefault("NCCL_SOCKET_IFNAME", cluster.interface)
+    timeout_s = hp.distributed_timeout
     failures = Path(tempfile.mkdtemp(prefix="byoc-ranks-"))
     os.environ[FAILURES_ENV] = str(failures)
     where = f"host {cluster.current_host} (node {cluster.node_rank + 1} of {len(cluster.hosts)})"
@@ -201,7 +199,7 @@ def launch(cluster: Cluster, timeout_s: int, worker, *args) -> None:
         start_method="spawn",
     )
     try:
-        elastic_launch(config, worker)(*args)
+        elastic_launch(config, worker)(hp)
     except SignalException as error:
         raise Stopped(error.sigval) from None
     except ChildFailedError as error:

@@ -20,6 +20,17 @@ class EpochMeter:
     def state(self) -> dict:
         return asdict(self)
 
+    def summed(self, sum_over_ranks) -> "EpochMeter":
+        """The sums over all ranks (the time is this rank's: ranks step together)."""
+        loss_sum, correct, seen = sum_over_ranks(
+            torch.tensor([self.loss_sum, self.correct, self.seen], dtype=torch.float64)).tolist()
+        return EpochMeter(loss_sum, int(correct), int(seen), self.seconds)
+
+    def scaled(self, factor: float) -> "EpochMeter":
+        """The sums times factor: one rank's share -> the whole job's (or back, with 1 / ranks)."""
+        return EpochMeter(self.loss_sum * factor, round(self.correct * factor), round(self.seen * factor),
+                          self.seconds)
+
     @property
     def loss(self) -> float:
         return self.loss_sum / max(self.seen, 1)
@@ -85,6 +96,17 @@ class TrainStep:
     clip_grad_norm: float = 0.0
     amp_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None  # only for fp16
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue this step's optimisation exactly."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         images = self.normalize(images)

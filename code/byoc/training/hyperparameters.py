@@ -1,122 +1,155 @@
-"""The hyperparameters a job accepts, with their types, defaults and limits.
+"""The hyperparameters a job accepts: one table, each field with its default, limits and meaning.
 
-SageMaker writes every value as a JSON-encoded string; sagemaker-training
-decodes them, so "3" arrives as 3 and "small_cnn" as the string itself.
-Anything unknown, mistyped or out of range stops the job before training.
+Values arrive as every client sends them. SageMaker writes each one as a string;
+sagemaker-training JSON-decodes what it can, so a JSON-encoded "3" (SDK v3, boto3,
+byoc-cloud) arrives as 3, while SDK v2's generic Estimator, which sends str() of each
+value, gives "False", "None" or "1e-05". Both are read here: booleans in any case,
+numbers from their text, None/null as "the default". Anything unknown, mistyped or out
+of range stops the job before training, naming the parameter and what it accepts.
+
+No torch here: checking a job's hyperparameters must stay cheap (and host tools use it).
+The README's hyperparameter table is this module's markdown_table()
+(`python -m byoc.training.hyperparameters` prints it; a unit test compares them).
 """
-from dataclasses import dataclass, fields
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
-from byoc.models import ARCHITECTURES
+from byoc.contract import ARCHITECTURES
 from byoc.training.errors import HyperparameterError
+
+# Keys SageMaker itself adds (a tuning job names its objective); not ours to check.
+SAGEMAKER_KEYS = ("_tuning_objective_metric",)
+BOOLEAN_SPELLINGS = {"true": True, "false": False}
+
+
+def option(default, allowed: str, check: Callable, meaning: str):
+    """A field whose limits and meaning live beside its default."""
+    return field(default=default, metadata={"allowed": allowed, "check": check, "meaning": meaning})
+
+
+def flag(default: bool, meaning: str):
+    return option(default, "true or false", lambda v: True, meaning)
+
+
+def at_least(minimum, kind: str = "an integer"):
+    return f"{kind} >= {minimum}", (lambda v: v >= minimum)
+
+
+def between(low, high, kind: str = "a number"):
+    return f"{kind} in [{low}, {high}]", (lambda v: low <= v <= high)
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    model: str = "small_cnn"
-    epochs: int = 3
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) or adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.5  # linear warmup, then cosine decay to zero
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0  # 0 = off
-    cutmix_alpha: float = 0.0  # 0 = off
-    clip_grad_norm: float = 0.0  # 0 = off
-    early_stopping_patience: int = 0  # epochs without a better validation accuracy; 0 = off
-    amp: bool = True  # mixed precision on GPUs: bf16 where supported, else fp16 with a grad scaler
-    channels_last: bool = True  # faster convolutions on CPUs (oneDNN) and GPUs
-    compile: bool = False  # torch.compile the model
-    # augmentation (albumentations)
-    hflip: bool = True
-    rotation: float = 0.0  # maximum degrees either way
-    crop_padding: int = -1  # pad-and-crop for small images, px a side; -1 = image_size // 8
-    crop_scale_min: float = 0.25  # random-resized-crop's smallest area for large images
-    cutout_size: int = 0  # side of one CoarseDropout hole in px; 0 = off
-    color_jitter: float = 0.0  # brightness, contrast and saturation strength; 0 = off
-    image_size: int = 28  # crop side; training crops and serving uses the same
-    resize_size: int = 0  # shorter side before cropping; 0 means image_size
-    workers: int = 0  # data-loading processes; 0 means one per core
-    cache_mb: int = 4096  # decode all images into memory once when they fit in this; 0 = decode every epoch
-    max_bad_image_fraction: float = 0.01  # unreadable images are skipped; above this share the job fails
-    seed: int = 0
-    pretrained_weights: str = ""  # a file in the 'pretrained' channel (or the model dir); "" = from scratch
-    freeze_backbone_epochs: int = 0  # train only the new head for this many first epochs
-    checkpoint_every: int = 1  # epochs between checkpoints (and always on SIGTERM)
-    deterministic: bool = False  # bit-for-bit repeatable runs (slower on GPU)
-    # several hosts or GPUs: how long a process waits for the others (to join, or in a step)
-    distributed_timeout: int = 600
+    model: str = option("small_cnn", "one of " + ", ".join(ARCHITECTURES), lambda v: v in ARCHITECTURES,
+                        "small_cnn; resnet_small (ResNet-9 style); wrn28_10 (WideResNet-28-10, dropout 0.3); "
+                        "resnet50 (torchvision)")
+    epochs: int = option(3, *at_least(1), "passes over the training channel")
+    batch_size: int = option(128, *at_least(1), "the global batch: split over all hosts x GPUs (below)")
+    optimizer: str = option("sgd", "sgd or adamw", lambda v: v in ("sgd", "adamw"),
+                            "sgd (Nesterov momentum) or adamw")
+    lr: float = option(0.05, "a number > 0", lambda v: v > 0, "peak learning rate")
+    momentum: float = option(0.9, "a number in [0, 1)", lambda v: 0 <= v < 1, "SGD momentum")
+    weight_decay: float = option(5e-4, *at_least(0, "a number"), "L2 penalty")
+    warmup_epochs: float = option(0.5, *at_least(0, "a number"), "linear warmup, then cosine decay to zero")
+    label_smoothing: float = option(0.0, "a number in [0, 1)", lambda v: 0 <= v < 1, "0 = off")
+    mixup_alpha: float = option(0.0, *at_least(0, "a number"), "torchvision MixUp; 0 = off")
+    cutmix_alpha: float = option(0.0, *at_least(0, "a number"), "torchvision CutMix; 0 = off")
+    clip_grad_norm: float = option(0.0, *at_least(0, "a number"), "0 = off")
+    early_stopping_patience: int = option(0, *at_least(0), "epochs without a better validation accuracy (needs "
+                                                           "`valid`); the best epoch's weights are kept; 0 = off")
+    amp: bool = flag(True, "on GPUs: bf16 where supported, else fp16 with a grad scaler; CPUs train in fp32")
+    channels_last: bool = flag(True, "NHWC memory format: faster convolutions on CPUs (oneDNN) and GPUs")
+    compile: bool = flag(False, "torch.compile the model")
+    hflip: bool = flag(True, "random horizontal flips")
+    rotation: float = option(0.0, *between(0, 180, "a number of degrees"), "maximum rotation either way")
+    crop_padding: int = option(-1, "-1 or an integer >= 0", lambda v: v >= -1,
+                               "pad-and-crop for images up to 64 px, px a side; -1 = image_size // 8")
+    crop_scale_min: float = option(0.25, "a number in (0, 1]", lambda v: 0 < v <= 1,
+                                   "random-resized-crop's smallest area for larger images")
+    cutout_size: int = option(0, *at_least(0), "side of one CoarseDropout hole in px; 0 = off")
+    color_jitter: float = option(0.0, *between(0, 1), "brightness, contrast and saturation strength; 0 = off")
+    image_size: int = option(28, *between(8, 1024, "an integer"), "crop side, in training and serving")
+    resize_size: int = option(0, "0 or an integer >= image_size", lambda v: v >= 0,
+                              "shorter side before cropping; 0 = image_size")
+    workers: int = option(0, *at_least(0), "data-loading processes; 0 = one per core")
+    cache_mb: int = option(4096, *at_least(0), "decode all images into memory once when they fit; "
+                                               "0 = decode every epoch")
+    max_bad_image_fraction: float = option(0.01, *between(0, 1), "unreadable images are skipped and logged; "
+                                                                 "above this share the job fails")
+    seed: int = option(0, *at_least(0), "epoch order, augmentation and initial weights")
+    pretrained_weights: str = option("", "a file name (or empty)", lambda v: "/" not in v and v not in (".", ".."),
+                                     "fine-tuning (resnet50): a file in the `pretrained` channel or the model "
+                                     "dir; empty = from scratch")
+    freeze_backbone_epochs: int = option(0, *at_least(0), "train only the new head for this many first epochs")
+    checkpoint_every: int = option(1, *at_least(1), "epochs between checkpoints (and always on SIGTERM)")
+    deterministic: bool = flag(False, "bit-for-bit repeatable runs (slower on GPU)")
+    distributed_timeout: int = option(600, *at_least(5, "an integer number of seconds"),
+                                      "several hosts or GPUs: seconds a process waits for the others to join, "
+                                      "or in a step")
 
 
-LIMITS = {
-    "model": ("one of " + ", ".join(sorted(ARCHITECTURES)), lambda v: v in ARCHITECTURES),
-    "epochs": ("an integer >= 1", lambda v: v >= 1),
-    "batch_size": ("an integer >= 1", lambda v: v >= 1),
-    "optimizer": ("sgd or adamw", lambda v: v in ("sgd", "adamw")),
-    "lr": ("a number > 0", lambda v: v > 0),
-    "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1),
-    "weight_decay": ("a number >= 0", lambda v: v >= 0),
-    "warmup_epochs": ("a number >= 0", lambda v: v >= 0),
-    "label_smoothing": ("a number in [0, 1)", lambda v: 0 <= v < 1),
-    "mixup_alpha": ("a number >= 0", lambda v: v >= 0),
-    "cutmix_alpha": ("a number >= 0", lambda v: v >= 0),
-    "clip_grad_norm": ("a number >= 0", lambda v: v >= 0),
-    "early_stopping_patience": ("an integer >= 0", lambda v: v >= 0),
-    "amp": ("true or false", lambda v: True),
-    "channels_last": ("true or false", lambda v: True),
-    "compile": ("true or false", lambda v: True),
-    "hflip": ("true or false", lambda v: True),
-    "rotation": ("a number of degrees in [0, 180]", lambda v: 0 <= v <= 180),
-    "crop_padding": ("-1 or an integer >= 0", lambda v: v >= -1),
-    "crop_scale_min": ("a number in (0, 1]", lambda v: 0 < v <= 1),
-    "cutout_size": ("an integer >= 0", lambda v: v >= 0),
-    "color_jitter": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "image_size": ("an integer between 8 and 1024", lambda v: 8 <= v <= 1024),
-    "resize_size": ("0 or an integer >= image_size", lambda v: v >= 0),
-    "workers": ("an integer >= 0", lambda v: v >= 0),
-    "cache_mb": ("an integer >= 0", lambda v: v >= 0),
-    "max_bad_image_fraction": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "seed": ("an integer >= 0", lambda v: v >= 0),
-    "pretrained_weights": ("a file name (or empty)", lambda v: "/" not in v and v not in (".", "..")),
-    "freeze_backbone_epochs": ("an integer >= 0", lambda v: v >= 0),
-    "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
-    "deterministic": ("true or false", lambda v: True),
-    "distributed_timeout": ("an integer number of seconds >= 5", lambda v: v >= 5),
-}
+FIELDS = {f.name: f for f in fields(Hyperparameters)}
 
 
-def _coerce(name: str, kind: type, value):
-    allowed = LIMITS[name][0]
+def _invalid(name: str, value) -> HyperparameterError:
+    allowed = FIELDS[name].metadata["allowed"]
+    if FIELDS[name].type is bool:
+        allowed += " (any case: true, True, TRUE, ...)"
+    return HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
+
+
+def _number(name: str, raw, kind: type):
+    """int or float from a JSON number or its text ("3", "1e-05"); bools are not numbers."""
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = int(text) if kind is int and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise _invalid(name, raw) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _invalid(name, raw)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise _invalid(name, raw)
+        return int(value)
+    return float(value)
+
+
+def coerce(name: str, value):
+    """One value, as any client sends it, to the field's type (None: the field's default)."""
+    kind = FIELDS[name].type
+    if value is None or value in ("None", "null"):
+        return FIELDS[name].default
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
-    # bool is an int subclass, and "true" decodes to True: neither is a number here.
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
+        if isinstance(value, str) and value.strip().lower() in BOOLEAN_SPELLINGS:
+            return BOOLEAN_SPELLINGS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise _invalid(name, value)
+        return value
     if kind is str:
+        if isinstance(value, (bool, list, dict)):
+            raise _invalid(name, value)
         return str(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
-    return kind(value)
+    return _number(name, value, kind)
 
 
 def parse(raw: dict) -> Hyperparameters:
-    known = {f.name: f for f in fields(Hyperparameters)}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(k for k in raw if k not in FIELDS and k not in SAGEMAKER_KEYS and not k.startswith("sagemaker_"))
     if unknown:
         raise HyperparameterError(
-            f"Unknown hyperparameter(s) {', '.join(unknown)}. Allowed: {', '.join(known)}."
+            f"Unknown hyperparameter(s) {', '.join(unknown)}. Allowed: {', '.join(FIELDS)}."
         )
     values = {}
     for name, value in raw.items():
-        value = _coerce(name, known[name].type, value)
-        allowed, ok = LIMITS[name]
-        if not ok(value):
-            raise HyperparameterError(f"Hyperparameter {name}={value!r} is not valid: it must be {allowed}.")
+        if name not in FIELDS:
+            continue
+        value = coerce(name, value)
+        if not FIELDS[name].metadata["check"](value):
+            raise _invalid(name, value)
         values[name] = value
     hp = Hyperparameters(**values)
     if hp.resize_size and hp.resize_size < hp.image_size:
@@ -129,3 +162,23 @@ def parse(raw: dict) -> Hyperparameters:
             "Hyperparameter freeze_backbone_epochs needs pretrained_weights: a random backbone is not worth freezing."
         )
     return hp
+
+
+def _shown(default) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default) if default != "" else '""'
+
+
+def markdown_table() -> str:
+    """The README's table: one row per field, from the fields themselves."""
+    rows = ["| name | default | allowed | meaning |", "|---|---|---|---|"]
+    for f in FIELDS.values():
+        rows.append(f"| `{f.name}` | {_shown(f.default)} | {f.metadata['allowed']} | {f.metadata['meaning']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -28,8 +28,8 @@ class EpochSampler(Sampler):
     step the others never take.
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed = size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 1, 0
 
@@ -38,11 +38,8 @@ class EpochSampler(Sampler):
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
+        generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
         for index in order[self.start + self.rank::self.world_size][:len(self)]:
             yield index, mixed_seed(self.seed, self.epoch, index)
 
