@@ -8,7 +8,7 @@ Runs on the host (the dev environment: docker SDK). Steps:
      spent preparing inputs, in the model, and outside the Python worker (HTTP, MMS's
      frontend, batch wait, the frontend-worker socket);
   5. throughput at concurrency 8;
-  6. the bare model in the same container (byoc.benchmarks.serving_raw): batch-1 latency
+  6. the bare model in the same container (byoc.serving.benchmark): batch-1 latency
      (p50, p99) and throughput at the mean batch the server formed, with the torch threads
      of one server worker.
 Clients keep their connection open, as SageMaker's front end does. By default they talk to
@@ -31,7 +31,7 @@ from pathlib import Path
 import docker
 from PIL import Image
 
-from byoc.benchmarks.stats import percentile
+from byoc.serving.benchmark import percentile
 
 IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")
@@ -122,7 +122,7 @@ def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> 
     return done[0] / (time.perf_counter() - started), done[0]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="serving benchmark")
     parser.add_argument("--data", default=os.environ.get("DATA_DIR", "data/fashion-mnist"))
     parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
@@ -136,48 +136,50 @@ def main() -> None:
     args = parser.parse_args()
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
-    environment = dict(item.split("=", 1) for item in args.env)
+    args.environment = dict(item.split("=", 1) for item in args.env)
+    return args
 
-    client = docker.from_env()
-    bodies = jpegs(Path(args.data), 200)
-    model_dir = Path(tempfile.mkdtemp(prefix="bench-serve-model-"))
-    os.chmod(model_dir, 0o755)
-    client.containers.run(IMAGE, ["python", "-m", "byoc.benchmarks.serving_raw", "--make-model", "/m"],
-                          volumes={str(model_dir): {"bind": "/m", "mode": "rw"}}, remove=True, network_mode="none")
 
+def measure(client, args, model_dir: Path, bodies: list[bytes]) -> dict:
+    """Start the server, time it at concurrency 1 and 8, then time the bare model in the same container."""
     started = time.perf_counter()
-    container = client.containers.run(IMAGE, ["serve"], detach=True, environment=environment,
+    container = client.containers.run(IMAGE, ["serve"], detach=True, environment=args.environment,
                                       ports={"8080/tcp": ("127.0.0.1", args.port)},
                                       volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
     try:
         host, port = address(container, args.target, args.port)
         wait_for_first_answer(container, host, port, bodies[0], started)
-        start_to_first = time.perf_counter() - started
-
+        found = {"start_to_first": time.perf_counter() - started, "host": host, "port": port}
         c1_client = Client(host, port)
         for i in range(args.warm_up):
             c1_client.invoke(bodies[i % len(bodies)])
         log_mark = len(container.logs())
-        c1 = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
-        c1_worker = worker_lines(container, log_mark, len(c1))
+        found["c1"] = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
+        found["c1_worker"] = worker_lines(container, log_mark, len(found["c1"]))
 
         log_mark = len(container.logs())
-        c8_throughput, c8_requests = concurrency_8(host, port, bodies, args.seconds)
-        mean_batch = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark, c8_requests))
-        server_line = next((line for line in container.logs().decode().splitlines() if "worker(s) x" in line), "")
-        threads_per_worker = int(re.search(r"x (\d+) thread", server_line).group(1))
-        raw = json.loads(container.exec_run(
-            ["python", "-m", "byoc.benchmarks.serving_raw", "--model", "/opt/ml/model", "--calls", str(args.requests),
-             "--batch", str(max(1, round(mean_batch))), "--threads", str(threads_per_worker)]).output.decode()
-            .strip().splitlines()[-1])
+        found["c8_throughput"], c8_requests = concurrency_8(host, port, bodies, args.seconds)
+        found["mean_batch"] = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark,
+                                                                                          c8_requests))
+        found["server_line"] = next((line for line in container.logs().decode().splitlines()
+                                     if "worker(s) x" in line), "")
+        threads_per_worker = int(re.search(r"x (\d+) thread", found["server_line"]).group(1))
+        found["raw"] = json.loads(container.exec_run(
+            ["python", "-m", "byoc.serving.benchmark", "--model", "/opt/ml/model", "--calls", str(args.requests),
+             "--batch", str(max(1, round(found["mean_batch"]))), "--threads", str(threads_per_worker)]).output
+            .decode().strip().splitlines()[-1])
+        return found
     finally:
         container.remove(force=True)
 
+
+def summary(args, found: dict) -> dict:
+    c1, c1_worker, raw = found["c1"], found["c1_worker"], found["raw"]
     result = {
-        "image": IMAGE, "model": "resnet50, 133 classes, 224 px (random weights)", "environment": environment,
-        "server": server_line, "cores": os.cpu_count(),
-        "target": f"{args.target} ({host}:{port}), keep-alive connections",
-        "start_to_first_invocation_s": round(start_to_first, 2),
+        "image": IMAGE, "model": "resnet50, 133 classes, 224 px (random weights)", "environment": args.environment,
+        "server": found["server_line"], "cores": os.cpu_count(),
+        "target": f"{args.target} ({found['host']}:{found['port']}), keep-alive connections",
+        "start_to_first_invocation_s": round(found["start_to_first"], 2),
         "c1_requests": len(c1), "c1_latency_ms_p50": round(statistics.median(c1), 1),
         "c1_latency_ms_p99": round(percentile(c1, 0.99), 1),
     }
@@ -194,12 +196,24 @@ def main() -> None:
             "c1_outside_worker_ms_p50": round(statistics.median(outside), 1),
             "c1_outside_worker_ms_p99": round(percentile(outside, 0.99), 1),
         })
-    result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(c8_throughput, 2),
-                   "c8_mean_server_batch": round(mean_batch, 2), **raw})
-    result["served_over_raw_throughput"] = round(c8_throughput / raw["raw_images_per_sec"], 3)
+    result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(found["c8_throughput"], 2),
+                   "c8_mean_server_batch": round(found["mean_batch"], 2), **raw})
+    result["served_over_raw_throughput"] = round(found["c8_throughput"] / raw["raw_images_per_sec"], 3)
     result["c1_p99_minus_raw_p50_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p50"], 1)
     result["c1_p99_minus_raw_p99_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p99"], 1)
     result["c1_p50_minus_raw_p50_ms"] = round(result["c1_latency_ms_p50"] - raw["raw_latency_ms_p50"], 1)
+    return result
+
+
+def main() -> None:
+    args = parse_args()
+    client = docker.from_env()
+    bodies = jpegs(Path(args.data), 200)
+    model_dir = Path(tempfile.mkdtemp(prefix="bench-serve-model-"))
+    os.chmod(model_dir, 0o755)
+    client.containers.run(IMAGE, ["python", "-m", "byoc.serving.benchmark", "--make-model", "/m"],
+                          volumes={str(model_dir): {"bind": "/m", "mode": "rw"}}, remove=True, network_mode="none")
+    result = summary(args, measure(client, args, model_dir, bodies))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from byoc.model_spec import ModelSpec, Preprocessing
+from byoc import model_package
+from byoc.contract import ModelSpec, Preprocessing
 from byoc.serving.errors import RequestError
 from byoc.serving.inference import Classifier
 from byoc.serving.payloads import Payload
@@ -14,7 +15,7 @@ SPEC = ModelSpec("small_cnn", [f"c{i}" for i in range(10)], Preprocessing(28, 28
 @pytest.fixture(scope="module")
 def classifier():
     torch.manual_seed(0)
-    return Classifier(SPEC.build().eval(), SPEC, torch.device("cpu"))
+    return Classifier(model_package.build(SPEC).eval(), SPEC, torch.device("cpu"))
 
 
 def test_images_and_arrays_become_one_model_batch(classifier):

@@ -28,7 +28,7 @@ def npy(array: np.ndarray) -> bytes:
                                                ("application/x-image", "PNG"), ("image/png; charset=x", "PNG")])
 def test_encoded_images_decode(content_type, fmt):
     payload = payloads.decode(encoded(fmt), content_type, LIMIT)
-    assert len(payload) == 1 and payload.images[0].size == (28, 28) and not payload.many
+    assert len(payload.images) == 1 and payload.images[0].size == (28, 28) and not payload.many
 
 
 def test_json_carries_one_or_several_base64_images():
@@ -36,7 +36,7 @@ def test_json_carries_one_or_several_base64_images():
                           "application/json", LIMIT)
     several = payloads.decode(json.dumps({"images": [base64.b64encode(encoded("JPEG")).decode()] * 3}).encode(),
                               "application/json", LIMIT)
-    assert (len(one), one.many) == (1, False) and (len(several), several.many) == (3, True)
+    assert (len(one.images), one.many) == (1, False) and (len(several.images), several.many) == (3, True)
 
 
 def test_npy_carries_one_array_or_a_batch():

@@ -1,10 +1,15 @@
-"""The model behind the endpoint: payloads in, class probabilities out."""
+"""The model behind the endpoint: payloads in, answers out.
+
+The handler and the tests share one chain: to_batch (per request) -> one forward
+pass over all requests -> top-k per request -> the JSON answer.
+"""
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from byoc import model_package
+from byoc.contract import ModelSpec
 from byoc.preprocessing import eval_transform
 from byoc.serving.errors import RequestError
 from byoc.serving.payloads import Payload
@@ -16,8 +21,17 @@ class Prediction:
     probability: float
 
 
+@dataclass
+class Prepared:
+    """One request's images as a model batch, and how it asked to be answered."""
+
+    batch: torch.Tensor  # (N, 3, crop, crop) float32 on the CPU
+    many: bool  # the client sent a list: answer a list
+    top_k: int
+
+
 class Classifier:
-    def __init__(self, model: torch.nn.Module, spec: model_package.ModelSpec, device: torch.device):
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: torch.device):
         # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC.
         self.model = model.to(memory_format=torch.channels_last)
         self.spec, self.device = spec, device
@@ -41,6 +55,22 @@ class Classifier:
             raise RequestError(400, f"Each array must have shape {self.input_shape} for this model, "
                                     f"not {payload.array.shape[1:]}.")
         return torch.from_numpy(np.ascontiguousarray(payload.array))
+
+    def prepare(self, payload: Payload, top_k: int) -> Prepared:
+        return Prepared(self.to_batch(payload), payload.many, top_k)
+
+    def predict(self, payload: Payload, top_k: int) -> dict:
+        """The endpoint's JSON answer to one payload."""
+        return self.answer([self.prepare(payload, top_k)])[0]
+
+    def answer(self, requests: list[Prepared]) -> list[dict]:
+        """One forward pass over several requests; each request's own answer, in order."""
+        probabilities = self.probabilities(torch.cat([r.batch for r in requests]))
+        answers = []
+        for request, rows in zip(requests, probabilities.split([len(r.batch) for r in requests])):
+            top = [[vars(p) for p in row] for row in self.top_k(rows, request.top_k)]
+            answers.append({"predictions": top if request.many else top[0]})
+        return answers
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:

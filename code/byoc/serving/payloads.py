@@ -16,12 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from byoc.contract import CONTENT_TYPES, JSON_TYPE, NPY_TYPE
 from byoc.serving.errors import RequestError
 
-IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
-JSON_TYPE = "application/json"
-NPY_TYPE = "application/x-npy"
-CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE)
 MAX_ITEMS = 64  # images or array rows in one request
 # Refuse images whose pixel count would exhaust memory when decoded (decompression bombs).
 Image.MAX_IMAGE_PIXELS = 40_000_000
@@ -32,9 +29,6 @@ class Payload:
     images: list[Image.Image] | None = None
     array: np.ndarray | None = None  # (N, 3, H, W) float32
     many: bool = False  # the client sent a list: answer a list
-
-    def __len__(self) -> int:
-        return len(self.images) if self.images is not None else len(self.array)
 
 
 def media_type(content_type: str | None) -> str:

@@ -3,11 +3,8 @@
 InvokeEndpoint forwards `Accept` and `CustomAttributes` (as the header
 X-Amzn-SageMaker-Custom-Attributes); query strings do not reach the container.
 """
+from byoc.contract import DEFAULT_TOP_K, RESPONSE_TYPE
 from byoc.serving.errors import RequestError
-
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-RESPONSE_TYPE = "application/json"
-DEFAULT_TOP_K = 5
 
 
 def check_accept(accept: str | None) -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import psutil
 
-from byoc import model_spec
+from byoc import contract
 from byoc.serving import settings as server_settings
 
-HANDLER = "byoc.serving.handler_service:handle"
+HANDLER = "byoc.serving.handler:handle"
 MODEL_NAME = "model"
 PLUGINS = Path(os.environ.get("BYOC_MMS_PLUGINS", "/opt/byoc/mms-plugins"))
 LOG_CONFIG = PLUGINS / "log4j2.xml"  # all of MMS's log, workers' included, to stdout
@@ -141,8 +141,8 @@ def main() -> None:
     model_dir = MULTI_MODEL_STORE if s.multi_model else Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     if not s.multi_model:
         try:
-            model_spec.load_spec(model_dir)  # fail here, clearly, rather than in every worker
-        except model_spec.ModelPackageError as error:
+            contract.load_spec(model_dir)  # fail here, clearly, rather than in every worker
+        except contract.ModelPackageError as error:
             sys.exit(f"serve: cannot serve: {error}")
     # Multi-model: SageMaker adds models as it goes; their files are its business.
     user = server_user(s, None if s.multi_model else model_dir)

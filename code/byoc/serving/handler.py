@@ -9,25 +9,17 @@ answers 4xx without spoiling the rest.
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 import torch
 
+from byoc import contract
 from byoc.serving import payloads, request_options, settings
 from byoc.serving.errors import RequestError, error_body
-from byoc.serving.inference import Classifier
+from byoc.serving.inference import Classifier, Prepared
 
 logger = logging.getLogger(__name__)
 _classifier: Classifier | None = None
 _settings: settings.Settings | None = None
-
-
-@dataclass
-class Pending:
-    index: int  # the request's position in MMS's batch
-    batch: torch.Tensor
-    many: bool
-    top_k: int
 
 
 def _load(context) -> None:
@@ -59,11 +51,11 @@ def _body(request) -> bytes:
     return bytes(body) if isinstance(body, (bytes, bytearray)) else str(body).encode()
 
 
-def _parse(request, headers: dict[str, str]) -> tuple[torch.Tensor, bool, int]:
+def _prepare(request, headers: dict[str, str]) -> Prepared:
     request_options.check_accept(headers.get("accept"))
-    k = request_options.top_k(headers.get(request_options.CUSTOM_ATTRIBUTES.lower()), _classifier.num_classes)
+    k = request_options.top_k(headers.get(contract.CUSTOM_ATTRIBUTES_HEADER.lower()), _classifier.num_classes)
     payload = payloads.decode(_body(request), headers.get("content-type"), _settings.max_payload_bytes)
-    return _classifier.to_batch(payload), payload.many, k
+    return _classifier.prepare(payload, k)
 
 
 def handle(data, context):
@@ -79,31 +71,31 @@ def handle(data, context):
         context.set_response_status(status, RequestError(status, message).reason, index)
         responses[index] = error_body(status, message)
 
-    pending = []
+    pending: dict[int, Prepared] = {}
     for index, request in enumerate(data):
-        context.set_response_content_type(index, request_options.RESPONSE_TYPE)
+        context.set_response_content_type(index, contract.RESPONSE_TYPE)
         try:
-            pending.append(Pending(index, *_parse(request, _headers(context, index))))
+            pending[index] = _prepare(request, _headers(context, index))
         except RequestError as error:
             fail(index, error.status, error.message)
         except Exception:  # a decoder bug must not take the batch down, nor leak a traceback
             logger.exception("request %d could not be prepared", index)
             fail(index, 500, "The request could not be processed.")
+    if not pending:
+        return responses
 
-    if pending:
-        prepared = time.perf_counter()
-        try:
-            probabilities = _classifier.probabilities(torch.cat([p.batch for p in pending]))
-        except Exception:
-            logger.exception("forward pass failed for %d request(s)", len(pending))
-            for p in pending:
-                fail(p.index, 500, "The model failed on this batch.")
-            return responses
-        # Where a request's time goes inside the worker (make bench-serve reads this line).
-        logger.info("forward pass: %d request(s), %d image(s); inputs %.1f ms, model %.1f ms",
-                    len(pending), sum(len(p.batch) for p in pending),
-                    1000 * (prepared - started), 1000 * (time.perf_counter() - prepared))
-        for p, rows in zip(pending, probabilities.split([len(p.batch) for p in pending])):
-            top = [[prediction.__dict__ for prediction in row] for row in _classifier.top_k(rows, p.top_k)]
-            responses[p.index] = json.dumps({"predictions": top if p.many else top[0]})
+    prepared = time.perf_counter()
+    try:
+        answers = _classifier.answer(list(pending.values()))
+    except Exception:
+        logger.exception("forward pass failed for %d request(s)", len(pending))
+        for index in pending:
+            fail(index, 500, "The model failed on this batch.")
+        return responses
+    # Where a request's time goes inside the worker (make bench-serve reads this line).
+    logger.info("forward pass: %d request(s), %d image(s); inputs %.1f ms, model %.1f ms",
+                len(pending), sum(len(p.batch) for p in pending.values()),
+                1000 * (prepared - started), 1000 * (time.perf_counter() - prepared))
+    for index, answer in zip(pending, answers):
+        responses[index] = json.dumps(answer)
     return responses

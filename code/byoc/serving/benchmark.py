@@ -1,4 +1,4 @@
-"""The serving benchmark's in-process side, run inside the serving image.
+"""The serving benchmark's in-process side, run inside the serving image (python -m byoc.serving.benchmark).
 
   --make-model DIR   write a model package (random weights: speed does not depend on them)
   --model DIR        time the bare model: batch-1 latency (p50, p99) and batch-B throughput on
@@ -13,14 +13,19 @@ import time
 import torch
 
 from byoc import model_package
-from byoc.benchmarks.stats import percentile
-from byoc.model_spec import ModelSpec, Preprocessing
+from byoc.contract import ModelSpec, Preprocessing
 from byoc.serving.inference import Classifier
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-quantile (q in [0, 1]) of values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
     spec = ModelSpec(architecture, [f"class_{i:03d}" for i in range(classes)], Preprocessing(round(crop * 8 / 7), crop))
-    model_package.save(spec.build(), spec, out)
+    model_package.save(model_package.build(spec), spec, out)
 
 
 def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:

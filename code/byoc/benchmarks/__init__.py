@@ -1,1 +1,0 @@
-"""Benchmarks behind `make bench-*` (results and commands in BENCHMARKS.md)."""
