@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from byoc import fashion_mnist
-from byoc.cloud import endpoint_lambda
+from byoc_cloud import endpoint_lambda
 
 IDX_DIR = Path(os.environ.get("FASHION_MNIST_IDX", fashion_mnist.DEBIAN_IDX_DIR))
 

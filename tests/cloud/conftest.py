@@ -1,22 +1,15 @@
 """Fixtures for the cloud tools: moto's server and Debian's docker-registry on loopback ports."""
-import socket
-
 import boto3
 import pytest
 
 from ecr import standins
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import free_port
 
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory):
     """One moto server for the session; tests keep apart by using their own resource names."""
-    port = _free_port()
+    port = free_port()
     process = standins.start_moto(port, tmp_path_factory.mktemp("moto") / "moto.log")
     yield f"http://127.0.0.1:{port}"
     process.terminate()
@@ -42,7 +35,7 @@ def ecr(aws_env):
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     """Debian's docker-registry on a loopback port; its storage is deleted with the session's tmp dir."""
-    port = _free_port()
+    port = free_port()
     process = standins.start_registry(port, tmp_path_factory.mktemp("registry"))
     yield f"127.0.0.1:{port}"
     process.terminate()

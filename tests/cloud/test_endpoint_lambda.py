@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from byoc.cloud import endpoint_lambda
+from byoc_cloud import endpoint_lambda
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -60,7 +60,7 @@ def test_base64_checks():
     assert call({"image_b64": ""})[0] == 400
     big = base64.b64encode(PNG + b"\0" * endpoint_lambda.MAX_IMAGE_BYTES).decode()
     assert call({"image_b64": big})[0] == 413
-    assert call({"image_b64": base64.b64encode(PNG).decode(), "top_k": 9})[0] == 400
+    assert call({"image_b64": base64.b64encode(PNG).decode(), "top_k": 0})[0] == 400
 
 
 def test_an_unreachable_endpoint_is_a_502():
@@ -111,9 +111,13 @@ def test_fetch_limits(web, monkeypatch):
 def test_lambda_zip_holds_a_working_handler(tmp_path):
     target = tmp_path / "endpoint-lambda.zip"
     subprocess.run(["make", "-s", "lambda-zip", f"LAMBDA_ZIP={target}"], cwd=ROOT, check=True)
-    assert zipfile.ZipFile(target).namelist() == ["endpoint_lambda.py"]
-    # Lambda imports the handler from the unpacked zip: only the standard library and boto3 are there.
+    files = sorted(n for n in zipfile.ZipFile(target).namelist() if not n.endswith("/"))
+    assert files == ["byoc/__init__.py", "byoc/contract.py", "endpoint_lambda.py"]
+    # Lambda imports the handler from the unpacked zip: only it, the standard library and boto3 are there.
     result = subprocess.run([sys.executable, "-c", "import sys, json; sys.path.insert(0, sys.argv[1]); "
-                             "import endpoint_lambda; print(json.dumps(endpoint_lambda.handler({})))", str(target)],
+                             "import endpoint_lambda; print(json.dumps(endpoint_lambda.handler({}))); "
+                             "print(endpoint_lambda.contract.__file__)", str(target)],
                             capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert json.loads(result.stdout)["statusCode"] == 400  # {} is not a request
+    answer, contract_file = result.stdout.splitlines()
+    assert json.loads(answer)["statusCode"] == 400  # {} is not a request
+    assert contract_file.startswith(str(target))  # the zip's own contract, not the dev environment's

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.validate import validate_parameters
 
-from byoc.cloud import launch
+from byoc_cloud import cli as launch
 from byoc.training.metrics import METRIC_DEFINITIONS
 
 ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
@@ -140,7 +140,7 @@ def test_the_cli_runs_without_torch(aws_env, tmp_path):
                        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
                        "            raise ImportError('torch is blocked in this test')\n"
                        "sys.meta_path.insert(0, Block())\n")
-    result = subprocess.run([sys.executable, "-c", "import byoc.cloud.launch as l; raise SystemExit(l.main())",
+    result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
                              "--dry-run", *TRAIN], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr

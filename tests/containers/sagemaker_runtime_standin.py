@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
+from byoc.contract import CUSTOM_ATTRIBUTES_HEADER
+
 
 def start(endpoint_name: str, container_url: str) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
@@ -36,8 +38,10 @@ def start(endpoint_name: str, container_url: str) -> ThreadingHTTPServer:
                 error = {"message": f"Endpoint {name} of account 123456789012 not found."}
                 return self._send(400, json.dumps(error).encode(), "application/json",
                                   [("x-amzn-ErrorType", "ValidationError:")])
-            answer = requests.post(f"{container_url}/invocations", data=body, timeout=60, headers={
-                "Content-Type": self.headers["Content-Type"], "Accept": self.headers.get("Accept", "*/*")})
+            forwarded = {"Content-Type": self.headers["Content-Type"], "Accept": self.headers.get("Accept", "*/*")}
+            if self.headers.get(CUSTOM_ATTRIBUTES_HEADER):  # InvokeEndpoint's CustomAttributes
+                forwarded[CUSTOM_ATTRIBUTES_HEADER] = self.headers[CUSTOM_ATTRIBUTES_HEADER]
+            answer = requests.post(f"{container_url}/invocations", data=body, timeout=60, headers=forwarded)
             if answer.ok:
                 return self._send(200, answer.content, answer.headers.get("Content-Type", "application/json"),
                                   [("x-Amzn-Invoked-Production-Variant", "AllTraffic")])

@@ -18,8 +18,8 @@ import requests
 from PIL import Image
 
 import sagemaker_runtime_standin
-from byoc.cloud import endpoint_lambda
-from harness import start_serving
+from byoc_cloud import endpoint_lambda
+from support import start_serving
 
 pytestmark = pytest.mark.docker
 ENDPOINT = "byoc-lambda-test"

@@ -5,8 +5,8 @@ Event (direct invocation, or the JSON body of an API Gateway / function URL requ
 Answer: {"statusCode": 200, "headers": {...}, "body": "{\"predictions\": [{\"label\", \"probability\"}, ...]}"};
 errors carry a 4xx/5xx status and {"error": "..."}.
 
-Self-contained (standard library and boto3, both in Lambda's Python runtime): `make lambda-zip`
-packages this one file. URLs: http(s) only; every address the host resolves to must be public
+Standard library and boto3 (both in Lambda's Python runtime) plus byoc.contract, which names
+what the endpoint takes: `make lambda-zip` packages this file with byoc/contract.py. URLs: http(s) only; every address the host resolves to must be public
 (no private, loopback, link-local or metadata addresses: SSRF), the connection goes to the
 address that was checked, and redirects are checked the same way. ALLOW_PRIVATE_URLS=1 lifts
 the address check (tests on loopback only).
@@ -26,11 +26,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from byoc import contract
+
 MAX_IMAGE_BYTES = int(os.environ.get("MAX_IMAGE_BYTES", 5 * 1024 * 1024))  # invoke_endpoint takes up to 6 MB
 FETCH_TIMEOUT_S = float(os.environ.get("FETCH_TIMEOUT_S", 5))
 INVOKE_TIMEOUT_S = float(os.environ.get("INVOKE_TIMEOUT_S", 30))
 MAX_REDIRECTS = 3
-MAX_TOP_K = 5  # what the serving container returns
+MAX_TOP_K = 100  # the endpoint answers at most its number of classes
 SIGNATURES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 _runtime = None
@@ -161,7 +163,7 @@ def _image(request: dict) -> bytes:
 
 
 def _top_k(request: dict) -> int:
-    k = request.get("top_k", MAX_TOP_K)
+    k = request.get("top_k", contract.DEFAULT_TOP_K)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOP_K:
         raise Refused(400, f"top_k must be an integer from 1 to {MAX_TOP_K}")
     return k
@@ -189,8 +191,9 @@ def handler(event, context=None) -> dict:
     except Refused as refused:
         return _answer(refused.status, {"error": str(refused)})
     try:
-        response = runtime().invoke_endpoint(EndpointName=endpoint, ContentType=kind, Accept="application/json",
-                                             Body=image)
+        response = runtime().invoke_endpoint(EndpointName=endpoint, ContentType=kind, Body=image,
+                                             Accept=contract.RESPONSE_TYPE,
+                                             CustomAttributes=contract.top_k_attribute(k))
     except ClientError as error:
         body = error.response
         if body.get("Error", {}).get("Code") == "ModelError":  # the container answered 4xx/5xx

@@ -1,0 +1,61 @@
+"""byoc-cloud: SageMaker training jobs and endpoints from image URIs, with boto3.
+
+Every command prints a cost estimate (prices.json) before it calls AWS, and
+--dry-run prints the requests instead of sending them. boto3 finds region,
+credentials and endpoints as usual (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
+
+Each command lives in its own module, which adds its subcommand (add_commands) and
+returns the calls it wants made; this module parses, runs and reports.
+"""
+import argparse
+import sys
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from byoc_cloud import endpoints, training_jobs
+from byoc_cloud.calls import LaunchError, send
+from byoc_cloud.pricing import PriceTable, UnknownPrice
+
+COMMANDS = (training_jobs, endpoints)
+
+
+class Clients(dict):
+    """boto3 clients by service name, made on first use."""
+
+    def __missing__(self, service: str):
+        self[service] = boto3.client(service)
+        return self[service]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="byoc-cloud", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dry-run", action="store_true", help="print the requests instead of sending them")
+    p.add_argument("--wait-delay", type=float, default=30, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+    # --dry-run also after the command name; SUPPRESS keeps the top-level value when it is absent there.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS, help="print, do not send")
+    for module in COMMANDS:
+        module.add_commands(sub, common)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    clients = Clients()
+    try:
+        calls = args.run(args, clients, PriceTable.load())
+        send(calls, args.dry_run, clients, args.wait_delay)
+    except (LaunchError, UnknownPrice) as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""CreateTrainingJob requests for the training image: channels, hyperparameters, spot, checkpoints."""
+import json
+import sys
+
+from byoc.contract import encode_hyperparameters
+from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
+from byoc_cloud.calls import LaunchError, timestamped
+
+
+def hyperparameters(pairs: list[str]) -> dict[str, str]:
+    """--hp epochs=10 --hp model=resnet_small -> SageMaker's encoding (byoc.contract): a value that
+    reads as JSON is that JSON value, anything else the string itself."""
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise LaunchError(f"hyperparameter {pair!r}: expected NAME=VALUE")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return encode_hyperparameters(values)
+
+
+def channels(pairs: list[str]) -> list[dict]:
+    out = []
+    for pair in pairs:
+        name, sep, uri = pair.partition("=")
+        if not sep or not uri.startswith("s3://"):
+            raise LaunchError(f"channel {pair!r}: expected NAME=s3://bucket/prefix")
+        out.append({"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}})
+    return out
+
+
+def stopping_condition(args) -> dict:
+    max_run = int(args.max_run_hours * 3600)
+    condition = {"MaxRuntimeInSeconds": max_run}
+    if args.spot:
+        max_wait = int(args.max_wait_hours * 3600) if args.max_wait_hours else 2 * max_run
+        if max_wait < max_run:
+            raise LaunchError(f"--max-wait-hours ({args.max_wait_hours}) must be at least --max-run-hours "
+                              f"({args.max_run_hours}): it counts the training time plus the waits for capacity")
+        condition["MaxWaitTimeInSeconds"] = max_wait
+        if not args.checkpoint_s3_uri:
+            print("warning: spot training without --checkpoint-s3-uri starts over after every interruption",
+                  file=sys.stderr)
+    elif args.max_wait_hours:
+        raise LaunchError("--max-wait-hours applies to --spot training only")
+    return condition
+
+
+def training_request(args) -> dict:
+    request = {
+        "TrainingJobName": args.job_name or timestamped("byoc-training"),
+        "AlgorithmSpecification": {"TrainingImage": args.image, "TrainingInputMode": "File",
+                                   "MetricDefinitions": METRIC_DEFINITIONS,
+                                   "EnableSageMakerMetricsTimeSeries": True},
+        "RoleArn": args.role,
+        "HyperParameters": hyperparameters(args.hp),
+        "InputDataConfig": channels(args.channel),
+        "OutputDataConfig": {"S3OutputPath": args.output},
+        "ResourceConfig": {"InstanceType": args.instance_type, "InstanceCount": args.instance_count,
+                           "VolumeSizeInGB": args.volume_gb},
+        "StoppingCondition": stopping_condition(args),
+        "EnableManagedSpotTraining": args.spot,
+        "Tags": [{"Key": "project", "Value": "byoc"}],
+    }
+    if args.checkpoint_s3_uri:
+        request["CheckpointConfig"] = {"S3Uri": args.checkpoint_s3_uri, "LocalPath": "/opt/ml/checkpoints"}
+    return request
+
+
+def launch(args, clients, prices) -> list:
+    request = training_request(args)
+    print(prices.training_estimate(args.instance_type, args.instance_count,
+                                   request["StoppingCondition"]["MaxRuntimeInSeconds"], args.spot))
+    return [("sagemaker", "create_training_job", request)]
+
+
+def add_commands(sub, common) -> None:
+    train = sub.add_parser("train", parents=[common], help="start a training job")
+    train.add_argument("--image", required=True, help="training image URI (python -m ecr uri byoc-training)")
+    train.add_argument("--role", required=True, help="the SageMaker execution role's ARN")
+    train.add_argument("--channel", action="append", required=True, metavar="NAME=S3_URI",
+                       help="an input channel, e.g. train=s3://bucket/fashion-mnist/train (repeatable)")
+    train.add_argument("--output", required=True, metavar="S3_URI", help="where model.tar.gz goes")
+    train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a hyperparameter")
+    train.add_argument("--instance-type", default="ml.g5.xlarge")
+    train.add_argument("--instance-count", type=int, default=1)
+    train.add_argument("--volume-gb", type=int, default=50)
+    train.add_argument("--max-run-hours", type=float, default=2)
+    train.add_argument("--spot", action="store_true", help="managed spot training")
+    train.add_argument("--max-wait-hours", type=float, help="spot: training plus waiting (default: 2 x max run)")
+    train.add_argument("--checkpoint-s3-uri", help="synced with /opt/ml/checkpoints: resume after interruptions")
+    train.add_argument("--job-name")
+    train.set_defaults(run=launch)
