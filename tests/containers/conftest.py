@@ -1,18 +1,12 @@
 """Fixtures for the container tests: the docker client and one shared training job."""
-import docker
 import pytest
 
-from harness import RUN_ID, SERVING_IMAGE, TRAINING_IMAGE, Endpoint, TrainingRun, run_training, start_serving
+from support import RUN_ID, Endpoint, TrainingRun, docker_with_images, run_training, start_serving
 
 
 @pytest.fixture(scope="session")
 def docker_client():
-    client = docker.from_env()
-    for image in (TRAINING_IMAGE, SERVING_IMAGE):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            pytest.fail(f"image {image} is missing: run `make build` first")
+    client = docker_with_images()
     yield client
     for container in client.containers.list(all=True, filters={"label": f"byoc.test-run={RUN_ID}"}):
         container.remove(force=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import free_port
+from support import free_port
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]

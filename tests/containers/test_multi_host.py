@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import TRAINING_IMAGE, run_training
+from support import TRAINING_IMAGE, run_training
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 import requests
 from PIL import Image
 
-from harness import post_image
+from support import post_image
 
 pytestmark = pytest.mark.docker
 SIX_MIB = 6 * 1024 * 1024  # the default BYOC_MAX_PAYLOAD_MB

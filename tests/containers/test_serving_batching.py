@@ -6,7 +6,7 @@ import threading
 import pytest
 import requests
 
-from harness import assert_same_predictions, post_image, start_serving
+from support import assert_same_predictions, post_image, start_serving
 
 pytestmark = pytest.mark.docker
 

@@ -5,7 +5,7 @@ import pytest
 import requests
 from PIL import Image
 
-from harness import LABEL, SERVING_IMAGE, start_serving
+from support import LABEL, SERVING_IMAGE, start_serving
 
 pytestmark = pytest.mark.docker
 

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from harness import LABEL, SERVING_IMAGE, free_port, post_image, start_serving
+from support import LABEL, SERVING_IMAGE, free_port, post_image, start_serving
 
 pytestmark = pytest.mark.docker
 # Kill the process that runs the model (a worker's child), as the OOM killer would.

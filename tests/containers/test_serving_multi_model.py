@@ -4,7 +4,7 @@ import shutil
 import pytest
 import requests
 
-from harness import label_of, post_image, run_training, start_serving
+from support import label_of, post_image, run_training, start_serving
 
 pytestmark = pytest.mark.docker
 THREE_CLASSES = ("002.Trouser", "006.Sandal", "009.Bag")

@@ -7,9 +7,9 @@ import pytest
 import requests
 from PIL import Image
 
-from byoc.model_spec import load_spec
+from byoc.contract import load_spec
 from byoc.preprocessing import eval_transform
-from harness import assert_same_predictions, post_image
+from support import assert_same_predictions, post_image
 
 pytestmark = pytest.mark.docker
 TOP_K = "X-Amzn-SageMaker-Custom-Attributes"

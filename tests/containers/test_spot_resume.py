@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness import run_training, start_training, write_opt_ml
+from support import run_training, start_training, write_opt_ml
 
 pytestmark = pytest.mark.docker
 HYPERPARAMETERS = {"epochs": 2, "batch_size": 64, "deterministic": True, "workers": 2}

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
-from harness import run_training
+from support import run_training
 
 pytestmark = pytest.mark.docker
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from safetensors.torch import load_file
 
-from harness import run_training
+from support import run_training
 
 pytestmark = pytest.mark.docker
 

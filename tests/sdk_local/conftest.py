@@ -3,20 +3,15 @@ and port, and cleanup of everything the SDK starts, also when a test fails."""
 import docker
 import pytest
 
-from sdk_harness import (SERVING_IMAGE, TRAINING_IMAGE, OutboundRecorder, compose_for_sdk_v2, free_port,
-                         remove_sdk_containers, sdk_environment)
+from sdk_harness import OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers, sdk_environment
+from support import docker_with_images
 
 SDK_NETWORK = "sagemaker-local"  # the one network both SDKs' compose files name
 
 
 @pytest.fixture(scope="session")
 def sdk_docker():
-    client = docker.from_env()
-    for image in (TRAINING_IMAGE, SERVING_IMAGE):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            pytest.fail(f"image {image} is missing: run `make build` first")
+    client = docker_with_images()
     problem = compose_for_sdk_v2()
     if problem:
         pytest.fail(f"SageMaker SDK v2 local mode needs docker compose: {problem}")

@@ -18,17 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
 
-from byoc.model_package import load_spec
-from byoc.serving import payloads
-from byoc.serving.inference import Classifier
-from byoc.training.data import display_name
+import support
+from byoc.contract import display_name, load_spec
+from support import SERVING_IMAGE, TRAINING_IMAGE  # noqa: F401 (the SDK tests' images)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
-TRAINING_IMAGE = os.environ.get("TRAINING_IMAGE", "byoc-training:latest")
-SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 HYPERPARAMETERS = {"model": "small_cnn", "epochs": 1, "batch_size": 64}
 # Every container the SDKs start comes from a compose file under the test's own folder.
 COMPOSE_FILES_LABEL = "com.docker.compose.project.config_files"
@@ -55,17 +51,9 @@ def port_range() -> range:
 
 
 def free_port(taken: set[int] = frozenset()) -> int:
-    # The SDK publishes the endpoint on all interfaces, so the port must be free on all of them.
-    for port in port_range():
-        if port in taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free port in {port_range()} (SDK_LOCAL_PORTS)")
+    """A port of SDK_LOCAL_PORTS: the SDK publishes the endpoint on all interfaces, so the port must
+    be free on all of them."""
+    return support.free_port("0.0.0.0", port_range(), taken)
 
 
 @dataclass
@@ -205,14 +193,10 @@ def check_predictions(predictions: dict[str, dict], images: list[Path], model_di
     """The endpoint's answers are the trained model's own: the same top 5 as the model from
     model.tar.gz run here. Returns the share of images whose top label is the true class."""
     assert sorted(predictions) == sorted(map(str, images))
-    classifier = Classifier.load(str(model_dir), torch.device("cpu"))
     correct = 0
     for image in images:
         served = predictions[str(image)]["predictions"]
-        batch = classifier.to_batch(payloads.decode(image.read_bytes(), "image/png", 1 << 20))
-        local = classifier.top_k(classifier.probabilities(batch), 5)[0]
-        assert [p["label"] for p in served] == [p.label for p in local], image
-        assert [p["probability"] for p in served] == pytest.approx([p.probability for p in local], abs=1e-4)
+        support.assert_same_predictions(served, support.expected_answer(model_dir, image.read_bytes())["predictions"])
         probabilities = [p["probability"] for p in served]
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-4
         correct += served[0]["label"] == display_name(image.parent.name)

@@ -1,6 +1,8 @@
-"""Helpers that drive the built images through SageMaker's container contract (docker SDK).
+"""What the unit, container and SDK tests share: image names, free ports, /opt/ml trees,
+the images started through SageMaker's container contract (docker SDK), and expected answers
+computed by the product's own Classifier.
 
-Each test gets a temporary /opt/ml tree laid out as SageMaker lays it out:
+Each training test gets a temporary /opt/ml tree laid out as SageMaker lays it out:
 input/config/*.json, one read-only folder per channel, model/ and output/.
 """
 import json
@@ -8,11 +10,14 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+
+from byoc import contract
 
 TRAINING_IMAGE = os.environ.get("TRAINING_IMAGE", "byoc-training:latest")
 SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
@@ -20,6 +25,19 @@ SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 # the containers of another session sharing the engine (a second checkout, CI).
 RUN_ID = uuid.uuid4().hex[:12]
 LABEL = {"byoc.test-run": RUN_ID}
+
+
+def docker_with_images():
+    """The docker client, once both images are there (else the test fails saying what to do)."""
+    import docker
+
+    client = docker.from_env()
+    for image in (TRAINING_IMAGE, SERVING_IMAGE):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"image {image} is missing: run `make build` first")
+    return client
 
 
 @dataclass
@@ -37,8 +55,7 @@ class TrainingRun:
 def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -> Path:
     config = root / "input" / "config"
     config.mkdir(parents=True)
-    # SageMaker JSON-encodes every hyperparameter value as a string.
-    (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
+    (config / "hyperparameters.json").write_text(json.dumps(contract.encode_hyperparameters(hyperparameters)))
     (config / "inputdataconfig.json").write_text(json.dumps({name: {"TrainingInputMode": "File"} for name in channels}))
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     for name in ("model", "output"):
@@ -76,10 +93,18 @@ def run_training(client, root: Path, hyperparameters: dict, channels: dict[str, 
     return TrainingRun(exit_code, logs, root)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", candidates: Iterable[int] = (0,), taken: Iterable[int] = ()) -> int:
+    """A port free on `host`: any (the kernel picks), or the first free one of `candidates`."""
+    for port in candidates:
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    pytest.fail(f"no free port among {candidates} on {host}")
 
 
 @dataclass
@@ -89,16 +114,19 @@ class Endpoint:
 
 
 def start_serving(client, model_dir: Path | None, command=("serve",), environment=None, container_port=8080,
-                  wait: float = 120, volumes: dict | None = None) -> Endpoint:
-    """A serving container on a free loopback port, returned once /ping answers 200."""
+                  wait: float = 120, volumes: dict | None = None, ready: bool = True, **options) -> Endpoint:
+    """A serving container on a free loopback port, returned once /ping answers 200 (ready=False: at once)."""
     port = free_port()
     if volumes is None:
         volumes = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}}
     container = client.containers.run(
         SERVING_IMAGE, list(command) if command else None, detach=True, labels=LABEL,
         environment=environment or {}, ports={f"{container_port}/tcp": ("127.0.0.1", port)}, volumes=volumes,
+        **options,
     )
     url = f"http://127.0.0.1:{port}"
+    if not ready:
+        return Endpoint(url, container)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
@@ -121,8 +149,24 @@ def post_image(url: str, path: Path, headers: dict | None = None) -> requests.Re
 
 
 def label_of(class_folder: Path) -> str:
-    """'003.Pullover' -> 'Pullover', 'T-shirt_top' -> 'T-shirt top' (the class-name convention)."""
-    return class_folder.name.split(".", 1)[1].replace("_", " ")
+    """'003.Pullover' -> 'Pullover' (the contract's class-name rule)."""
+    return contract.display_name(class_folder.name)
+
+
+def expected_answer(model_dir: Path, body: bytes, content_type: str = "image/png",
+                    top_k: int = contract.DEFAULT_TOP_K) -> dict:
+    """What the endpoint should answer: the product's own chain (decode, Classifier.predict) run here."""
+    import torch
+
+    from byoc.serving import payloads
+    from byoc.serving.inference import Classifier
+
+    classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"))
+    _classifiers[model_dir] = classifier
+    return classifier.predict(payloads.decode(body, content_type, len(body) + 1), top_k)
+
+
+_classifiers: dict = {}
 
 
 def assert_same_predictions(got: list, expected: list) -> None:
