@@ -59,10 +59,10 @@ sdk-venvs: .venv-sdk-v2/.synced .venv-sdk-v3/.synced  ## the SageMaker SDK v2 an
 base-image: engine  ## the offline CUDA-ready base (debootstrap + docker import)
 	containers/base/build.sh $(LOCAL_BASE_IMAGE)
 
-build: engine  ## both images, on BASE_IMAGE, else the CUDA image, else the offline base
+build: engine  ## both images (containers/Dockerfile), on BASE_IMAGE, else the CUDA image, else the offline base
 	@base=$$(scripts/base-image.sh) && echo "building on $$base" && \
-	docker buildx build $(BUILD_FLAGS) -t $(TRAINING_IMAGE) -f containers/training/Dockerfile . && \
-	docker buildx build $(BUILD_FLAGS) -t $(SERVING_IMAGE) -f containers/serving/Dockerfile .
+	docker buildx build $(BUILD_FLAGS) --target training -t $(TRAINING_IMAGE) -f containers/Dockerfile . && \
+	docker buildx build $(BUILD_FLAGS) --target serving -t $(SERVING_IMAGE) -f containers/Dockerfile .
 
 ecr-repos: .venv/.synced  ## create or update the ECR repositories (ecr/repositories.json)
 	$(UV) run --frozen python -m ecr ensure
@@ -79,9 +79,11 @@ standins: .venv/.synced  ## moto server (AWS APIs) and docker-registry on loopba
 standins-down:  ## stop the stand-ins (their registry storage stays in STANDINS_DIR)
 	$(UV) run --frozen python -m ecr.standins down --dir $(STANDINS_DIR)
 
-lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP
+lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP (with byoc/contract.py)
 	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
-	cd code/byoc/cloud && python3 -m zipfile -c $(abspath $(LAMBDA_ZIP)) endpoint_lambda.py
+	@stage=$$(mktemp -d) && mkdir $$stage/byoc && cp code/byoc_cloud/endpoint_lambda.py $$stage/ && \
+	cp code/byoc/__init__.py code/byoc/contract.py $$stage/byoc/ && \
+	(cd $$stage && python3 -m zipfile -c $(abspath $(LAMBDA_ZIP)) endpoint_lambda.py byoc) && rm -rf $$stage
 	@echo "$(LAMBDA_ZIP): handler endpoint_lambda.handler"
 
 fashion-mnist-idx:  # Debian's dataset-fashion-mnist package, when the IDX files are not there
