@@ -120,13 +120,13 @@ stop:  ## stop the compose services
 test: build .venv/.synced sdk-venvs fashion-mnist-idx  ## unit tests, container tests, SageMaker SDK local mode (builds the images first)
 	$(UV) run --frozen pytest
 
-bench-train: build data  ## training benchmarks through the image (BENCHMARKS.md); results in bench-results/
+bench-train: build .venv/.synced data  ## training benchmarks through the image (BENCHMARKS.md); results in bench-results/
 	scripts/bench-train.sh
 
 bench-serve: build .venv/.synced data  ## serving benchmark through the image (BENCHMARKS.md); results in bench-results/
 	$(UV) run --frozen python scripts/bench_serve.py
 
-bench-multi-host: build data  ## training images/s on 1 and 2 local hosts (BENCHMARKS.md)
+bench-multi-host: build .venv/.synced data  ## training images/s on 1 and 2 local hosts (BENCHMARKS.md)
 	scripts/bench-multi-host.sh
 
 clean:  ## stop services, remove ./opt_ml and caches (keeps data, .venv and images)

@@ -15,8 +15,7 @@ project=byoc-bench-$$
 trap 'docker compose -p $project --profile multi down --remove-orphans >/dev/null 2>&1; rm -rf "$job"' EXIT
 mkdir -p "$job/config"
 cp containers/local/config/{inputdataconfig,resourceconfig}.json "$job/config/"
-python3 -c 'import json, sys; print(json.dumps({k: json.dumps(v) for k, v in json.loads(sys.argv[1]).items()}))' \
-  "$HYPERPARAMETERS" >"$job/config/hyperparameters.json"
+"${PYTHON:-.venv/bin/python}" -m byoc.contract hyperparameters "$HYPERPARAMETERS" >"$job/config/hyperparameters.json"
 export CONFIG_DIR=$job/config OPT_ML_DIR=$job/opt_ml
 
 run() {  # name, compose arguments...

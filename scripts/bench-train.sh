@@ -20,8 +20,7 @@ job=$(mktemp -d)
 trap 'rm -rf "$job"' EXIT
 mkdir -p "$job/config" "$job/model" "$job/output"
 cp containers/local/config/{inputdataconfig,resourceconfig}.json "$job/config/"
-python3 -c 'import json, sys; print(json.dumps({k: json.dumps(v) for k, v in json.loads(sys.argv[1]).items()}))' \
-  "$HYPERPARAMETERS" >"$job/config/hyperparameters.json"
+"${PYTHON:-.venv/bin/python}" -m byoc.contract hyperparameters "$HYPERPARAMETERS" >"$job/config/hyperparameters.json"
 start=$(date +%s.%N)
 docker run --rm --network none --shm-size 1g \
   -v "$job/config:/opt/ml/input/config:ro" -v "$DATA/train:/opt/ml/input/data/train:ro" \

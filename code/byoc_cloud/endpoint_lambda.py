@@ -6,10 +6,12 @@ Answer: {"statusCode": 200, "headers": {...}, "body": "{\"predictions\": [{\"lab
 errors carry a 4xx/5xx status and {"error": "..."}.
 
 Standard library and boto3 (both in Lambda's Python runtime) plus byoc.contract, which names
-what the endpoint takes: `make lambda-zip` packages this file with byoc/contract.py. URLs: http(s) only; every address the host resolves to must be public
-(no private, loopback, link-local or metadata addresses: SSRF), the connection goes to the
-address that was checked, and redirects are checked the same way. ALLOW_PRIVATE_URLS=1 lifts
-the address check (tests on loopback only).
+what the endpoint takes: `make lambda-zip` packages this file with byoc/contract.py.
+
+URLs: http(s) only; every address the host resolves to must be public (no private, loopback,
+link-local or metadata addresses: SSRF), the connection goes to the address that was checked,
+and redirects are checked the same way. ALLOW_PRIVATE_URLS=1 lifts the address check (tests on
+loopback only).
 """
 import base64
 import binascii

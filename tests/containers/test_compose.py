@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from byoc import contract
 from support import free_port
 
 pytestmark = pytest.mark.docker
@@ -18,7 +19,8 @@ def test_compose_trains_then_serves(small_data, tmp_path, docker_client):
     config.mkdir()
     for name in ("inputdataconfig.json", "resourceconfig.json"):
         (config / name).write_text((REPO / "containers/local/config" / name).read_text())
-    (config / "hyperparameters.json").write_text(json.dumps({"epochs": "2", "batch_size": "64"}))
+    hyperparameters = contract.encode_hyperparameters({"epochs": 2, "batch_size": 64})
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     port = free_port()
     env = dict(os.environ, DATA_DIR=str(small_data), OPT_ML_DIR=str(tmp_path / "opt_ml"),
                CONFIG_DIR=str(config), SERVE_PORT=str(port))

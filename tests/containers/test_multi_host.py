@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from byoc import contract
 from support import TRAINING_IMAGE, run_training
 
 pytestmark = pytest.mark.docker
@@ -28,7 +29,7 @@ class MultiHostJob:
     def __init__(self, docker_client, data: Path, root: Path, hyperparameters: dict):
         config = root / "config"
         config.mkdir(parents=True)
-        (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
+        (config / "hyperparameters.json").write_text(json.dumps(contract.encode_hyperparameters(hyperparameters)))
         channels = REPO / "containers/local/config/inputdataconfig.json"
         (config / "inputdataconfig.json").write_text(channels.read_text())
         self.client, self.root = docker_client, root

@@ -5,7 +5,7 @@ import pytest
 import requests
 from PIL import Image
 
-from support import LABEL, SERVING_IMAGE, start_serving
+from support import start_serving
 
 pytestmark = pytest.mark.docker
 
@@ -57,8 +57,7 @@ def test_bind_to_port_and_no_command(docker_client, trained, small_data):
 
 
 def test_serve_without_a_model_exits_with_a_reason(docker_client, tmp_path):
-    container = docker_client.containers.run(SERVING_IMAGE, ["serve"], detach=True, labels=LABEL,
-                                             volumes={str(tmp_path): {"bind": "/opt/ml/model", "mode": "ro"}})
+    container = start_serving(docker_client, tmp_path, ready=False).container
     try:
         assert container.wait(timeout=60)["StatusCode"] != 0
         assert "model.json is missing" in container.logs().decode()

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from support import LABEL, SERVING_IMAGE, free_port, post_image, start_serving
+from support import post_image, start_serving
 
 pytestmark = pytest.mark.docker
 # Kill the process that runs the model (a worker's child), as the OOM killer would.
@@ -26,21 +26,18 @@ def test_ping_is_not_healthy_while_the_model_cannot_load(docker_client, trained,
     model = tmp_path / "model"
     shutil.copytree(trained.opt_ml / "model", model)
     (model / "model.safetensors").write_bytes(b"\0" * 1000)
-    port = free_port()
-    container = docker_client.containers.run(SERVING_IMAGE, ["serve"], detach=True, labels=LABEL,
-                                             ports={"8080/tcp": ("127.0.0.1", port)},
-                                             volumes={str(model): {"bind": "/opt/ml/model", "mode": "ro"}})
+    endpoint = start_serving(docker_client, model, ready=False)
     try:
         codes, deadline = set(), time.monotonic() + 25
         while time.monotonic() < deadline:
             try:
-                codes.add(requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code)
+                codes.add(requests.get(f"{endpoint.url}/ping", timeout=2).status_code)
             except requests.ConnectionError:
                 pass
             time.sleep(0.25)
         assert 503 in codes and 200 not in codes, codes
     finally:
-        container.remove(force=True)
+        endpoint.container.remove(force=True)
 
 
 def test_first_invocation_after_ping_succeeds_at_once(docker_client, trained, small_data):
