@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 TRAINING_IMAGE    ?= byoc-training:latest
 SERVING_IMAGE     ?= byoc-serving:latest
-CUDA_IMAGE        ?= nvidia/cuda:13.0.2-base-ubuntu24.04
+CUDA_IMAGE        ?= nvidia/cuda:12.8.1-base-ubuntu24.04
 LOCAL_BASE_IMAGE  ?= byoc-base:bookworm
 BASE_IMAGE        ?=
 # A CA bundle for builds behind a TLS-intercepting proxy; a BuildKit secret, never a layer.

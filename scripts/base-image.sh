@@ -3,7 +3,7 @@
 # CUDA image if it is here or can be pulled, else the offline Debian base
 # (built now if missing). Progress goes to stderr; only the name to stdout.
 set -euo pipefail
-CUDA_IMAGE=${CUDA_IMAGE:-nvidia/cuda:13.0.2-base-ubuntu24.04}
+CUDA_IMAGE=${CUDA_IMAGE:-nvidia/cuda:12.8.1-base-ubuntu24.04}
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-byoc-base:bookworm}
 
 if [ -n "${BASE_IMAGE:-}" ]; then

@@ -11,7 +11,7 @@ set -euo pipefail
 TAG=${1:?usage: build.sh IMAGE_TAG}
 SUITE=${DEBIAN_SUITE:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-CUDA_REQUIREMENT=${CUDA_REQUIREMENT:-cuda>=13.0}
+CUDA_REQUIREMENT=${CUDA_REQUIREMENT:-cuda>=12.8 driver>=525}
 
 if ! command -v debootstrap >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || { echo "base-image: debootstrap is missing; install it (apt-get install debootstrap)" >&2; exit 1; }
