@@ -93,6 +93,34 @@ def encode_hyperparameters(values: dict) -> dict[str, str]:
     return {str(name): json.dumps(value) for name, value in values.items()}
 
 
+# --- the images' CUDA build --------------------------------------------------------------
+# Labels make build sets from the image's own torch (byoc.cuda.facts), read by `byoc-cloud check`.
+LABEL_TORCH = "byoc.torch.version"
+LABEL_CUDA = "byoc.cuda.version"  # "12.8"; "" for a CPU-only torch
+LABEL_ARCHS = "byoc.cuda.archs"  # "sm_70,sm_75,...": the GPU architectures torch has kernels for
+LABEL_COMPAT = "byoc.cuda.compat-driver"  # the forward-compatibility libraries' driver version, or ""
+# The oldest driver a CUDA major runs on through minor-version compatibility (NVIDIA's CUDA
+# compatibility guide); an older one needs the forward-compatibility libraries.
+MIN_DRIVER_FOR_CUDA = {11: 450, 12: 525, 13: 580}
+
+
+def capability(arch: str) -> tuple[int, int] | None:
+    """'sm_86' -> (8, 6), 'sm_120' -> (12, 0); None for anything else (e.g. 'sm_90a', 'compute_90')."""
+    digits = arch.removeprefix("sm_")
+    return (int(digits[:-1]), int(digits[-1])) if arch.startswith("sm_") and digits.isdigit() and len(digits) > 1 \
+        else None
+
+
+def archs_cover(archs, gpu: tuple[int, int]) -> bool:
+    """Kernels built for sm_XY run on GPUs of compute capability X.Z for Z >= Y (same major)."""
+    return any(c is not None and c[0] == gpu[0] and c[1] <= gpu[1] for c in map(capability, archs))
+
+
+# BYOC_DEVICE: auto (the GPUs when the container has them, else the CPU), cpu (on purpose), cuda.
+DEVICE_SETTING = "BYOC_DEVICE"
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
 # --- requests to the endpoint ------------------------------------------------------------
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
