@@ -125,7 +125,8 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
 NPY_TYPE = "application/x-npy"
-CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE)
+MULTIPART_TYPE = "multipart/form-data"  # one part holding an image (curl -F image=@dog.jpg)
+CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE, MULTIPART_TYPE)
 RESPONSE_TYPE = JSON_TYPE
 # InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"

@@ -19,7 +19,7 @@ def classifier():
 
 
 def test_images_and_arrays_become_one_model_batch(classifier):
-    images = Payload(images=[Image.new("L", (40, 30)), Image.new("RGB", (28, 28))])
+    images = Payload(images=[("Image 0", Image.new("L", (40, 30))), ("Image 1", Image.new("RGB", (28, 28)))])
     array = Payload(array=np.zeros((3, 3, 28, 28), np.float32))
     assert classifier.to_batch(images).shape == (2, 3, 28, 28)
     assert classifier.to_batch(array).shape == (3, 3, 28, 28)
