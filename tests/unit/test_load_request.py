@@ -91,18 +91,17 @@ def test_no_room_in_memory_is_a_507(store, monkeypatch):
     assert error.value.status == 507
 
 
-def test_room_is_the_cgroup_limit_less_what_it_uses_but_not_its_page_cache(tmp_path):
+def test_room_is_the_cgroup_limit_less_its_processes_memory_not_its_page_cache(tmp_path):
     (tmp_path / "memory.max").write_text("1073741824\n")
-    (tmp_path / "memory.current").write_text(str(600 * memory.MIB))
-    (tmp_path / "memory.stat").write_text(f"anon 1\ninactive_file {200 * memory.MIB}\n")
+    (tmp_path / "memory.stat").write_text(f"anon {300 * memory.MIB}\nfile {500 * memory.MIB}\n"
+                                          f"shmem {100 * memory.MIB}\n")
     assert memory.cgroup_room(tmp_path) == (1024 - 400) * memory.MIB
     (tmp_path / "memory.max").write_text("max\n")
     assert memory.cgroup_room(tmp_path) is None
     v1 = tmp_path / "v1" / "memory"
     v1.mkdir(parents=True)
     (v1 / "memory.limit_in_bytes").write_text(str(2 << 30))
-    (v1 / "memory.usage_in_bytes").write_text(str(1 << 30))
-    (v1 / "memory.stat").write_text("total_inactive_file 0\n")
+    (v1 / "memory.stat").write_text(f"cache {1 << 30}\nrss 7\ntotal_rss {1 << 30}\ntotal_shmem 0\n")
     assert memory.cgroup_room(tmp_path / "v1") == 1 << 30
 
 

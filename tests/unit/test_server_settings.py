@@ -42,7 +42,7 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     assert s.timeout_s == 7
     properties = serve.mms_properties(s, 10001)
     assert "byoc_timeout_seconds=7\n" in properties  # the frontend answers 504 then
-    assert "default_response_timeout_seconds=8\n" in properties  # MMS's backstop for the worker
+    assert "default_response_timeout_seconds=301\n" in properties  # MMS's backstop, loads included
     assert "default_response_timeout=" not in properties  # MMS reads that one in minutes
 
 

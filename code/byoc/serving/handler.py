@@ -6,11 +6,11 @@ BYOC_MAX_BATCH_DELAY_MS). All valid images of all requests go through one
 forward pass; every request gets its own status and JSON body, so a bad one
 answers 4xx without spoiling the rest.
 
-Each call runs under an alarm: a model that hangs half a second past
+Each call runs under an alarm: a forward pass that hangs half a second past
 SAGEMAKER_MODEL_SERVER_TIMEOUT is killed by the kernel (SIGALRM's default action,
 which needs nothing from the stuck process), so it frees its memory. The frontend
 has answered its requests 504 at the timeout; MMS sees the worker go and starts a
-new one, which loads the model again.
+new one, which loads the model again. A load gets settings.MODEL_LOAD_TIMEOUT_S.
 """
 import json
 import logging
@@ -27,7 +27,7 @@ from byoc.serving.errors import RequestError, error_body
 from byoc.serving.inference import Classifier, Prepared
 
 logger = logging.getLogger(__name__)
-ALARM_GRACE_S = 0.5  # after the frontend's 504, before MMS's own worker timeout (a second after)
+ALARM_GRACE_S = 0.5  # after the frontend's 504 at the timeout
 _classifier: Classifier | None = None
 _settings: settings.Settings | None = None
 
@@ -53,7 +53,7 @@ def _load(context) -> None:
     torch.set_num_threads(_settings.torch_threads)
     gpu_id = context.system_properties.get("gpu_id")
     device = torch.device(f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu")
-    _arm(_settings.timeout_s)  # MMS gives a load the same time as a request
+    _arm(settings.MODEL_LOAD_TIMEOUT_S)
     try:
         _classifier = Classifier.load(context.system_properties["model_dir"], device)
     except (RuntimeError, MemoryError) as error:

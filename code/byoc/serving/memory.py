@@ -1,8 +1,9 @@
 """Room in the container's memory for one more model (multi-model loads answer 507 without it).
 
-The container's limit is its cgroup's (v2 or v1); what it uses excludes the page cache the kernel
-can drop (inactive files). Without a limit, the host's MemAvailable counts. A model needs, per
-worker, a worker process with torch imported and twice its weights while they load (the file's
+The container's limit is its cgroup's (v2 or v1); what it uses is its processes' anonymous and
+shared memory, not the page cache the kernel can drop (files read, libraries mapped). Without a
+limit, the host's MemAvailable counts. A model needs, per worker, a worker process with torch
+imported (and MMS's backend server for it) and twice its weights while they load (the file's
 tensors and the model's parameters).
 """
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 from byoc.serving.errors import RequestError
 
 MIB = 1024 * 1024
-# A worker process with torch and our handler imported, before its model: measured in the serving
-# image on CPU (README, multi-model endpoints).
-WORKER_BYTES = 320 * MIB
+# A model's worker process with torch and our handler imported, plus its MMS backend server, before
+# the weights: each small model loaded added 360-380 MiB to the container (serving image, CPU).
+WORKER_BYTES = 384 * MIB
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -36,13 +37,13 @@ def _stat(path: Path, key: str) -> int:
 
 
 def cgroup_room(root: Path = CGROUP) -> int | None:
-    """Limit minus use (less reclaimable page cache) of this container's cgroup; None without a limit."""
-    for limit, usage, stat, inactive in [("memory.max", "memory.current", "memory.stat", "inactive_file"),
-                                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-                                          "memory/memory.stat", "total_inactive_file")]:
-        cap, used = _number(root / limit), _number(root / usage)
-        if cap is not None and used is not None and cap < 1 << 60:  # "max" or v1's huge number: no limit
-            return cap - max(0, used - _stat(root / stat, inactive))
+    """This container's cgroup limit minus its anonymous and shared memory; None without a limit."""
+    for limit, stat, anon, shmem in [("memory.max", "memory.stat", "anon", "shmem"),
+                                     ("memory/memory.limit_in_bytes", "memory/memory.stat", "total_rss",
+                                      "total_shmem")]:
+        cap = _number(root / limit)
+        if cap is not None and cap < 1 << 60:  # "max", or v1's huge number: no limit
+            return cap - _stat(root / stat, anon) - _stat(root / stat, shmem)
     return None
 
 

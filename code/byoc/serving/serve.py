@@ -66,10 +66,11 @@ def mms_properties(s: server_settings.Settings, management: int) -> str:
         f"default_service_handler={HANDLER}",
         f"default_workers_per_model={s.workers}",
         # The frontend answers a late request 504 at the timeout (byoc_timeout_seconds); the worker's
-        # alarm kills it half a second later (byoc.serving.handler); MMS's own timeout of a worker is
-        # a backstop a second after. (default_response_timeout would be read in minutes.)
-        f"default_response_timeout_seconds={s.timeout_s + 1}",
+        # alarm kills a hung forward pass half a second later (byoc.serving.handler). MMS's own
+        # timeout of a worker, which also bounds model loads, is only a backstop behind that.
+        # (default_response_timeout would be read in minutes.)
         f"byoc_timeout_seconds={s.timeout_s}",
+        f"default_response_timeout_seconds={s.worker_timeout_s}",
         f"number_of_gpu={s.gpus}",
         "decode_input_request=false",  # hand the handler raw bytes
         # Our frontend code answers bodies over this with a JSON 413, without reading them.

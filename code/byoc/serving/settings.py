@@ -5,8 +5,8 @@
                                   "LOW-HIGH" (MMS's management API takes one,  above the serving port
                                   on loopback; MMS binds ports up to 32766)
   SAGEMAKER_MODEL_SERVER_WORKERS  worker processes per model                   1 per GPU, else 1
-  SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds a request may take (also           60
-  (or ..._TIMEOUT_SECONDS)        bounds each worker's model load)
+  SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds a request may take (a model load   60
+  (or ..._TIMEOUT_SECONDS)        may take MODEL_LOAD_TIMEOUT_S, 300)
   SAGEMAKER_MULTI_MODEL           "true": a multi-model endpoint (/models)     false
   BYOC_MAX_BATCH_SIZE             requests run together in one forward pass    8
   BYOC_MAX_BATCH_DELAY_MS         how long a worker waits to fill a batch      2
@@ -94,6 +94,9 @@ def _timeout_s() -> int:
     return next(iter(values.values()), 60)
 
 
+# A worker's model load gets its own bound, not the request timeout (MMS would use that for both,
+# and a short request timeout would then never let a model load).
+MODEL_LOAD_TIMEOUT_S = 300
 # MMS refuses to bind ports from 32767 up (its Connector compares with Short.MAX_VALUE).
 MAX_PORT = 32766
 
@@ -128,6 +131,11 @@ class Settings:
     server_user: str
     gpus: int
     stall_file: str  # test only (BYOC_TEST_STALL_FILE)
+
+    @property
+    def worker_timeout_s(self) -> int:
+        """MMS's own timeout of a busy worker (loads included): only a backstop behind the alarms."""
+        return max(self.timeout_s, MODEL_LOAD_TIMEOUT_S) + 1
 
 
 def from_environment() -> Settings:

@@ -54,6 +54,7 @@ public final class AnswerDeadline extends ChannelDuplexHandler {
         timer = null;
         answeredForTheModel = true;
         logger.warn("model {} did not answer within {} s: answered 504", model, seconds);
+        Readiness.distrust(model);
         ctx.writeAndFlush(Replies.response(504, Replies.errorBody(504, "The model did not answer within "
                 + seconds + " s (SAGEMAKER_MODEL_SERVER_TIMEOUT); its worker is being replaced.")))
                 .addListener(ChannelFutureListener.CLOSE);

@@ -2,7 +2,6 @@ package byoc.mms;
 
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelPipeline;
-import io.netty.handler.codec.http.FullHttpMessage;
 import io.netty.handler.codec.http.HttpMessage;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpResponse;
@@ -11,8 +10,10 @@ import io.netty.util.ReferenceCountUtil;
 
 /**
  * Netty's aggregator, answering a body over the limit with our JSON 413 (Netty's own has an
- * empty body). A Content-Length over the limit is refused before the body is read; the rest of
- * the body is read and thrown away, so the client can read the answer and reuse the connection.
+ * empty body). A Content-Length over the limit is refused before the body is read, a chunked body
+ * as soon as it passes the limit; either way the rest of it is read and thrown away, so the client
+ * can finish sending, read the answer and reuse the connection (closing at once would reset the
+ * connection under a client still sending, which then never sees the answer).
  */
 final class BodyLimit extends HttpObjectAggregator {
 
@@ -27,10 +28,7 @@ final class BodyLimit extends HttpObjectAggregator {
 
     @Override
     protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
-        // A request we were still aggregating (chunked) ends the connection; one refused from its
-        // Content-Length can keep it, as its body is discarded as it arrives.
-        boolean close = oversized instanceof FullHttpMessage || !HttpUtil.isKeepAlive(oversized);
-        Replies.errorDirect(ctx, 413, tooLarge(), close);
+        Replies.errorDirect(ctx, 413, tooLarge(), !HttpUtil.isKeepAlive(oversized));
     }
 
     @Override

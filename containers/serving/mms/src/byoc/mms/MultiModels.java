@@ -169,7 +169,7 @@ final class MultiModels {
 
     private static void startWorkers(ChannelHandlerContext ctx, String name, Settings settings) throws Exception {
         HttpResponseStatus started = ModelManager.getInstance().updateModel(name, settings.workers, settings.workers)
-                .get(settings.timeoutSeconds + 60L, TimeUnit.SECONDS);
+                .get(settings.workerTimeoutSeconds + 60L, TimeUnit.SECONDS);
         if (started.code() == 200) {
             logger.info("model {} loaded", name);
             Replies.json(ctx, 200, SageMakerApi.status("Model '" + name + "' loaded."));

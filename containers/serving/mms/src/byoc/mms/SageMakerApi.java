@@ -48,10 +48,8 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
     }
 
     private void route(ChannelHandlerContext ctx, FullHttpRequest request) {
-        if (!request.decoderResult().isSuccess()) {
-            Throwable cause = request.decoderResult().cause();
-            Replies.error(ctx, 400, "The request is not valid HTTP/1.1 (" + cause.getClass().getSimpleName()
-                    + "): request lines are limited to 4096 bytes and headers to 8192.");
+        if (!request.decoderResult().isSuccess() || request.protocolVersion().majorVersion() != 1) {
+            Replies.error(ctx, 400, "The request is not valid HTTP/1.1: " + whyInvalid(request));
             return;
         }
         List<String> path = segments(request.uri());
@@ -73,6 +71,19 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
                             + "POST /models/NAME/invoke)."
                     : "POST /invocations."));
         }
+    }
+
+    private static String whyInvalid(FullHttpRequest request) {
+        String cause = request.decoderResult().isSuccess() ? ""
+                : request.decoderResult().cause().getClass().getSimpleName();
+        if (cause.contains("Line")) {
+            return "its request line is longer than 4096 bytes.";
+        }
+        if (cause.contains("Header")) {
+            return "its headers are longer than 8192 bytes.";
+        }
+        return request.decoderResult().isSuccess() ? "only HTTP/1.0 and 1.1 are served."
+                : "it could not be parsed.";
     }
 
     /** The decoded path's segments: "/models/a/invoke" is [models, a, invoke]. */
