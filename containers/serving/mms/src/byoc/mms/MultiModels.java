@@ -163,6 +163,12 @@ final class MultiModels {
             forget(name);
             Replies.error(ctx, 400, "The model in " + path + " cannot be registered: " + e.getMessage());
             return;
+        } catch (Exception e) { // MMS's backend process for the model did not start
+            logger.error("model {} could not be registered", name, e);
+            forget(name); // MMS keeps a model whose backend failed to start, and would answer 409 after
+            Replies.error(ctx, 500, "The model server could not start a worker for model '" + name
+                    + "'; the container log says why.");
+            return;
         }
         startWorkers(ctx, name, settings);
     }
