@@ -31,7 +31,7 @@ comma := ,
 BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 .PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
-        bench-train bench-serve bench-multi-host clean ecr-repos push scan standins standins-down lambda-zip
+        bench-train bench-serve bench-soak bench-multi-host clean ecr-repos push scan standins standins-down lambda-zip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -125,6 +125,9 @@ bench-train: build .venv/.synced data  ## training benchmarks through the image 
 
 bench-serve: build .venv/.synced data  ## serving benchmark through the image (BENCHMARKS.md); results in bench-results/
 	$(UV) run --frozen python scripts/bench_serve.py
+
+bench-soak: build .venv/.synced data  ## 60 s of good and hostile requests at concurrency 16 (BENCHMARKS.md); results in bench-results/
+	$(UV) run --frozen python scripts/bench_soak.py
 
 bench-multi-host: build .venv/.synced data  ## training images/s on 1 and 2 local hosts (BENCHMARKS.md)
 	scripts/bench-multi-host.sh

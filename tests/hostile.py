@@ -7,9 +7,13 @@ content type, headers that lie about sizes, odd colour modes). Used by
 tests/containers/test_serving_hostile_input.py and by the soak benchmark (scripts/bench_soak.py).
 """
 import base64
+import http.client
 import io
 import json
+import random
 import struct
+import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -214,3 +218,57 @@ def _headers_and_routes() -> list[Case]:
         Case("a registration on the serving port", b"", {}, 404, path="/models?url=https://example.com/m.mar"),
         Case("a path escaping upwards", b"", {}, 404, method="GET", path="/../../etc/passwd"),
     ]
+
+
+# --- a mixed load of good requests and the corpus' refused ones (stress test, make bench-soak) ---
+def bad_requests() -> list:
+    """The corpus' refused POST /invocations requests of up to 1 MiB (the larger ones only test limits)."""
+    return [case for case in corpus() if case.method == "POST" and case.path == "/invocations"
+            and case.status >= 400 and len(case.body) <= 1 << 20]
+
+
+class Client:
+    def __init__(self, host: str, port: int):
+        self.connection = http.client.HTTPConnection(host, port, timeout=120)
+
+    def post(self, body: bytes, headers: dict) -> tuple[int, float]:
+        started = time.perf_counter()
+        try:
+            self.connection.request("POST", "/invocations", body, headers)
+            response = self.connection.getresponse()
+            response.read()
+            status = response.status
+            if response.getheader("connection", "").lower() == "close":
+                self.connection.close()  # the server closes after an error; the next request reconnects
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            status = 0  # no answer at all
+        return status, 1000 * (time.perf_counter() - started)
+
+
+def mixed_load(host: str, port: int, good: list[bytes], bad: list, seconds: float, clients: int) -> list[tuple]:
+    """`clients` keep-alive clients for `seconds`: three requests in four a good JPEG (top_k varying, so
+    answers vary in size), one in four a refused request of the corpus. (kind, status, expected, ms) each."""
+    results, lock, stop = [], threading.Lock(), time.perf_counter() + seconds
+
+    def run(seed: int):
+        client, rng = Client(host, port), random.Random(seed)
+        while time.perf_counter() < stop:
+            if rng.random() < 0.25:
+                case = rng.choice(bad)
+                status, ms = client.post(case.body, case.headers)
+                row = ("bad", status, case.status, ms)
+            else:
+                headers = {"Content-Type": "image/jpeg" if good[0][:2] == b"\xff\xd8" else "image/png",
+                           TOP_K: f"top_k={rng.randint(1, 20)}"}
+                status, ms = client.post(rng.choice(good), headers)
+                row = ("good", status, 200, ms)
+            with lock:
+                results.append(row)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
