@@ -1,6 +1,5 @@
 """A corpus of bad requests: each gets a 4xx JSON body without a traceback, and the server keeps serving."""
 import io
-import json
 
 import numpy as np
 import pytest
