@@ -60,6 +60,33 @@ echo "NVIDIA-SMI stand-in: driver {driver}, one Tesla T4"
     return volumes
 
 
+def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
+    """byoc-cloud --dry-run: the lines it prints and the requests, each checked against botocore's
+    model of its API (which checks required and unknown fields and types; not enums or maxima)."""
+    import boto3
+    from botocore.validate import validate_parameters
+
+    from byoc_cloud import cli
+
+    assert cli.main(["--dry-run", *argv]) == 0
+    out = capsys.readouterr().out
+    decoder, text, requests, lines = json.JSONDecoder(), out, [], []
+    while text.strip():
+        text = text.lstrip()
+        if text.startswith("{"):
+            obj, end = decoder.raw_decode(text)
+            requests.append(obj)
+            text = text[end:]
+        else:
+            line, _, text = text.partition("\n")
+            lines.append(line)
+    for r in requests:
+        model = boto3.client(r["client"]).meta.service_model.operation_model(
+            "".join(part.title() for part in r["operation"].split("_")))
+        validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
+    return lines, requests
+
+
 def docker_with_images():
     """The docker client, once both images are there (else the test fails saying what to do)."""
     import docker
