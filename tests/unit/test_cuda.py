@@ -1,6 +1,8 @@
 """The CUDA decision (byoc.cuda.choose) against stand-in hosts: drivers, GPUs, compat libraries."""
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -99,11 +101,13 @@ def test_forward_compatibility_goes_first_on_the_library_path(monkeypatch):
     assert not cuda.needs_restart(choice)
 
 
-def test_the_library_path_is_read_as_the_process_started_with_it(monkeypatch):
+def test_the_library_path_is_read_as_the_process_started_with_it():
     """cv2 (albumentations) prepends its own folder to os.environ's LD_LIBRARY_PATH when imported."""
-    started = os.environ.get("LD_LIBRARY_PATH", "")
-    monkeypatch.setenv("LD_LIBRARY_PATH", "/changed/after/start")
-    assert cuda.started_with("LD_LIBRARY_PATH") == started
+    code = ("import os; os.environ['LD_LIBRARY_PATH'] = '/changed/after/start'; "
+            "from byoc import cuda; print(cuda.started_with('LD_LIBRARY_PATH'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LD_LIBRARY_PATH": "/usr/local/cuda/compat:/at/start"})
+    assert done.stdout.strip() == "/usr/local/cuda/compat:/at/start"
 
 
 @pytest.mark.parametrize("archs, gpu, covered", [
