@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sagemaker_training import environment
 
-from byoc.training import distributed, hyperparameters, outputs, setup
+from byoc.training import checkpoints, distributed, hyperparameters, outputs, setup
 from byoc.training.engine import StopSignal
 from byoc.training.errors import Stopped, TrainingError, unexpected
 from byoc.training.fit import fit
@@ -37,6 +37,8 @@ def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters,
     results = outputs.results(job, progress)
     if group.is_main:  # the model and metrics are written once, by rank 0
         outputs.write_outputs(job, results)
+        if job.trial:
+            checkpoints.discard(job.checkpoint_dir)
     return results
 
 
