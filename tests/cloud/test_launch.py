@@ -7,42 +7,16 @@ SageMaker API. moto 5.2.5 does not implement UpdateEndpoint: `roll` is run
 with --dry-run on an endpoint that `deploy` really created in moto, so its
 describe calls are real and only the final three writes are printed.
 """
-import json
 import os
 import subprocess
 import sys
 
 import boto3
 import pytest
-from botocore.validate import validate_parameters
 
 from byoc_cloud import cli as launch
 from byoc.training.metrics import METRIC_DEFINITIONS
-
-ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/byoc-{}@sha256:" + "a" * 64
-
-
-def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
-    """The estimate lines and the requests that --dry-run prints, each checked against the API model."""
-    assert launch.main(["--dry-run", *argv]) == 0
-    out = capsys.readouterr().out
-    decoder, text, requests, lines = json.JSONDecoder(), out, [], []
-    while text.strip():
-        text = text.lstrip()
-        if text.startswith("{"):
-            obj, end = decoder.raw_decode(text)
-            requests.append(obj)
-            text = text[end:]
-        else:
-            line, _, text = text.partition("\n")
-            lines.append(line)
-    for r in requests:
-        model = boto3.client(r["client"]).meta.service_model.operation_model(
-            "".join(part.title() for part in r["operation"].split("_")))
-        validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
-    return lines, requests
-
+from cli_requests import IMAGE, ROLE, dry_run
 
 TRAIN = ["train", "--image", IMAGE.format("training"), "--role", ROLE, "--channel", "train=s3://bucket/fm/train",
          "--channel", "valid=s3://bucket/fm/valid", "--output", "s3://bucket/out", "--hp", "epochs=10",
