@@ -16,11 +16,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, follow, training_jobs, tuning_jobs
+from byoc_cloud import endpoints, follow, lambda_functions, training_jobs, tuning_jobs
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
-COMMANDS = (training_jobs, tuning_jobs, endpoints, follow)
+COMMANDS = (training_jobs, tuning_jobs, endpoints, lambda_functions, follow)
 
 
 class Clients(dict):

@@ -114,11 +114,14 @@ def test_the_cli_runs_without_torch(aws_env, tmp_path):
                        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
                        "            raise ImportError('torch is blocked in this test')\n"
                        "sys.meta_path.insert(0, Block())\n")
-    result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
-                             "--dry-run", *TRAIN], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
-    assert result.returncode == 0, result.stderr
-    assert '"operation": "create_training_job"' in result.stdout
+    for argv, operation in ((TRAIN, "create_training_job"),
+                            ([*TRAIN, "--range", "lr=0.01:0.1"], "create_hyper_parameter_tuning_job")):
+        argv = ["tune", *argv[1:]] if operation.endswith("tuning_job") else argv
+        result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
+                                 "--dry-run", *argv], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        assert result.returncode == 0, result.stderr
+        assert f'"operation": "{operation}"' in result.stdout
     check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert "torch is blocked" in check.stderr  # the blocker works, so the run above really had no torch
