@@ -2,6 +2,7 @@
 (required members, types, minimums); the CLI itself checks enums, maximums and patterns
 (byoc_cloud.model_check) before it prints or sends anything."""
 import json
+import uuid
 
 import boto3
 from botocore.validate import validate_parameters
@@ -31,3 +32,21 @@ def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
         model = client.meta.service_model.operation_model(client.meta.method_to_api_mapping[r["operation"]])
         validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
     return lines, requests
+
+
+def ecr_image(repository: str, tag: str) -> str:
+    """An image (a manifest with one layer of its own) pushed to moto's ECR; its URI by digest."""
+    ecr = boto3.client("ecr")
+    try:
+        ecr.create_repository(repositoryName=repository, imageTagMutability="IMMUTABLE")
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                   "digest": "sha256:" + "1" * 64},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 3,
+                    "digest": "sha256:" + uuid.uuid4().hex * 2}]})
+    digest = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)["image"]["imageId"]["imageDigest"]
+    uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
+    return f"{uri}@{digest}"

@@ -9,15 +9,21 @@ severity, fixAvailable, packageVulnerabilityDetails) and then run the real
 run as against AWS, and the gate decides on what boto3 returned.
 """
 import datetime as dt
+import fnmatch
 import io
 import json
 import tarfile
 import uuid
+from dataclasses import dataclass, field
 
+import boto3
 import docker
 import pytest
 import requests
 
+from byoc_cloud import image_protection
+from byoc_cloud.calls import LaunchError
+from cli_requests import ROLE, ecr_image
 from ecr import cli, repositories, scan_gate
 
 MANIFEST = json.dumps({
@@ -54,7 +60,10 @@ def test_ensure_creates_then_reports_nothing_to_do(ecr, tmp_path, capsys):
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
     rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
-    assert [(r["selection"]["tagStatus"], r["selection"]["countNumber"]) for r in rules] == [("untagged", 7), ("tagged", 30)]
+    assert [(r["rulePriority"], r["selection"]["tagStatus"], r["selection"].get("tagPatternList"),
+             r["selection"]["countNumber"]) for r in rules] == [
+        (1, "tagged", ["v*"], 9999), (2, "tagged", ["*.*.*"], 9999), (3, "tagged", ["deployed-*"], 9999),
+        (4, "untagged", None, 7), (5, "tagged", ["*"], 30)]
     policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
     for statement in policy["Statement"]:
         assert "*" not in json.dumps(statement["Principal"]) and not any("*" in a for a in statement["Action"])
@@ -242,3 +251,99 @@ def test_allowlist_entries_need_a_reason_and_a_date(tmp_path, entry, problem):
 def test_shipped_allowlist_and_definitions_load():
     scan_gate.load_allowlist()
     assert {r.name for r in repositories.load()} == {"byoc-training", "byoc-serving"}
+
+
+@dataclass(frozen=True)
+class Image:
+    pushed_days_ago: float
+    tags: tuple[str, ...] = field(default=())
+
+
+def selected(selection: dict, image: Image) -> bool:
+    status = selection["tagStatus"]
+    if status == "untagged":
+        return not image.tags
+    if status == "any":
+        return True
+    patterns = selection.get("tagPatternList") or [f"{p}*" for p in selection.get("tagPrefixList", [])]
+    # every pattern of the list must match one of the image's tags
+    return bool(image.tags) and all(any(fnmatch.fnmatchcase(t, p) for t in image.tags) for p in patterns)
+
+
+def expired_by(policy: dict, images: list[Image]) -> set[Image]:
+    """ECR's documented evaluation (LifecyclePolicies.html, "How lifecycle policies work"): rules in
+    rulePriority order; an image that matches a rule's selection cannot be expired by a rule of lower
+    priority, which still counts it; count rules keep the newest N of what they select."""
+    claimed, expired = set(), set()
+    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
+        selection = rule["selection"]
+        matched = [i for i in images if selected(selection, i)]
+        if selection["countType"] == "imageCountMoreThan":
+            candidates = sorted(matched, key=lambda i: i.pushed_days_ago)[selection["countNumber"]:]
+        else:
+            candidates = [i for i in matched if i.pushed_days_ago > selection["countNumber"]]
+        expired |= {i for i in candidates if i not in claimed}
+        claimed |= set(matched)
+    return expired
+
+
+def test_the_lifecycle_policy_never_expires_versions_or_deployed_images(ecr, tmp_path):
+    """Two years of pushes: every commit is tagged, some releases carry a version, one is deployed."""
+    name = unique("byoc-test-lifecycle")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+    policy = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+    commits = [Image(day, (f"{day:012x}",)) for day in range(0, 700, 7)]
+    releases = [Image(day + 1, (f"{day:012x}", f"0.{day}.0")) for day in range(0, 700, 35)]
+    v_tags = [Image(day + 2, (f"v1.{day}",)) for day in range(0, 700, 70)]
+    deployed = Image(650, ("5d4eb83a1b2c", image_protection.tag_for("fashion", "sha256:" + "ab" * 32)))
+    untagged = [Image(3), Image(30)]
+    images = commits + releases + v_tags + [deployed] + untagged
+    expired = expired_by(policy, images)
+    assert not expired & {*releases, *v_tags, deployed}
+    assert Image(30) in expired and Image(3) not in expired
+    newest_tagged = sorted((i for i in images if i.tags), key=lambda i: i.pushed_days_ago)[:30]
+    assert expired == {i for i in commits if i not in newest_tagged} | {Image(30)}  # and it does clean up
+
+
+def test_deploy_tags_are_what_the_policy_protects():
+    assert fnmatch.fnmatchcase(image_protection.tag_for("fashion-ep", "sha256:" + "c" * 64), image_protection.PATTERN)
+    assert image_protection.PATTERN in repositories.load()[0].protected_patterns()
+
+
+def test_protecting_an_image(ecr, capsys):
+    uri = ecr_image(unique("byoc-test-protect"), "0.1.0")
+    repository, digest = uri.split("/", 1)[1].split("@")
+    [(_, _, request)] = image_protection.protect_calls(ecr, uri, "fashion")
+    assert request["imageTag"] == f"deployed-fashion-{digest[7:19]}" and request["imageDigest"] == digest
+    ecr.put_image(**request)
+    assert image_protection.protect_calls(ecr, uri, "fashion") == []  # tagged already
+    by_tag = uri.split("@")[0] + ":0.1.0"
+    assert image_protection.protect_calls(ecr, by_tag, "other")[0][2]["imageDigest"] == digest
+    assert image_protection.protect_calls(ecr, "byoc-serving:latest", "fashion") == []
+    assert "not an ECR image" in capsys.readouterr().out
+    with pytest.raises(LaunchError, match="no such image"):
+        image_protection.protect_calls(ecr, uri.split("@")[0] + "@sha256:" + "0" * 64, "fashion")
+    with pytest.raises(LaunchError, match="has no repository"):
+        image_protection.protect_calls(ecr, f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{unique('nope')}:1", "x")
+
+
+def test_protect_tags_what_listed_endpoints_run(ecr, aws_env, tmp_path, capsys):
+    """python -m ecr protect; byoc-cloud deploy and roll tag the same way (tests/cloud/test_launch.py)."""
+    sagemaker = boto3.client("sagemaker")
+    uri = ecr_image(unique("byoc-test-listed"), "0.3.0")
+    endpoint = unique("listed-ep")
+    sagemaker.create_model(ModelName=endpoint, ExecutionRoleArn=ROLE,
+                           PrimaryContainer={"Image": uri, "ModelDataUrl": "s3://bucket/model.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": endpoint, "InstanceType": "ml.m5.xlarge", "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    path = definitions(tmp_path, unique("byoc-test-defs"), protectEndpoints=[endpoint])
+    assert cli.main(["protect", "--definitions", str(path)]) == 0
+    digest = uri.split("@")[1]
+    assert f"tagged deployed-{endpoint}-{digest[7:19]}" in capsys.readouterr().out
+    repository = uri.split("/", 1)[1].split("@")[0]
+    tags = ecr.describe_images(repositoryName=repository, imageIds=[{"imageDigest": digest}])["imageDetails"][0]["imageTags"]
+    assert sorted(tags) == ["0.3.0", f"deployed-{endpoint}-{digest[7:19]}"]
+    assert cli.main(["protect", endpoint]) == 0
+    assert "protected already" in capsys.readouterr().out
+    assert cli.main(["protect", "no-such-endpoint"]) == 1

@@ -16,7 +16,7 @@ import pytest
 
 from byoc_cloud import cli as launch
 from byoc.training.metrics import METRIC_DEFINITIONS
-from cli_requests import IMAGE, ROLE, dry_run
+from cli_requests import IMAGE, ROLE, dry_run, ecr_image
 
 TRAIN = ["train", "--image", IMAGE.format("training"), "--role", ROLE, "--channel", "train=s3://bucket/fm/train",
          "--channel", "valid=s3://bucket/fm/valid", "--output", "s3://bucket/out", "--hp", "epochs=10",
@@ -64,9 +64,10 @@ def test_train_refuses_bad_arguments_before_calling_aws(aws_env, capsys, extra, 
 
 
 def test_deploy_then_roll(aws_env, capsys):
-    sagemaker, scaling = boto3.client("sagemaker"), boto3.client("application-autoscaling")
+    sagemaker, scaling, ecr = boto3.client("sagemaker"), boto3.client("application-autoscaling"), boto3.client("ecr")
+    serving = ecr_image("byoc-serving-launch", "0.1.0")
     assert launch.main([*TRAIN, "--job-name", "byoc-for-deploy"]) == 0
-    deploy = ["--wait-delay", "0.1", "deploy", "--image", IMAGE.format("serving"), "--role", ROLE,
+    deploy = ["--wait-delay", "0.1", "deploy", "--image", serving, "--role", ROLE,
               "--endpoint", "byoc-ep", "--training-job", "byoc-for-deploy", "--min-instances", "1",
               "--max-instances", "3", "--invocations-per-instance", "50"]
     assert launch.main(deploy) == 0
@@ -77,7 +78,10 @@ def test_deploy_then_roll(aws_env, capsys):
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     [variant] = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["Image"] == IMAGE.format("serving")
+    assert model["PrimaryContainer"]["Image"] == serving
+    digest = serving.split("@")[1]
+    [details] = ecr.describe_images(repositoryName="byoc-serving-launch", imageIds=[{"imageDigest": digest}])["imageDetails"]
+    assert sorted(details["imageTags"]) == ["0.1.0", f"deployed-byoc-ep-{digest[7:19]}"]  # kept by the lifecycle policy
     assert model["PrimaryContainer"]["ModelDataUrl"] == \
         sagemaker.describe_training_job(TrainingJobName="byoc-for-deploy")["ModelArtifacts"]["S3ModelArtifacts"]
     [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
@@ -88,12 +92,14 @@ def test_deploy_then_roll(aws_env, capsys):
     assert tracking["TargetValue"] == 50
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
-    new_image = IMAGE.format("serving").replace("a" * 64, "b" * 64)
+    new_image = ecr_image("byoc-serving-launch", "0.2.0")
     assert launch.main(["roll", "--endpoint", "byoc-ep", "--image", new_image, "--dry-run"]) == 0
     assert '"operation": "update_endpoint"' in capsys.readouterr().out  # printed, not sent (moto lacks it)
     lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image)
-    assert [r["operation"] for r in requests] == ["create_model", "create_endpoint_config", "update_endpoint"]
-    new_model, new_config, update = (r["request"] for r in requests)
+    assert [r["operation"] for r in requests] == ["put_image", "create_model", "create_endpoint_config",
+                                                  "update_endpoint"]
+    assert requests[0]["request"]["imageTag"] == f"deployed-byoc-ep-{new_image.split('@')[1][7:19]}"
+    new_model, new_config, update = (r["request"] for r in requests[1:])
     assert new_model["PrimaryContainer"] == {"Image": new_image, "ModelDataUrl": model["PrimaryContainer"]["ModelDataUrl"]}
     assert new_model["ExecutionRoleArn"] == ROLE
     [new_variant] = new_config["ProductionVariants"]

@@ -15,7 +15,7 @@ import pytest
 
 from byoc.training.metrics import METRIC_DEFINITIONS
 from byoc_cloud import cli
-from cli_requests import IMAGE, ROLE, dry_run
+from cli_requests import IMAGE, ROLE, dry_run, ecr_image
 
 TUNE = ["tune", "--image", IMAGE.format("training"), "--role", ROLE, "--channel", "train=s3://bucket/fm/train",
         "--channel", "valid=s3://bucket/fm/valid", "--output", "s3://bucket/out", "--hp", "epochs=8",
@@ -184,7 +184,7 @@ def test_best_trial_is_shown_and_handed_to_deploy(live_aws, capsys):
     best = capsys.readouterr().out.strip()
     assert best == "hpo-best-004-0a1b2c3d"
 
-    assert cli.main(["--wait-delay", "0.1", "deploy", "--image", IMAGE.format("serving"), "--role", ROLE,
+    assert cli.main(["--wait-delay", "0.1", "deploy", "--image", ecr_image("byoc-serving-tune", "0.1.0"), "--role", ROLE,
                      "--endpoint", "hpo-best-ep", "--training-job", best]) == 0
     endpoint = sagemaker.describe_endpoint(EndpointName="hpo-best-ep")
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
