@@ -47,13 +47,19 @@ def _push(args, ecr) -> int:
     return 0
 
 
+def inspector_client():
+    """Amazon Inspector, for enhanced scanning's coverage (its region is ECR's)."""
+    return boto3.client("inspector2")
+
+
 def _scan(args, ecr) -> int:
     targets = [t.partition(":")[::2] for t in args.targets] or [
         (repo, entry["tags"][0]) for repo, entry in json.loads(args.images_file.read_text()).items()]
     allowlist = scan_gate.load_allowlist(args.allowlist)
     passed = True
     for repository, tag in targets:
-        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds)
+        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds,
+                                                   timeout=args.timeout, inspector=inspector_client)
         verdict = scan_gate.evaluate(findings, allowlist)
         verdict.problem = problem
         print(verdict.report(f"{repository}:{tag}"))
@@ -105,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
     scan.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     scan.add_argument("--allowlist", type=Path, default=scan_gate.ALLOWLIST)
     scan.add_argument("--poll-seconds", type=float, default=5)
+    scan.add_argument("--timeout", type=float, default=1800,
+                      help="seconds to wait for each image's scan results (default 1800)")
     scan.set_defaults(run=_scan)
     protect = sub.add_parser("protect", help="tag what endpoints run so the lifecycle policy never expires it")
     protect.add_argument("endpoints", nargs="*", metavar="ENDPOINT", help="default: protectEndpoints in the definitions")

@@ -142,7 +142,8 @@ def test_push_then_immutable_tag_collision(ecr, registry, tmp_path, capsys, monk
             client.images.remove(image, force=True)
 
 
-def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") -> dict:
+def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6", score: float | None = 8.8,
+                     cvss: float | None = None) -> dict:
     """One finding as ECR enhanced scanning (Amazon Inspector) reports it."""
     return {
         "awsAccountId": "123456789012", "findingArn": f"arn:aws:inspector2:us-east-1:123456789012:finding/{cve}",
@@ -151,9 +152,12 @@ def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") 
             "source": "DEBIAN_CVE", "vulnerabilityId": cve, "vendorSeverity": severity,
             "vulnerablePackages": [{"name": package, "version": "2.36", "arch": "X86_64", "packageManager": "OS",
                                     **({"fixedInVersion": "2.36-9+deb12u4"} if fix == "YES" else {})}],
+            **({"cvss": [{"baseScore": cvss, "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+                          "source": "NVD", "version": "3.1"}]} if cvss is not None else {}),
         },
         "remediation": {"recommendation": {"text": "None Provided"}},
-        "score": 8.8, "severity": severity, "status": "ACTIVE", "title": f"{cve} - {package}",
+        **({"score": score} if score is not None else {}), "severity": severity, "status": "ACTIVE",
+        "title": f"{cve} - {package}",
         "type": "PACKAGE_VULNERABILITY", "fixAvailable": fix, "exploitAvailable": "NO", "updatedAt": 1760000000,
     }
 
@@ -161,8 +165,8 @@ def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") 
 @pytest.fixture
 def scanned(ecr, aws_env, tmp_path):
     """An image in a fresh repository whose scan will report the given enhanced findings."""
-    def make(*findings, status="COMPLETE"):
-        name = unique("byoc-test-scan")
+    def make(*findings, status="COMPLETE", prefix="byoc-test-scan"):
+        name = unique(prefix)
         cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
         ecr.put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="1.0.0")
         if findings or status != "COMPLETE":
@@ -184,9 +188,9 @@ def allowlist(tmp_path, *entries) -> str:
     return str(path)
 
 
-def gate(target, allow, capsys) -> tuple[int, str]:
+def gate(target, allow, capsys, *extra) -> tuple[int, str]:
     capsys.readouterr()
-    code = cli.main(["scan", target, "--allowlist", allow, "--poll-seconds", "0.1"])
+    code = cli.main(["scan", target, "--allowlist", allow, "--poll-seconds", "0.1", *extra])
     return code, capsys.readouterr().out
 
 
@@ -347,3 +351,95 @@ def test_protect_tags_what_listed_endpoints_run(ecr, aws_env, tmp_path, capsys):
     assert cli.main(["protect", endpoint]) == 0
     assert "protected already" in capsys.readouterr().out
     assert cli.main(["protect", "no-such-endpoint"]) == 1
+
+
+@pytest.mark.parametrize("finding, blocked", [
+    (enhanced_finding("CVE-2026-0001", "UNTRIAGED", "YES", score=8.8), "BLOCKING UNTRIAGED (score 8.8: HIGH)"),
+    (enhanced_finding("CVE-2026-0002", "UNDEFINED", "YES", score=None, cvss=9.8), "BLOCKING UNDEFINED (score 9.8: CRITICAL)"),
+    (enhanced_finding("CVE-2026-0003", "UNTRIAGED", "YES", score=7.0), "BLOCKING UNTRIAGED (score 7: HIGH)"),
+    (enhanced_finding("CVE-2026-0004", "UNTRIAGED", "YES", score=6.9), None),
+    (enhanced_finding("CVE-2026-0005", "UNTRIAGED", "NO", score=9.1), None),  # no fix: as for a rated CRITICAL
+    (enhanced_finding("CVE-2026-0006", "UNTRIAGED", "YES", score=None), None),  # no score at all: nothing to rate
+])
+def test_unrated_findings_are_rated_by_their_score(scanned, tmp_path, capsys, finding, blocked):
+    code, out = gate(scanned(finding), allowlist(tmp_path), capsys)
+    assert (code, blocked is None or blocked in out) == (1 if blocked else 0, True), out
+
+
+@pytest.fixture
+def enhanced(ecr, scanned, monkeypatch):
+    """Enhanced scanning for repositories named byoc-test-enh*, and Amazon Inspector's coverage of an image
+    as answers queued on a real inspector2 client (botocore's Stubber checks each request and answer
+    against the service model): moto has no ListCoverage."""
+    from botocore.stub import Stubber
+
+    ecr.put_registry_scanning_configuration(scanType="ENHANCED", rules=[{
+        "scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "byoc-test-enh*", "filterType": "WILDCARD"}]}])
+    inspector = boto3.client("inspector2")
+    stub = Stubber(inspector)
+    monkeypatch.setattr(cli, "inspector_client", lambda: inspector)
+
+    def make(*findings, coverage: list):
+        target = scanned(*findings, status="ACTIVE", prefix="byoc-test-enh")
+        repository = target.split(":")[0]
+        ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": "1.0.0"})  # moto serves findings after one
+        digest = ecr.describe_images(repositoryName=repository)["imageDetails"][0]["imageDigest"]
+        resource = f"{ecr.describe_repositories(repositoryNames=[repository])['repositories'][0]['repositoryArn']}/{digest}"
+        expected = {"filterCriteria": {"resourceId": [{"comparison": "EQUALS", "value": resource}],
+                                       "resourceType": [{"comparison": "EQUALS", "value": "AWS_ECR_CONTAINER_IMAGE"}]}}
+        for state in coverage:
+            stub.add_response("list_coverage", {"coveredResources": [] if state is None else [
+                covered(resource, *state)]}, expected)
+        stub.activate()
+        return target, stub
+    yield make
+    stub.deactivate()
+    ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+
+
+def covered(resource: str, code: str, reason: str, scanned: bool) -> dict:
+    """One CoveredResource as inspector2 ListCoverage returns it."""
+    return {"resourceType": "AWS_ECR_CONTAINER_IMAGE", "resourceId": resource, "accountId": "123456789012",
+            "scanType": "PACKAGE", "scanStatus": {"statusCode": code, "reason": reason},
+            "resourceMetadata": {"ecrRepository": {"name": resource.split("/")[1], "scanFrequency": "CONTINUOUS_SCAN"},
+                                 "ecrImage": {"tags": ["1.0.0"], "imagePulledAt": dt.datetime(2026, 1, 2)}},
+            **({"lastScannedAt": dt.datetime(2026, 1, 2, 3, 4, 5)} if scanned else {})}
+
+
+NOT_LISTED, PENDING, SCANNED = None, ("ACTIVE", "PENDING_INITIAL_SCAN", False), ("ACTIVE", "SUCCESSFUL", True)
+
+
+def test_enhanced_gate_waits_for_inspector_to_have_scanned_then_judges(enhanced, tmp_path, capsys):
+    target, stub = enhanced(enhanced_finding("CVE-2023-4911", "CRITICAL", "YES"), coverage=[NOT_LISTED, PENDING, SCANNED])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "BLOCKING CRITICAL CVE-2023-4911 in libc6 (fix available)" in out
+    stub.assert_no_pending_responses()  # it asked until the image was scanned, and no more
+
+
+def test_enhanced_gate_passes_an_image_confirmed_clean(enhanced, tmp_path, capsys):
+    target, _ = enhanced(coverage=[PENDING, SCANNED])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert (code, out.splitlines()[0]) == (0, f"{target}: scan gate PASSED")
+
+
+@pytest.mark.parametrize("state, pending", [
+    (PENDING, "still pending: Amazon Inspector coverage ACTIVE, PENDING_INITIAL_SCAN: not scanned yet"),
+    (NOT_LISTED, "still pending: Amazon Inspector does not list it in its coverage yet"),
+])
+def test_enhanced_gate_times_out_saying_what_is_pending(enhanced, tmp_path, capsys, state, pending):
+    """ECR already says ACTIVE with no findings, which the gate used to pass: Inspector has not scanned it."""
+    target, _ = enhanced(coverage=[state] * 50)
+    code, out = gate(target, allowlist(tmp_path), capsys, "--poll-seconds", "0.02", "--timeout", "0.3")
+    assert code == 1 and "scan: no scan result within 0.3 s; " + pending in out
+
+
+def test_enhanced_gate_fails_when_inspector_will_not_scan(enhanced, tmp_path, capsys):
+    target, _ = enhanced(coverage=[("INACTIVE", "UNSUPPORTED_OS", False)])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "Amazon Inspector will not scan it: coverage INACTIVE, UNSUPPORTED_OS" in out
+
+
+def test_enhanced_gate_fails_for_a_repository_no_rule_covers(enhanced, scanned, tmp_path, capsys):
+    target = scanned(status="ACTIVE", prefix="byoc-test-scan")  # not byoc-test-enh*
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "none of its rules covers repository" in out
