@@ -63,21 +63,24 @@ def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -
     return root
 
 
-def training_volumes(root: Path, channels: dict[str, Path]) -> list[str]:
+def training_volumes(root: Path, channels: dict[str, Path], checkpoints: Path | None = None) -> list[str]:
     """Bind mounts of a job's /opt/ml tree. A list, not a dict keyed by host path:
-    one folder may back two channels."""
+    one folder may back two channels. checkpoints: a folder several jobs share (else root/checkpoints)."""
     volumes = [f"{root / 'input' / 'config'}:/opt/ml/input/config:ro", f"{root / 'model'}:/opt/ml/model:rw",
                f"{root / 'output'}:/opt/ml/output:rw"]
-    if (root / "checkpoints").is_dir():
-        volumes.append(f"{root / 'checkpoints'}:/opt/ml/checkpoints:rw")
+    checkpoints = checkpoints or root / "checkpoints"
+    if checkpoints.is_dir():
+        volumes.append(f"{checkpoints}:/opt/ml/checkpoints:rw")
     return volumes + [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
 
 
-def start_training(client, root: Path, channels: dict[str, Path], command=("train",)):
-    """A detached training container over an /opt/ml tree made by write_opt_ml."""
+def start_training(client, root: Path, channels: dict[str, Path], command=("train",), environment=None,
+                   checkpoints: Path | None = None):
+    """A detached training container over an /opt/ml tree made by write_opt_ml (environment: what
+    SageMaker sets, e.g. TRAINING_JOB_NAME)."""
     return client.containers.run(
-        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels),
-        detach=True, labels=LABEL, shm_size="1g", network_mode="none",
+        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels, checkpoints),
+        detach=True, labels=LABEL, shm_size="1g", network_mode="none", environment=environment or {},
     )
 
 

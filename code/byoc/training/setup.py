@@ -151,7 +151,8 @@ def build_job(env: environment.Environment, hp: Hyperparameters, group: distribu
     step = make_step(hp, model, prep, group.device, len(train_loader), len(classes), trained)
     logger.info("device %s, mixed precision %s, %d steps per epoch", group.device, step.amp_dtype, len(train_loader))
     root = Path(environment.base_dir) / "checkpoints"
-    checkpoint_dir = checkpoints.job_directory(root, env.hyperparameters, env.job_name)
+    # env.hyperparameters lacks SageMaker's own keys (sagemaker-training moves them out): read them all
+    checkpoint_dir = checkpoints.job_directory(root, environment.read_hyperparameters(), env.job_name)
     return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders, checkpoint_dir=checkpoint_dir,
                model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir),
                trial=checkpoint_dir != root)
