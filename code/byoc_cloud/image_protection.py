@@ -39,6 +39,7 @@ def protect_calls(ecr, image_uri: str, endpoint: str) -> list[Call]:
     where = {"registryId": found["registry"], "repositoryName": found["repository"]}
     try:
         response = ecr.batch_get_image(**where, imageIds=[image_id], acceptedMediaTypes=MANIFEST_TYPES)
+        described = ecr.describe_images(**where, imageIds=[image_id])["imageDetails"] if response["images"] else []
     except ClientError as error:
         if error.response["Error"]["Code"] == "RepositoryNotFoundException":
             raise LaunchError(f"{image_uri}: ECR has no repository {found['repository']} in {found['registry']}") from None
@@ -52,8 +53,7 @@ def protect_calls(ecr, image_uri: str, endpoint: str) -> list[Call]:
     image = response["images"][0]
     digest = image["imageId"]["imageDigest"]
     tag = tag_for(endpoint, digest)
-    tags = ecr.describe_images(**where, imageIds=[{"imageDigest": digest}])["imageDetails"][0].get("imageTags", [])
-    if tag in tags:
+    if tag in described[0].get("imageTags", []):
         return []
     return [("ecr", "put_image", {**where, "imageManifest": image["imageManifest"], "imageDigest": digest,
                                   "imageManifestMediaType": image["imageManifestMediaType"], "imageTag": tag})]
