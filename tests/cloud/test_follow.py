@@ -61,6 +61,13 @@ class SageMaker(threading.Thread):
         while self.name not in self.backend.training_jobs:
             time.sleep(0.01)
         job = self.backend.training_jobs[self.name]
+        try:
+            self.play(job)
+        except Exception as error:  # end the job, so that a follower under test cannot wait forever
+            job.failure_reason, job.training_job_status = f"the test's SageMaker failed: {error!r}", "Failed"
+            raise
+
+    def play(self, job) -> None:
         for kind, first, second in self.steps:
             time.sleep(0.15)
             if kind == "transition":
@@ -158,6 +165,8 @@ def test_ctrl_c_stops_the_following_never_the_job(starts_in_progress, moto_in_pr
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_in_process}
     process = subprocess.Popen([sys.executable, "-m", "byoc_cloud.cli", *TRAIN, "--job-name", "follow-ctrl-c",
                                 "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(60, process.kill)  # a follower that never prints the line must not hang the suite
+    watchdog.start()
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -165,6 +174,7 @@ def test_ctrl_c_stops_the_following_never_the_job(starts_in_progress, moto_in_pr
             break
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
+    watchdog.cancel()
     assert process.returncode == 130, (lines, out, err)
     assert "stopped following follow-ctrl-c; the job itself keeps running on SageMaker" in err
     assert "Traceback" not in err

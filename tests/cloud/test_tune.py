@@ -220,11 +220,13 @@ def test_tune_wait_follows_until_the_tuning_job_ends(live_aws, capsys, monkeypat
         while name not in live_aws.hyper_parameter_tuning_jobs:
             time.sleep(0.01)
         job = live_aws.hyper_parameter_tuning_jobs[name]
-        time.sleep(0.3)
-        job.training_job_status_counters = {**job.training_job_status_counters, "Completed": 2, "InProgress": 0}
-        time.sleep(0.3)
-        job.failure_reason = "All training jobs failed" if ending == "Failed" else ""
-        job.hyper_parameter_tuning_job_status = ending
+        try:
+            time.sleep(0.3)
+            job.training_job_status_counters = {**job.training_job_status_counters, "Completed": 2, "InProgress": 0}
+            time.sleep(0.3)
+            job.failure_reason = "All training jobs failed" if ending == "Failed" else ""
+        finally:  # the follower under test ends whatever happens here
+            job.hyper_parameter_tuning_job_status = ending
     driver = threading.Thread(target=sagemaker_runs_it)
     driver.start()
     assert cli.main([*TUNE, "--range", "lr=0.01:0.2", "--job-name", name, "--wait", "--poll-seconds", "0.05"]) == code
