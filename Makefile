@@ -78,11 +78,8 @@ standins-down:  ## stop the stand-ins (their registry storage stays in STANDINS_
 	$(UV) run --frozen python -m ecr.standins down --dir $(STANDINS_DIR)
 
 lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP (with byoc/contract.py)
-	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
-	@stage=$$(mktemp -d) && mkdir $$stage/byoc && cp code/byoc_cloud/endpoint_lambda.py $$stage/ && \
-	cp code/byoc/__init__.py code/byoc/contract.py $$stage/byoc/ && \
-	(cd $$stage && python3 -m zipfile -c $(abspath $(LAMBDA_ZIP)) endpoint_lambda.py byoc) && rm -rf $$stage
-	@echo "$(LAMBDA_ZIP): handler endpoint_lambda.handler"
+	@mkdir -p $(dir $(LAMBDA_ZIP))
+	@python3 code/byoc_cloud/lambda_package.py $(LAMBDA_ZIP)
 
 fashion-mnist-idx:  # Debian's dataset-fashion-mnist package, when the IDX files are not there
 	@if [ ! -f $(FASHION_MNIST_IDX)/train-images-idx3-ubyte.gz ]; then \

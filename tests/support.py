@@ -60,33 +60,6 @@ echo "NVIDIA-SMI stand-in: driver {driver}, one Tesla T4"
     return volumes
 
 
-def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
-    """byoc-cloud --dry-run: the lines it prints and the requests, each checked against botocore's
-    model of its API (which checks required and unknown fields and types; not enums or maxima)."""
-    import boto3
-    from botocore.validate import validate_parameters
-
-    from byoc_cloud import cli
-
-    assert cli.main(["--dry-run", *argv]) == 0
-    out = capsys.readouterr().out
-    decoder, text, requests, lines = json.JSONDecoder(), out, [], []
-    while text.strip():
-        text = text.lstrip()
-        if text.startswith("{"):
-            obj, end = decoder.raw_decode(text)
-            requests.append(obj)
-            text = text[end:]
-        else:
-            line, _, text = text.partition("\n")
-            lines.append(line)
-    for r in requests:
-        model = boto3.client(r["client"]).meta.service_model.operation_model(
-            "".join(part.title() for part in r["operation"].split("_")))
-        validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
-    return lines, requests
-
-
 def docker_with_images():
     """The docker client, once both images are there (else the test fails saying what to do)."""
     import docker
@@ -123,22 +96,25 @@ def write_opt_ml(root: Path, hyperparameters: dict, channels: dict[str, Path]) -
     return root
 
 
-def training_volumes(root: Path, channels: dict[str, Path]) -> list[str]:
+def training_volumes(root: Path, channels: dict[str, Path], checkpoints: Path | None = None) -> list[str]:
     """Bind mounts of a job's /opt/ml tree. A list, not a dict keyed by host path:
-    one folder may back two channels."""
+    one folder may back two channels. checkpoints: a folder several jobs share (else root/checkpoints)."""
     volumes = [f"{root / 'input' / 'config'}:/opt/ml/input/config:ro", f"{root / 'model'}:/opt/ml/model:rw",
                f"{root / 'output'}:/opt/ml/output:rw"]
-    if (root / "checkpoints").is_dir():
-        volumes.append(f"{root / 'checkpoints'}:/opt/ml/checkpoints:rw")
+    checkpoints = checkpoints or root / "checkpoints"
+    if checkpoints.is_dir():
+        volumes.append(f"{checkpoints}:/opt/ml/checkpoints:rw")
     return volumes + [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
 
 
-def start_training(client, root: Path, channels: dict[str, Path], command=("train",), volumes=(), environment=None):
-    """A detached training container over an /opt/ml tree made by write_opt_ml (plus `volumes`,
-    docker's "host:container:mode" strings)."""
+def start_training(client, root: Path, channels: dict[str, Path], command=("train",), volumes=(), environment=None,
+                   checkpoints: Path | None = None):
+    """A detached training container over an /opt/ml tree made by write_opt_ml, plus `volumes` (docker's
+    "host:container:mode" strings); environment: what SageMaker sets, e.g. TRAINING_JOB_NAME."""
     return client.containers.run(
-        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels) + list(volumes),
-        environment=environment or {}, detach=True, labels=LABEL, shm_size="1g", network_mode="none",
+        TRAINING_IMAGE, list(command) if command else None,
+        volumes=training_volumes(root, channels, checkpoints) + list(volumes),
+        detach=True, labels=LABEL, shm_size="1g", network_mode="none", environment=environment or {},
     )
 
 

@@ -1,4 +1,6 @@
-"""Endpoint requests for the serving image: deploy (model, config, endpoint, auto-scaling) and roll."""
+"""Endpoint requests for the serving image: deploy (model, config, endpoint, auto-scaling) and roll.
+Both first tag the image they deploy so that ECR's lifecycle policy keeps it (image_protection)."""
+from byoc_cloud import image_protection
 from byoc_cloud.calls import Call, LaunchError, timestamped
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -83,7 +85,8 @@ def deploy(args, clients, prices) -> list[Call]:
         raise LaunchError("--min-instances must not exceed --max-instances")
     verdict = preflight(args, clients, "realtime", args.instance_type)
     print(prices.hosting_estimate(args.instance_type, args.min_instances, args.max_instances))
-    return endpoint_calls(args, model_data(clients["sagemaker"], args), verdict.ami)
+    protect = image_protection.protect_calls(clients["ecr"], args.image, args.endpoint)
+    return protect + endpoint_calls(args, model_data(clients["sagemaker"], args), verdict.ami)
 
 
 def roll(args, clients, prices) -> list[Call]:
@@ -93,7 +96,7 @@ def roll(args, clients, prices) -> list[Call]:
         for variant in request.get("ProductionVariants", []):
             print(f"{variant['VariantName']}: " + prices.hosting_estimate(
                 variant["InstanceType"], variant["InitialInstanceCount"], variant["InitialInstanceCount"]))
-    return calls
+    return image_protection.protect_calls(clients["ecr"], args.image, args.endpoint) + calls
 
 
 def _model_source(command, required: bool) -> None:

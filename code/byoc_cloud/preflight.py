@@ -57,8 +57,12 @@ def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
     else:
         url = ecr.get_download_url_for_layer(registryId=registry_id, repositoryName=repository,
                                              layerDigest=digest)["downloadUrl"]
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError) as error:  # urllib's errors are OSErrors; a blob that is not JSON
+        raise LaunchError(f"cannot read the configuration (labels) of {repository}@{digest} from the registry: "
+                          f"{error}. Pass --skip-check to launch without the check.") from None
 
 
 def from_ecr(image: str, ecr) -> ImageFacts:

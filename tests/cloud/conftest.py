@@ -104,3 +104,26 @@ def launch_env(aws_env, pushed, registry, monkeypatch):
     """aws_env, with the pushed images' config blobs read from the loopback registry."""
     monkeypatch.setenv("ECR_REGISTRY", registry)
     return pushed
+
+
+@pytest.fixture(scope="session")
+def moto_in_process():
+    """moto's server in this process, on loopback (boto3 still talks HTTP to it), so that a test can
+    move a job through its states: moto makes every job Completed at once, and its backend objects
+    are the only way to say otherwise."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def live_aws(moto_in_process, aws_env, monkeypatch):
+    """aws_env, but pointing at the in-process moto; returns SageMaker's backend there."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_in_process)
+    return sagemaker_backends["123456789012"]["us-east-1"]

@@ -15,10 +15,8 @@ import boto3
 import pytest
 
 from byoc_cloud import cli as launch
-from support import dry_run
 from byoc.training.metrics import METRIC_DEFINITIONS
-
-ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
+from cli_requests import ROLE, dry_run
 
 
 def train(images: dict) -> list[str]:
@@ -72,9 +70,10 @@ def test_train_refuses_bad_arguments_before_calling_aws(launch_env, capsys, extr
 
 
 def test_deploy_then_roll(launch_env, capsys):
-    sagemaker, scaling = boto3.client("sagemaker"), boto3.client("application-autoscaling")
+    sagemaker, scaling, ecr = boto3.client("sagemaker"), boto3.client("application-autoscaling"), boto3.client("ecr")
+    serving = launch_env["serving"]
     assert launch.main([*train(launch_env), "--job-name", "byoc-for-deploy"]) == 0
-    deploy = ["--wait-delay", "0.1", "deploy", "--image", launch_env["serving"], "--role", ROLE,
+    deploy = ["--wait-delay", "0.1", "deploy", "--image", serving, "--role", ROLE,
               "--endpoint", "byoc-ep", "--training-job", "byoc-for-deploy", "--min-instances", "1",
               "--max-instances", "3", "--invocations-per-instance", "50"]
     assert launch.main(deploy) == 0
@@ -87,7 +86,10 @@ def test_deploy_then_roll(launch_env, capsys):
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     [variant] = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["Image"] == launch_env["serving"]
+    assert model["PrimaryContainer"]["Image"] == serving
+    digest = serving.split("@")[1]
+    [details] = ecr.describe_images(repositoryName="byoc-launch-serving", imageIds=[{"imageDigest": digest}])["imageDetails"]
+    assert sorted(details["imageTags"]) == ["1.0.0", f"deployed-byoc-ep-{digest[7:19]}"]  # kept by the lifecycle policy
     assert model["PrimaryContainer"]["ModelDataUrl"] == \
         sagemaker.describe_training_job(TrainingJobName="byoc-for-deploy")["ModelArtifacts"]["S3ModelArtifacts"]
     resource = "endpoint/byoc-ep/variant/AllTraffic"  # moto is shared by the session's tests: this endpoint's only
@@ -103,8 +105,10 @@ def test_deploy_then_roll(launch_env, capsys):
     assert launch.main(["roll", "--endpoint", "byoc-ep", "--image", new_image, "--dry-run"]) == 0
     assert '"operation": "update_endpoint"' in capsys.readouterr().out  # printed, not sent (moto lacks it)
     lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image)
-    assert [r["operation"] for r in requests] == ["create_model", "create_endpoint_config", "update_endpoint"]
-    new_model, new_config, update = (r["request"] for r in requests)
+    assert [r["operation"] for r in requests] == ["put_image", "create_model", "create_endpoint_config",
+                                                  "update_endpoint"]
+    assert requests[0]["request"]["imageTag"] == f"deployed-byoc-ep-{new_image.split('@')[1][7:19]}"
+    new_model, new_config, update = (r["request"] for r in requests[1:])
     assert new_model["PrimaryContainer"] == {"Image": new_image, "ModelDataUrl": model["PrimaryContainer"]["ModelDataUrl"]}
     assert new_model["ExecutionRoleArn"] == ROLE
     [new_variant] = new_config["ProductionVariants"]
@@ -125,11 +129,13 @@ def test_the_cli_runs_without_torch(launch_env, tmp_path):
                        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
                        "            raise ImportError('torch is blocked in this test')\n"
                        "sys.meta_path.insert(0, Block())\n")
-    result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
-                             "--dry-run", *train(launch_env)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
-    assert result.returncode == 0, result.stderr
-    assert '"operation": "create_training_job"' in result.stdout
+    tune = ["tune", "--image", launch_env["training"], *TRAIN, "--range", "lr=0.01:0.1"]
+    for argv, operation in ((train(launch_env), "create_training_job"), (tune, "create_hyper_parameter_tuning_job")):
+        result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
+                                 "--dry-run", *argv], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        assert result.returncode == 0, result.stderr
+        assert f'"operation": "{operation}"' in result.stdout
     check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert "torch is blocked" in check.stderr  # the blocker works, so the run above really had no torch

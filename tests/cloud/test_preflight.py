@@ -10,9 +10,8 @@ import docker
 import pytest
 
 from byoc_cloud import cli
-from support import SERVING_IMAGE, dry_run
-
-ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
+from cli_requests import ROLE, dry_run, ecr_image
+from support import SERVING_IMAGE
 
 DEPLOY = ["deploy", "--role", ROLE, "--endpoint", "byoc-check-ep", "--model-data", "s3://bucket/model.tar.gz"]
 
@@ -82,9 +81,10 @@ def test_a_refused_deploy_calls_nothing(launch_env, capsys):
 
 
 def test_skip_check_and_images_without_labels(launch_env, capsys):
-    unknown = launch_env["serving"].split("@")[0] + "@sha256:" + "0" * 64
-    assert cli.main(["--dry-run", *DEPLOY, "--image", unknown, "--instance-type", "ml.g5.xlarge"]) == 1
-    assert cli.main(["--dry-run", *DEPLOY, "--image", unknown, "--instance-type", "ml.g5.xlarge",
+    unlabelled = ecr_image("byoc-check-unlabelled", "0.1.0")  # in ECR, but its configuration is nowhere
+    assert cli.main(["--dry-run", *DEPLOY, "--image", unlabelled, "--instance-type", "ml.g5.xlarge"]) == 2
+    assert "cannot read the configuration (labels)" in capsys.readouterr().err
+    assert cli.main(["--dry-run", *DEPLOY, "--image", unlabelled, "--instance-type", "ml.g5.xlarge",
                      "--skip-check"]) == 0
     assert "check skipped (--skip-check)" in capsys.readouterr().out
 
@@ -97,3 +97,13 @@ def test_the_check_reads_the_built_images_labels_from_the_local_engine(aws_env, 
     labels = docker.from_env().images.get(SERVING_IMAGE).labels
     assert json.dumps(labels)  # labelled by make build
     assert "sm_70" in labels["byoc.cuda.archs"].split(",")
+
+
+def test_tune_checks_the_image_too(launch_env, capsys):
+    tune = ["tune", "--role", ROLE, "--channel", "train=s3://bucket/fm/train", "--channel", "valid=s3://bucket/fm/v",
+            "--output", "s3://bucket/out",
+            "--range", "lr=0.01:0.1", "--instance-type", "ml.p3.2xlarge"]
+    lines, _ = dry_run(capsys, *tune, "--image", launch_env["training"])
+    assert lines[0] == f"check {launch_env['training']} on ml.p3.2xlarge (training): OK"
+    assert cli.main(["--dry-run", *tune, "--image", launch_env["cuda13"]]) == 2
+    assert "compute capability 7.0" in capsys.readouterr().err

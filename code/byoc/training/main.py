@@ -20,7 +20,7 @@ import torch
 from sagemaker_training import environment
 
 from byoc import cuda
-from byoc.training import distributed, hyperparameters, outputs, setup
+from byoc.training import checkpoints, distributed, hyperparameters, outputs, setup
 from byoc.training.engine import StopSignal
 from byoc.training.errors import Stopped, TrainingError, unexpected
 from byoc.training.fit import fit
@@ -38,6 +38,8 @@ def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters, gro
     results = outputs.results(job, progress)
     if group.is_main:  # the model and metrics are written once, by rank 0
         outputs.write_outputs(job, results)
+        if job.trial:
+            checkpoints.discard(job.checkpoint_dir)
     return results
 
 
