@@ -28,7 +28,6 @@ override DATA_DIR := $(abspath $(DATA_DIR))
 export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_DIR SERVE_PORT
 
 comma := ,
-BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 .PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
         bench-train bench-serve bench-soak bench-multi-host clean ecr-repos push scan standins standins-down lambda-zip
@@ -61,8 +60,7 @@ base-image: engine  ## the offline CUDA-ready base (debootstrap + docker import)
 
 build: engine  ## both images (containers/Dockerfile), on BASE_IMAGE, else the CUDA image, else the offline base
 	@base=$$(scripts/base-image.sh) && echo "building on $$base" && \
-	docker buildx build $(BUILD_FLAGS) --target training -t $(TRAINING_IMAGE) -f containers/Dockerfile . && \
-	docker buildx build $(BUILD_FLAGS) --target serving -t $(SERVING_IMAGE) -f containers/Dockerfile .
+	scripts/build-images.sh "$$base" $(TRAINING_IMAGE) $(SERVING_IMAGE) $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 ecr-repos: .venv/.synced  ## create or update the ECR repositories (ecr/repositories.json)
 	$(UV) run --frozen python -m ecr ensure
@@ -80,11 +78,8 @@ standins-down:  ## stop the stand-ins (their registry storage stays in STANDINS_
 	$(UV) run --frozen python -m ecr.standins down --dir $(STANDINS_DIR)
 
 lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP (with byoc/contract.py)
-	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
-	@stage=$$(mktemp -d) && mkdir $$stage/byoc && cp code/byoc_cloud/endpoint_lambda.py $$stage/ && \
-	cp code/byoc/__init__.py code/byoc/contract.py $$stage/byoc/ && \
-	(cd $$stage && python3 -m zipfile -c $(abspath $(LAMBDA_ZIP)) endpoint_lambda.py byoc) && rm -rf $$stage
-	@echo "$(LAMBDA_ZIP): handler endpoint_lambda.handler"
+	@mkdir -p $(dir $(LAMBDA_ZIP))
+	@python3 code/byoc_cloud/lambda_package.py $(LAMBDA_ZIP)
 
 fashion-mnist-idx:  # Debian's dataset-fashion-mnist package, when the IDX files are not there
 	@if [ ! -f $(FASHION_MNIST_IDX)/train-images-idx3-ubyte.gz ]; then \

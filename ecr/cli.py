@@ -1,4 +1,4 @@
-"""python -m ecr {ensure,push,scan,uri}: the ECR half of `make push scan`.
+"""python -m ecr {ensure,push,scan,protect,uri}: the ECR half of `make push scan`.
 
 boto3 finds region, credentials and endpoint as usual (AWS_REGION,
 AWS_PROFILE, AWS_ENDPOINT_URL_ECR, ...); ECR_REGISTRY (or --registry) sends
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import boto3
 import docker
+from botocore.exceptions import BotoCoreError, ClientError
 
+from byoc_cloud import image_protection
+from byoc_cloud.calls import LaunchError
 from ecr import registry, repositories, scan_gate
 
 IMAGES_FILE = registry.ROOT / "build" / "ecr-images.json"
@@ -44,18 +47,43 @@ def _push(args, ecr) -> int:
     return 0
 
 
+def inspector_client():
+    """Amazon Inspector, for enhanced scanning's coverage (its region is ECR's)."""
+    return boto3.client("inspector2")
+
+
 def _scan(args, ecr) -> int:
     targets = [t.partition(":")[::2] for t in args.targets] or [
         (repo, entry["tags"][0]) for repo, entry in json.loads(args.images_file.read_text()).items()]
     allowlist = scan_gate.load_allowlist(args.allowlist)
     passed = True
     for repository, tag in targets:
-        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds)
+        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds,
+                                                   timeout=args.timeout, inspector=inspector_client)
         verdict = scan_gate.evaluate(findings, allowlist)
         verdict.problem = problem
         print(verdict.report(f"{repository}:{tag}"))
         passed &= verdict.passed
     return 0 if passed else 1
+
+
+def _protect(args, ecr) -> int:
+    """Tag what each endpoint runs deployed-ENDPOINT-DIGEST, which the lifecycle policy never expires."""
+    endpoints = args.endpoints or list(dict.fromkeys(
+        e for repo in repositories.load(args.definitions) for e in repo.protect_endpoints))
+    if not endpoints:
+        print("no endpoints: name them, or list them under protectEndpoints in repositories.json", file=sys.stderr)
+        return 2
+    sagemaker = boto3.client("sagemaker")
+    for endpoint in endpoints:
+        for uri in image_protection.endpoint_images(sagemaker, endpoint):
+            calls = image_protection.protect_calls(ecr, uri, endpoint)
+            for _, _, request in calls:
+                ecr.put_image(**request)
+                print(f"{endpoint}: {uri} tagged {request['imageTag']}")
+            if not calls:
+                print(f"{endpoint}: {uri} protected already (or not in ECR)")
+    return 0
 
 
 def _uri(args, ecr) -> int:
@@ -83,7 +111,13 @@ def parser() -> argparse.ArgumentParser:
     scan.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     scan.add_argument("--allowlist", type=Path, default=scan_gate.ALLOWLIST)
     scan.add_argument("--poll-seconds", type=float, default=5)
+    scan.add_argument("--timeout", type=float, default=1800,
+                      help="seconds to wait for each image's scan results (default 1800)")
     scan.set_defaults(run=_scan)
+    protect = sub.add_parser("protect", help="tag what endpoints run so the lifecycle policy never expires it")
+    protect.add_argument("endpoints", nargs="*", metavar="ENDPOINT", help="default: protectEndpoints in the definitions")
+    protect.add_argument("--definitions", type=Path, default=repositories.DEFINITIONS)
+    protect.set_defaults(run=_protect)
     uri = sub.add_parser("uri", help="print the pushed image URI (by digest) of a repository")
     uri.add_argument("repository")
     uri.add_argument("--images-file", type=Path, default=IMAGES_FILE)
@@ -96,6 +130,9 @@ def main(argv=None) -> int:
     ecr = boto3.client("ecr") if args.command != "uri" else None
     try:
         return args.run(args, ecr)
-    except (registry.PushError, scan_gate.AllowlistError, RuntimeError) as error:
+    except (registry.PushError, scan_gate.AllowlistError, LaunchError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,7 +1,23 @@
-"""Repository definitions (repositories.json) and their idempotent create-or-update."""
+"""Repository definitions (repositories.json) and their idempotent create-or-update.
+
+The lifecycle policy never expires what may be deployed. ECR's rules can only expire, are
+applied in rulePriority order, and an image that matches a rule's tag selection can never be
+expired by a rule of lower priority; a tagPatternList matches an image only when every pattern
+in it matches one of the image's tags (AND), so each protected pattern gets a rule of its own
+(OR). The policy, in order:
+
+1. one rule per protected pattern (version tags `v*` and `*.*.*`, and `deployed-*`, which
+   byoc-cloud deploy and roll and `python -m ecr protect` put on what endpoints run): it
+   matches those images first and expires none (only beyond 9999 of them), so no later rule can;
+2. untagged images expire N days after their push;
+3. the remaining tagged images (commit-only tags) expire beyond the newest M tagged images:
+   that rule counts protected images among the newest M but can never expire them.
+"""
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from byoc_cloud import image_protection
 
 DEFINITIONS = Path(__file__).with_name("repositories.json")
 
@@ -12,6 +28,9 @@ PUSH_ACTIONS = PULL_ACTIONS + [
 ]
 
 
+PROTECTED_COUNT = 9999  # a protected rule "expires" only beyond this many images of its pattern
+
+
 @dataclass
 class Repository:
     name: str
@@ -20,17 +39,31 @@ class Repository:
     encryption: dict
     expire_untagged_after_days: int
     keep_tagged_images: int
+    protected_tag_patterns: list[str] = field(default_factory=list)
     pull_principals: list[str] = field(default_factory=list)
     push_principals: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    protect_endpoints: list[str] = field(default_factory=list)
+
+    def protected_patterns(self) -> list[str]:
+        """The definition's patterns, and always the one deployments are tagged with."""
+        return list(dict.fromkeys([*self.protected_tag_patterns, image_protection.PATTERN]))
 
     def lifecycle_policy(self) -> dict:
-        return {"rules": [
-            {"rulePriority": 1, "description": f"expire untagged images after {self.expire_untagged_after_days} days",
+        rules = [{"rulePriority": priority, "description": f"keep every image tagged {pattern}",
+                  "selection": {"tagStatus": "tagged", "tagPatternList": [pattern], "countType": "imageCountMoreThan",
+                                "countNumber": PROTECTED_COUNT},
+                  "action": {"type": "expire"}}
+                 for priority, pattern in enumerate(self.protected_patterns(), start=1)]
+        last = len(rules)
+        return {"rules": rules + [
+            {"rulePriority": last + 1,
+             "description": f"expire untagged images {self.expire_untagged_after_days} days after their push",
              "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
                            "countNumber": self.expire_untagged_after_days},
              "action": {"type": "expire"}},
-            {"rulePriority": 2, "description": f"keep the last {self.keep_tagged_images} tagged images",
+            {"rulePriority": last + 2,
+             "description": f"expire other tagged images beyond the newest {self.keep_tagged_images}",
              "selection": {"tagStatus": "tagged", "tagPatternList": ["*"], "countType": "imageCountMoreThan",
                            "countNumber": self.keep_tagged_images},
              "action": {"type": "expire"}},
@@ -56,8 +89,10 @@ def load(path: Path = DEFINITIONS) -> list[Repository]:
         repositories.append(Repository(
             name=name, image_tag_mutability=merged["imageTagMutability"], scan_on_push=merged["scanOnPush"],
             encryption=merged["encryption"], expire_untagged_after_days=int(lifecycle["expireUntaggedAfterDays"]),
-            keep_tagged_images=int(lifecycle["keepTaggedImages"]), pull_principals=merged.get("pullPrincipals", []),
-            push_principals=merged.get("pushPrincipals", []), tags=merged.get("tags", {}),
+            keep_tagged_images=int(lifecycle["keepTaggedImages"]),
+            protected_tag_patterns=list(lifecycle.get("protectedTagPatterns", [])),
+            pull_principals=merged.get("pullPrincipals", []), push_principals=merged.get("pushPrincipals", []),
+            tags=merged.get("tags", {}), protect_endpoints=merged.get("protectEndpoints", []),
         ))
     return repositories
 

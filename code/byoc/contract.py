@@ -138,6 +138,13 @@ def top_k_attribute(k: int) -> str:
     return f"top_k={k}"
 
 
+# InvokeEndpoint's largest request body by endpoint type: real-time endpoints take 6 MB (botocore's
+# model caps Body at 6 MiB), serverless ones 4 MB (SageMaker's serverless quota; decimal, to be
+# safe). The endpoint's Lambda refuses larger images; `byoc-cloud lambda deploy` sets its type.
+ENDPOINT_TYPES = ("realtime", "serverless")
+MAX_INVOKE_BYTES = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1000 * 1000}
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m byoc.contract hyperparameters '{"epochs": 2}'`: the encoding, for shell scripts."""
     import sys

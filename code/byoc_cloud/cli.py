@@ -1,11 +1,14 @@
-"""byoc-cloud: SageMaker training jobs and endpoints from image URIs, with boto3.
+"""byoc-cloud: SageMaker training and tuning jobs, endpoints and the endpoint's Lambda function,
+from image URIs, with boto3.
 
 Every command prints a cost estimate (prices.json) before it calls AWS, and
 --dry-run prints the requests instead of sending them. boto3 finds region,
 credentials and endpoints as usual (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
 
 Each command lives in its own module, which adds its subcommand (add_commands) and
-returns the calls it wants made; this module parses, runs and reports.
+returns the calls it wants made; this module parses, runs and reports. A command may also
+set `then`: what runs once its calls are sent (following a job, reading a result); it gives
+the exit code.
 """
 import argparse
 import sys
@@ -13,11 +16,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, training_jobs
+from byoc_cloud import endpoints, follow, lambda_functions, preflight, training_jobs, tuning_jobs
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
-COMMANDS = (training_jobs, endpoints)
+COMMANDS = (preflight, training_jobs, tuning_jobs, endpoints, lambda_functions, follow)
 
 
 class Clients(dict):
@@ -48,6 +51,9 @@ def main(argv=None) -> int:
     try:
         calls = args.run(args, clients, PriceTable.load())
         send(calls, args.dry_run, clients, args.wait_delay)
+        then = getattr(args, "then", None)
+        if then and not (args.dry_run and calls):  # nothing to follow after a dry run's printed calls
+            return then(args, clients)
     except (LaunchError, UnknownPrice) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2

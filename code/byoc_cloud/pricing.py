@@ -42,6 +42,21 @@ class PriceTable:
                      f"(assuming {self.spot_discount:.0%} off)")
         return line
 
+    def tuning_estimate(self, instance_type: str, count: int, max_run_s: int, spot: bool, jobs: int,
+                        parallel: int) -> str:
+        """The worst case: every trial runs to its time limit."""
+        hourly = self._price(self.training, "training", instance_type) * count
+        most = hourly * max_run_s / 3600 * jobs
+        rounds = -(-jobs // parallel)
+        line = (f"estimated cost: at most {jobs} trials ({parallel} at a time) of {count} x {instance_type} at "
+                f"{hourly / count:.3f} {self.currency}/h on-demand ({self.region}); at most {most:.2f} "
+                f"{self.currency} on-demand if every trial runs its full {max_run_s / 3600:g} h limit "
+                f"(about {rounds * max_run_s / 3600:g} h end to end)")
+        if spot:
+            line += (f", about {most * (1 - self.spot_discount):.2f} {self.currency} on spot "
+                     f"(assuming {self.spot_discount:.0%} off)")
+        return line
+
     def hosting_estimate(self, instance_type: str, min_count: int, max_count: int) -> str:
         hourly = self._price(self.hosting, "hosting", instance_type)
         return (f"estimated cost: {instance_type} at {hourly:.3f} {self.currency}/h ({self.region}); "

@@ -4,7 +4,9 @@ import sys
 
 from byoc.contract import encode_hyperparameters
 from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
+from byoc_cloud import follow
 from byoc_cloud.calls import LaunchError, timestamped
+from byoc_cloud.preflight import add_skip_check, preflight
 
 
 def hyperparameters(pairs: list[str]) -> dict[str, str]:
@@ -73,25 +75,36 @@ def training_request(args) -> dict:
 
 def launch(args, clients, prices) -> list:
     request = training_request(args)
+    args.job_name = request["TrainingJobName"]  # the name --wait follows
+    preflight(args, clients, "training", args.instance_type)
     print(prices.training_estimate(args.instance_type, args.instance_count,
                                    request["StoppingCondition"]["MaxRuntimeInSeconds"], args.spot))
     return [("sagemaker", "create_training_job", request)]
 
 
+def add_job_arguments(command, required: bool = True) -> None:
+    """What a training job needs: train's flags, shared with tune (each of its trials is such a job)."""
+    command.add_argument("--image", required=required, help="training image URI (python -m ecr uri byoc-training)")
+    command.add_argument("--role", required=required, help="the SageMaker execution role's ARN")
+    command.add_argument("--channel", action="append", required=required, metavar="NAME=S3_URI",
+                         help="an input channel, e.g. train=s3://bucket/fashion-mnist/train (repeatable)")
+    command.add_argument("--output", required=required, metavar="S3_URI", help="where model.tar.gz goes")
+    command.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a hyperparameter")
+    command.add_argument("--instance-type", default="ml.g5.xlarge")
+    command.add_argument("--instance-count", type=int, default=1)
+    command.add_argument("--volume-gb", type=int, default=50)
+    command.add_argument("--max-run-hours", type=float, default=2)
+    command.add_argument("--spot", action="store_true", help="managed spot training")
+    command.add_argument("--max-wait-hours", type=float, help="spot: training plus waiting (default: 2 x max run)")
+    command.add_argument("--checkpoint-s3-uri", help="synced with /opt/ml/checkpoints: resume after interruptions")
+
+
 def add_commands(sub, common) -> None:
     train = sub.add_parser("train", parents=[common], help="start a training job")
-    train.add_argument("--image", required=True, help="training image URI (python -m ecr uri byoc-training)")
-    train.add_argument("--role", required=True, help="the SageMaker execution role's ARN")
-    train.add_argument("--channel", action="append", required=True, metavar="NAME=S3_URI",
-                       help="an input channel, e.g. train=s3://bucket/fashion-mnist/train (repeatable)")
-    train.add_argument("--output", required=True, metavar="S3_URI", help="where model.tar.gz goes")
-    train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a hyperparameter")
-    train.add_argument("--instance-type", default="ml.g5.xlarge")
-    train.add_argument("--instance-count", type=int, default=1)
-    train.add_argument("--volume-gb", type=int, default=50)
-    train.add_argument("--max-run-hours", type=float, default=2)
-    train.add_argument("--spot", action="store_true", help="managed spot training")
-    train.add_argument("--max-wait-hours", type=float, help="spot: training plus waiting (default: 2 x max run)")
-    train.add_argument("--checkpoint-s3-uri", help="synced with /opt/ml/checkpoints: resume after interruptions")
+    add_job_arguments(train)
     train.add_argument("--job-name")
+    train.add_argument("--wait", dest="then", action="store_const", const=follow.follow_training_job,
+                       help="follow the job: its status, secondary status and log lines until it ends")
+    train.add_argument("--poll-seconds", type=float, default=10, help="--wait: seconds between looks")
+    add_skip_check(train)
     train.set_defaults(run=launch)

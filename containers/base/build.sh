@@ -5,6 +5,12 @@
 # NVIDIA container toolkit reads to inject the driver. The CUDA user-space
 # libraries come with the torch wheels, as they do on the official base.
 #
+# Nothing of the build host goes into the layer: debootstrap copies the host's
+# /etc/resolv.conf, /etc/hostname and /etc/hosts into the target to reach the
+# mirror (Docker provides all three to every container), and credentials in
+# DEBIAN_MIRROR (http://user:password@host/debian) are for the download only:
+# the image's sources.list names the mirror without them.
+#
 # usage: build.sh IMAGE_TAG
 set -euo pipefail
 
@@ -23,9 +29,14 @@ trap 'rm -rf "$rootfs"' EXIT
 
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   "$SUITE" "$rootfs" "$MIRROR" >/dev/null
-# The image's own apt sources, and no apt lists or caches in the layer.
-echo "deb $MIRROR $SUITE main" >"$rootfs/etc/apt/sources.list"
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
+# The build host's network identity stays on the host.
+rm -f "$rootfs/etc/resolv.conf" "$rootfs/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
+# The image's own apt sources, without the mirror's credentials; no apt lists, caches or logs.
+public_mirror=$(printf '%s' "$MIRROR" | sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@#\1#')
+echo "deb $public_mirror $SUITE main" >"$rootfs/etc/apt/sources.list"
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+  "$rootfs"/var/log/apt "$rootfs"/var/log/bootstrap.log "$rootfs"/debootstrap
 
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/usr/local/nvidia/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

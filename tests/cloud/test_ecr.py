@@ -9,15 +9,21 @@ severity, fixAvailable, packageVulnerabilityDetails) and then run the real
 run as against AWS, and the gate decides on what boto3 returned.
 """
 import datetime as dt
+import fnmatch
 import io
 import json
 import tarfile
 import uuid
+from dataclasses import dataclass, field
 
+import boto3
 import docker
 import pytest
 import requests
 
+from byoc_cloud import image_protection
+from byoc_cloud.calls import LaunchError
+from cli_requests import ROLE, ecr_image
 from ecr import cli, repositories, scan_gate
 
 MANIFEST = json.dumps({
@@ -54,7 +60,10 @@ def test_ensure_creates_then_reports_nothing_to_do(ecr, tmp_path, capsys):
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
     rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
-    assert [(r["selection"]["tagStatus"], r["selection"]["countNumber"]) for r in rules] == [("untagged", 7), ("tagged", 30)]
+    assert [(r["rulePriority"], r["selection"]["tagStatus"], r["selection"].get("tagPatternList"),
+             r["selection"]["countNumber"]) for r in rules] == [
+        (1, "tagged", ["v*"], 9999), (2, "tagged", ["*.*.*"], 9999), (3, "tagged", ["deployed-*"], 9999),
+        (4, "untagged", None, 7), (5, "tagged", ["*"], 30)]
     policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
     for statement in policy["Statement"]:
         assert "*" not in json.dumps(statement["Principal"]) and not any("*" in a for a in statement["Action"])
@@ -133,7 +142,8 @@ def test_push_then_immutable_tag_collision(ecr, registry, tmp_path, capsys, monk
             client.images.remove(image, force=True)
 
 
-def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") -> dict:
+def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6", score: float | None = 8.8,
+                     cvss: float | None = None) -> dict:
     """One finding as ECR enhanced scanning (Amazon Inspector) reports it."""
     return {
         "awsAccountId": "123456789012", "findingArn": f"arn:aws:inspector2:us-east-1:123456789012:finding/{cve}",
@@ -142,9 +152,12 @@ def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") 
             "source": "DEBIAN_CVE", "vulnerabilityId": cve, "vendorSeverity": severity,
             "vulnerablePackages": [{"name": package, "version": "2.36", "arch": "X86_64", "packageManager": "OS",
                                     **({"fixedInVersion": "2.36-9+deb12u4"} if fix == "YES" else {})}],
+            **({"cvss": [{"baseScore": cvss, "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+                          "source": "NVD", "version": "3.1"}]} if cvss is not None else {}),
         },
         "remediation": {"recommendation": {"text": "None Provided"}},
-        "score": 8.8, "severity": severity, "status": "ACTIVE", "title": f"{cve} - {package}",
+        **({"score": score} if score is not None else {}), "severity": severity, "status": "ACTIVE",
+        "title": f"{cve} - {package}",
         "type": "PACKAGE_VULNERABILITY", "fixAvailable": fix, "exploitAvailable": "NO", "updatedAt": 1760000000,
     }
 
@@ -152,8 +165,8 @@ def enhanced_finding(cve: str, severity: str, fix: str, package: str = "libc6") 
 @pytest.fixture
 def scanned(ecr, aws_env, tmp_path):
     """An image in a fresh repository whose scan will report the given enhanced findings."""
-    def make(*findings, status="COMPLETE"):
-        name = unique("byoc-test-scan")
+    def make(*findings, status="COMPLETE", prefix="byoc-test-scan"):
+        name = unique(prefix)
         cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
         ecr.put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="1.0.0")
         if findings or status != "COMPLETE":
@@ -175,9 +188,9 @@ def allowlist(tmp_path, *entries) -> str:
     return str(path)
 
 
-def gate(target, allow, capsys) -> tuple[int, str]:
+def gate(target, allow, capsys, *extra) -> tuple[int, str]:
     capsys.readouterr()
-    code = cli.main(["scan", target, "--allowlist", allow, "--poll-seconds", "0.1"])
+    code = cli.main(["scan", target, "--allowlist", allow, "--poll-seconds", "0.1", *extra])
     return code, capsys.readouterr().out
 
 
@@ -242,3 +255,191 @@ def test_allowlist_entries_need_a_reason_and_a_date(tmp_path, entry, problem):
 def test_shipped_allowlist_and_definitions_load():
     scan_gate.load_allowlist()
     assert {r.name for r in repositories.load()} == {"byoc-training", "byoc-serving"}
+
+
+@dataclass(frozen=True)
+class Image:
+    pushed_days_ago: float
+    tags: tuple[str, ...] = field(default=())
+
+
+def selected(selection: dict, image: Image) -> bool:
+    status = selection["tagStatus"]
+    if status == "untagged":
+        return not image.tags
+    if status == "any":
+        return True
+    patterns = selection.get("tagPatternList") or [f"{p}*" for p in selection.get("tagPrefixList", [])]
+    # every pattern of the list must match one of the image's tags
+    return bool(image.tags) and all(any(fnmatch.fnmatchcase(t, p) for t in image.tags) for p in patterns)
+
+
+def expired_by(policy: dict, images: list[Image]) -> set[Image]:
+    """ECR's documented evaluation (LifecyclePolicies.html, "How lifecycle policies work"): rules in
+    rulePriority order; an image that matches a rule's selection cannot be expired by a rule of lower
+    priority, which still counts it; count rules keep the newest N of what they select."""
+    claimed, expired = set(), set()
+    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
+        selection = rule["selection"]
+        matched = [i for i in images if selected(selection, i)]
+        if selection["countType"] == "imageCountMoreThan":
+            candidates = sorted(matched, key=lambda i: i.pushed_days_ago)[selection["countNumber"]:]
+        else:
+            candidates = [i for i in matched if i.pushed_days_ago > selection["countNumber"]]
+        expired |= {i for i in candidates if i not in claimed}
+        claimed |= set(matched)
+    return expired
+
+
+def test_the_lifecycle_policy_never_expires_versions_or_deployed_images(ecr, tmp_path):
+    """Two years of pushes: every commit is tagged, some releases carry a version, one is deployed."""
+    name = unique("byoc-test-lifecycle")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+    policy = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+    commits = [Image(day, (f"{day:012x}",)) for day in range(0, 700, 7)]
+    releases = [Image(day + 1, (f"{day:012x}", f"0.{day}.0")) for day in range(0, 700, 35)]
+    v_tags = [Image(day + 2, (f"v1.{day}",)) for day in range(0, 700, 70)]
+    deployed = Image(650, ("5d4eb83a1b2c", image_protection.tag_for("fashion", "sha256:" + "ab" * 32)))
+    untagged = [Image(3), Image(30)]
+    images = commits + releases + v_tags + [deployed] + untagged
+    expired = expired_by(policy, images)
+    assert not expired & {*releases, *v_tags, deployed}
+    assert Image(30) in expired and Image(3) not in expired
+    newest_tagged = sorted((i for i in images if i.tags), key=lambda i: i.pushed_days_ago)[:30]
+    assert expired == {i for i in commits if i not in newest_tagged} | {Image(30)}  # and it does clean up
+
+
+def test_deploy_tags_are_what_the_policy_protects():
+    assert fnmatch.fnmatchcase(image_protection.tag_for("fashion-ep", "sha256:" + "c" * 64), image_protection.PATTERN)
+    assert image_protection.PATTERN in repositories.load()[0].protected_patterns()
+
+
+def test_protecting_an_image(ecr, capsys):
+    uri = ecr_image(unique("byoc-test-protect"), "0.1.0")
+    repository, digest = uri.split("/", 1)[1].split("@")
+    [(_, _, request)] = image_protection.protect_calls(ecr, uri, "fashion")
+    assert request["imageTag"] == f"deployed-fashion-{digest[7:19]}" and request["imageDigest"] == digest
+    ecr.put_image(**request)
+    assert image_protection.protect_calls(ecr, uri, "fashion") == []  # tagged already
+    by_tag = uri.split("@")[0] + ":0.1.0"
+    assert image_protection.protect_calls(ecr, by_tag, "other")[0][2]["imageDigest"] == digest
+    assert image_protection.protect_calls(ecr, "byoc-serving:latest", "fashion") == []
+    assert "not an ECR image" in capsys.readouterr().out
+    with pytest.raises(LaunchError, match="no such image"):
+        image_protection.protect_calls(ecr, uri.split("@")[0] + "@sha256:" + "0" * 64, "fashion")
+    with pytest.raises(LaunchError, match="has no repository"):
+        image_protection.protect_calls(ecr, f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{unique('nope')}:1", "x")
+
+
+def test_protect_tags_what_listed_endpoints_run(ecr, aws_env, tmp_path, capsys):
+    """python -m ecr protect; byoc-cloud deploy and roll tag the same way (tests/cloud/test_launch.py)."""
+    sagemaker = boto3.client("sagemaker")
+    uri = ecr_image(unique("byoc-test-listed"), "0.3.0")
+    endpoint = unique("listed-ep")
+    sagemaker.create_model(ModelName=endpoint, ExecutionRoleArn=ROLE,
+                           PrimaryContainer={"Image": uri, "ModelDataUrl": "s3://bucket/model.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": endpoint, "InstanceType": "ml.m5.xlarge", "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    path = definitions(tmp_path, unique("byoc-test-defs"), protectEndpoints=[endpoint])
+    assert cli.main(["protect", "--definitions", str(path)]) == 0
+    digest = uri.split("@")[1]
+    assert f"tagged deployed-{endpoint}-{digest[7:19]}" in capsys.readouterr().out
+    repository = uri.split("/", 1)[1].split("@")[0]
+    tags = ecr.describe_images(repositoryName=repository, imageIds=[{"imageDigest": digest}])["imageDetails"][0]["imageTags"]
+    assert sorted(tags) == ["0.3.0", f"deployed-{endpoint}-{digest[7:19]}"]
+    assert cli.main(["protect", endpoint]) == 0
+    assert "protected already" in capsys.readouterr().out
+    assert cli.main(["protect", "no-such-endpoint"]) == 1
+
+
+@pytest.mark.parametrize("finding, blocked", [
+    (enhanced_finding("CVE-2026-0001", "UNTRIAGED", "YES", score=8.8), "BLOCKING UNTRIAGED (score 8.8: HIGH)"),
+    (enhanced_finding("CVE-2026-0002", "UNDEFINED", "YES", score=None, cvss=9.8), "BLOCKING UNDEFINED (score 9.8: CRITICAL)"),
+    (enhanced_finding("CVE-2026-0003", "UNTRIAGED", "YES", score=7.0), "BLOCKING UNTRIAGED (score 7: HIGH)"),
+    (enhanced_finding("CVE-2026-0004", "UNTRIAGED", "YES", score=6.9), None),
+    (enhanced_finding("CVE-2026-0005", "UNTRIAGED", "NO", score=9.1), None),  # no fix: as for a rated CRITICAL
+    (enhanced_finding("CVE-2026-0006", "UNTRIAGED", "YES", score=None), None),  # no score at all: nothing to rate
+])
+def test_unrated_findings_are_rated_by_their_score(scanned, tmp_path, capsys, finding, blocked):
+    code, out = gate(scanned(finding), allowlist(tmp_path), capsys)
+    assert (code, blocked is None or blocked in out) == (1 if blocked else 0, True), out
+
+
+@pytest.fixture
+def enhanced(ecr, scanned, monkeypatch):
+    """Enhanced scanning for repositories named byoc-test-enh*, and Amazon Inspector's coverage of an image
+    as answers queued on a real inspector2 client (botocore's Stubber checks each request and answer
+    against the service model): moto has no ListCoverage."""
+    from botocore.stub import Stubber
+
+    ecr.put_registry_scanning_configuration(scanType="ENHANCED", rules=[{
+        "scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "byoc-test-enh*", "filterType": "WILDCARD"}]}])
+    inspector = boto3.client("inspector2")
+    stub = Stubber(inspector)
+    monkeypatch.setattr(cli, "inspector_client", lambda: inspector)
+
+    def make(*findings, coverage: list):
+        target = scanned(*findings, status="ACTIVE", prefix="byoc-test-enh")
+        repository = target.split(":")[0]
+        ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": "1.0.0"})  # moto serves findings after one
+        digest = ecr.describe_images(repositoryName=repository)["imageDetails"][0]["imageDigest"]
+        resource = f"{ecr.describe_repositories(repositoryNames=[repository])['repositories'][0]['repositoryArn']}/{digest}"
+        expected = {"filterCriteria": {"resourceId": [{"comparison": "EQUALS", "value": resource}],
+                                       "resourceType": [{"comparison": "EQUALS", "value": "AWS_ECR_CONTAINER_IMAGE"}]}}
+        for state in coverage:
+            stub.add_response("list_coverage", {"coveredResources": [] if state is None else [
+                covered(resource, *state)]}, expected)
+        stub.activate()
+        return target, stub
+    yield make
+    stub.deactivate()
+    ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+
+
+def covered(resource: str, code: str, reason: str, scanned: bool) -> dict:
+    """One CoveredResource as inspector2 ListCoverage returns it."""
+    return {"resourceType": "AWS_ECR_CONTAINER_IMAGE", "resourceId": resource, "accountId": "123456789012",
+            "scanType": "PACKAGE", "scanStatus": {"statusCode": code, "reason": reason},
+            "resourceMetadata": {"ecrRepository": {"name": resource.split("/")[1], "scanFrequency": "CONTINUOUS_SCAN"},
+                                 "ecrImage": {"tags": ["1.0.0"], "imagePulledAt": dt.datetime(2026, 1, 2)}},
+            **({"lastScannedAt": dt.datetime(2026, 1, 2, 3, 4, 5)} if scanned else {})}
+
+
+NOT_LISTED, PENDING, SCANNED = None, ("ACTIVE", "PENDING_INITIAL_SCAN", False), ("ACTIVE", "SUCCESSFUL", True)
+
+
+def test_enhanced_gate_waits_for_inspector_to_have_scanned_then_judges(enhanced, tmp_path, capsys):
+    target, stub = enhanced(enhanced_finding("CVE-2023-4911", "CRITICAL", "YES"), coverage=[NOT_LISTED, PENDING, SCANNED])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "BLOCKING CRITICAL CVE-2023-4911 in libc6 (fix available)" in out
+    stub.assert_no_pending_responses()  # it asked until the image was scanned, and no more
+
+
+def test_enhanced_gate_passes_an_image_confirmed_clean(enhanced, tmp_path, capsys):
+    target, _ = enhanced(coverage=[PENDING, SCANNED])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert (code, out.splitlines()[0]) == (0, f"{target}: scan gate PASSED")
+
+
+@pytest.mark.parametrize("state, pending", [
+    (PENDING, "still pending: Amazon Inspector coverage ACTIVE, PENDING_INITIAL_SCAN: not scanned yet"),
+    (NOT_LISTED, "still pending: Amazon Inspector does not list it in its coverage yet"),
+])
+def test_enhanced_gate_times_out_saying_what_is_pending(enhanced, tmp_path, capsys, state, pending):
+    """ECR already says ACTIVE with no findings, which the gate used to pass: Inspector has not scanned it."""
+    target, _ = enhanced(coverage=[state] * 50)
+    code, out = gate(target, allowlist(tmp_path), capsys, "--poll-seconds", "0.02", "--timeout", "0.3")
+    assert code == 1 and "scan: no scan result within 0.3 s; " + pending in out
+
+
+def test_enhanced_gate_fails_when_inspector_will_not_scan(enhanced, tmp_path, capsys):
+    target, _ = enhanced(coverage=[("INACTIVE", "UNSUPPORTED_OS", False)])
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "Amazon Inspector will not scan it: coverage INACTIVE, UNSUPPORTED_OS" in out
+
+
+def test_enhanced_gate_fails_for_a_repository_no_rule_covers(enhanced, scanned, tmp_path, capsys):
+    target = scanned(status="ACTIVE", prefix="byoc-test-scan")  # not byoc-test-enh*
+    code, out = gate(target, allowlist(tmp_path), capsys)
+    assert code == 1 and "none of its rules covers repository" in out

@@ -1,11 +1,16 @@
-"""The Lambda handler's input checks: events, SSRF refusals, size and time limits, packaging.
+"""The Lambda handler's input checks: events, SSRF refusals (every embedded-IPv4 form), malformed
+URLs, one deadline for the whole fetch, generic fetch failures, size limits by endpoint type,
+packaging.
 
 Everything here is refused before the endpoint is called (the end-to-end run with the
 serving container is tests/containers/test_lambda_endpoint.py); ENDPOINT_NAME names an
 endpoint that cannot be reached, so a check that let a request through would fail loudly.
+Servers that misbehave (drip bytes, never answer, redirect to nonsense) run on loopback.
 """
 import base64
+import ipaddress
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from byoc import contract
 from byoc_cloud import endpoint_lambda
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +48,38 @@ def test_private_and_loopback_addresses_are_refused(url):
     assert status == 403 and "non-public address" in error
 
 
+# 10.0.0.1, 127.0.0.1 and 169.254.169.254 inside IPv6 addresses whose own prefix looks public.
+@pytest.mark.parametrize("address", [
+    "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix (RFC 6052)
+    "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215): refused whatever it embeds
+    "::a00:1", "::7f00:1",  # IPv4-compatible
+    "::ffff:a00:1", "::ffff:a9fe:a9fe",  # IPv4-mapped
+    "::ffff:0:a00:1",  # IPv4-translated (SIIT)
+    "2002:a00:1::", "2002:7f00:1:1::1",  # 6to4
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    "2600::5efe:a00:1", "2600:1f18::200:5efe:a9fe:a9fe",  # ISATAP under a global prefix
+])
+def test_ipv6_addresses_that_embed_private_ipv4_are_refused(address):
+    status, error = call({"url": f"http://[{address}]/x.png"})
+    assert status == 403 and "non-public address" in error, error
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2600::5efe:808:808",
+                                     "8.8.8.8", "2606:4700::1111"])
+def test_addresses_that_embed_public_ipv4_pass_the_check(address):
+    assert endpoint_lambda.refusal(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize("url", [
+    "http://h:99999/x.png", "http://[::1/x.png", "http://h:abc/", "http://h:0/", "http://[::1]:65536/",
+    "http://exa mple.com/", "http://example.com/\r\nX-Injected: 1", "http://example.com/" + "a" * 2048,
+    "http://[v1.fe]/", "http://[fe80::1%25eth0/",
+])
+def test_malformed_urls_are_a_400(url):
+    status, error = call({"url": url})
+    assert status == 400 and error.startswith("url "), error
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x.png", "gopher://x", "http:///x.png",
                                  "//example.com/x.png"])
 def test_only_http_urls(url):
@@ -58,7 +96,7 @@ def test_base64_checks():
     assert call({"image_b64": "%%%"}) == (400, "image_b64 is not valid base64")
     assert call({"image_b64": base64.b64encode(b"hello").decode()}) == (415, "not a PNG or JPEG image")
     assert call({"image_b64": ""})[0] == 400
-    big = base64.b64encode(PNG + b"\0" * endpoint_lambda.MAX_IMAGE_BYTES).decode()
+    big = base64.b64encode(PNG + b"\0" * endpoint_lambda.max_image_bytes()).decode()
     assert call({"image_b64": big})[0] == 413
     assert call({"image_b64": base64.b64encode(PNG).decode(), "top_k": 0})[0] == 400
 
@@ -75,37 +113,150 @@ def test_missing_configuration(monkeypatch):
 
 @pytest.fixture
 def web(monkeypatch):
-    """A loopback server (ALLOW_PRIVATE_URLS=1): big, slow and redirecting answers."""
+    """A loopback server (ALLOW_PRIVATE_URLS=1): big, dripping and redirecting answers."""
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
-            if self.path == "/big":  # no Content-Length: the limit must hold while reading
+            if self.path.startswith("/big/"):  # no Content-Length: the limit must hold while reading
                 self.send_response(200)
                 self.end_headers()
-                for _ in range(endpoint_lambda.MAX_IMAGE_BYTES // 65536 + 2):
-                    self.wfile.write(PNG[:8] + b"\0" * 65528)
-            elif self.path == "/slow":
+                size = int(self.path.split("/")[2])
+                self.wfile.write(PNG[:8] + b"\0" * (size - 8))
+            elif self.path == "/drip-body":  # headers at once, then a byte every 0.2 s
                 self.send_response(200)
                 self.end_headers()
-                time.sleep(3)
+                drip(self.wfile, PNG)
             elif self.path == "/loop":
                 self.send_response(302)
                 self.send_header("Location", "/loop")
                 self.end_headers()
+            elif self.path.startswith("/to/"):
+                self.send_response(302)
+                self.send_header("Location", self.path[len("/to/"):])
+                self.end_headers()
     monkeypatch.setenv("ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setenv("FETCH_TIMEOUT_S", "1")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-def test_fetch_limits(web, monkeypatch):
-    monkeypatch.setattr(endpoint_lambda, "FETCH_TIMEOUT_S", 1)
-    assert call({"url": f"{web}/big"})[0] == 413
-    assert call({"url": f"{web}/slow"})[0] == 504
+def drip(out, data: bytes, every: float = 0.2) -> None:
+    try:
+        for _ in range(100):
+            for byte in data:
+                out.write(bytes([byte]))
+                out.flush()
+                time.sleep(every)
+    except OSError:  # the Lambda hung up, as it should
+        pass
+
+
+@pytest.fixture
+def raw_server(monkeypatch):
+    """raw_server(behaviour): a loopback TCP server that does behaviour(connection) with each client."""
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setenv("FETCH_TIMEOUT_S", "1")
+    listeners = []
+
+    def start(behaviour, accept=True):
+        listener = socket.create_server(("127.0.0.1", 0), backlog=1)
+        listeners.append(listener)
+
+        def serve():
+            while accept:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=behaviour, args=(connection,), daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
+        return listener.getsockname()[1]
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+def dripping(data: bytes):
+    def behaviour(connection) -> None:
+        with connection:
+            drip(connection.makefile("wb", buffering=0), data)
+    return behaviour
+
+
+drip_headers = dripping(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Pad: " + b"a" * 1000)
+drip_tls = dripping(b"\x16\x03\x03\x3f\xff" + b"\0" * 1000)  # a TLS handshake record of 16 KiB, slowly
+
+
+def silent(connection) -> None:
+    with connection:
+        time.sleep(5)
+
+
+def timed(event) -> tuple[float, tuple]:
+    start = time.monotonic()
+    answer = call(event)
+    return time.monotonic() - start, answer
+
+
+GENERIC = (502, "could not fetch an image from the url within 1 s")
+
+
+def test_one_deadline_bounds_the_whole_fetch(web, raw_server):
+    """A byte every 0.2 s resets any per-read timeout; the fetch still ends at FETCH_TIMEOUT_S=1."""
+    headers = raw_server(drip_headers)
+    tls = raw_server(drip_tls)  # https:// to it: the handshake waits for the whole record
+    for url in (f"{web}/drip-body", f"http://127.0.0.1:{headers}/x.png", f"https://127.0.0.1:{tls}/x.png"):
+        elapsed, answer = timed({"url": url})
+        assert answer == GENERIC and elapsed < 1.8, (url, elapsed, answer)
+
+
+def test_fetch_failures_get_one_generic_answer_and_details_only_in_the_log(web, raw_server, capsys):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]  # nothing listens once this closes
+    silent_port = raw_server(silent)
+    answers = {}
+    for name, url in {"refused": f"http://127.0.0.1:{refused_port}/x.png", "silent": f"http://127.0.0.1:{silent_port}/",
+                      "no such host": "http://no-such-host.invalid/x.png",
+                      "not http": f"https://127.0.0.1:{web.rsplit(':', 1)[1]}/"}.items():
+        answers[name] = call({"url": url})
+    assert set(answers.values()) == {GENERIC}, answers  # nothing tells refused from silent from unknown
+    log = capsys.readouterr().out
+    assert "Connection refused" in log and "no-such-host.invalid" in log
+
+
+def test_sizes_and_redirects(web):
+    assert call({"url": f"{web}/big/{endpoint_lambda.max_image_bytes() + 1}"})[0] == 413
     assert call({"url": f"{web}/loop"}) == (400, "more than 3 redirects")
+    for target in ("http://h:99999/", "http://[::1/", "ftp://example.com/x.png"):
+        status, error = call({"url": f"{web}/to/{target}"})
+        assert status == 400 and error.startswith("the url redirects to an invalid target: url "), error
+
+
+@pytest.mark.parametrize("kind", contract.ENDPOINT_TYPES)
+def test_the_image_limit_follows_the_endpoint_type(web, monkeypatch, kind):
+    monkeypatch.setenv("ENDPOINT_TYPE", kind)
+    limit = contract.MAX_INVOKE_BYTES[kind]
+    assert endpoint_lambda.max_image_bytes() == limit
+    assert call({"url": f"{web}/big/{limit + 1}"}) == (413, f"the image is larger than {limit} bytes")
+    too_big = base64.b64encode(PNG + b"\0" * (limit + 1 - len(PNG))).decode()
+    assert call({"image_b64": too_big})[0] == 413
+    # at the limit the image goes on to the (unreachable) endpoint
+    assert call({"url": f"{web}/big/{limit}"})[0] in (502, 504)
+    monkeypatch.setenv("MAX_IMAGE_BYTES", "1000")  # can lower the limit, never raise it
+    assert endpoint_lambda.max_image_bytes() == 1000
+    monkeypatch.setenv("MAX_IMAGE_BYTES", str(limit * 2))
+    assert endpoint_lambda.max_image_bytes() == limit
+
+
+def test_a_misconfigured_endpoint_type_is_a_500(monkeypatch):
+    monkeypatch.setenv("ENDPOINT_TYPE", "asynchronous")
+    status, error = call({"image_b64": base64.b64encode(PNG).decode()})
+    assert status == 500 and "ENDPOINT_TYPE" in error
 
 
 def test_lambda_zip_holds_a_working_handler(tmp_path):

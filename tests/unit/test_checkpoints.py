@@ -36,3 +36,22 @@ def test_arbitrary_objects_are_not_unpickled(tmp_path):
     torch.save({"epoch": 5, "samples_done": 0, "payload": Fraction(1, 3)}, tmp_path / "checkpoint-e0005-s000000000.pt")
     checkpoints.save(tmp_path, state(1, 0))
     assert checkpoints.load_latest(tmp_path)["epoch"] == 1  # the one with an object is refused
+
+
+def test_a_tuning_trial_keeps_its_checkpoints_in_a_folder_of_its_own(tmp_path):
+    """All trials of a tuning job share one synced folder: each resumes only its own checkpoints."""
+    trial = {"_tuning_objective_metric": "validation:accuracy", "lr": "0.01"}
+    first = checkpoints.job_directory(tmp_path, trial, "hpo-1-001-aaaaaaaa")
+    second = checkpoints.job_directory(tmp_path, trial, "hpo-1-002-bbbbbbbb")
+    assert (first, second) == (tmp_path / "hpo-1-001-aaaaaaaa", tmp_path / "hpo-1-002-bbbbbbbb")
+    checkpoints.save(first, state(2, 0))
+    assert checkpoints.load_latest(second) is None
+    assert checkpoints.load_latest(checkpoints.job_directory(tmp_path, trial, "hpo-1-001-aaaaaaaa"))["epoch"] == 2
+    checkpoints.discard(first)
+    assert not first.exists() and tmp_path.exists()
+
+
+def test_a_plain_job_uses_the_checkpoint_folder_itself(tmp_path):
+    """A new job given an earlier job's checkpoint location resumes it, as SageMaker documents."""
+    assert checkpoints.job_directory(tmp_path, {"epochs": "3"}, "fashion-1") == tmp_path
+    assert checkpoints.job_directory(tmp_path, {"_tuning_objective_metric": "x"}, None) == tmp_path

@@ -7,23 +7,23 @@ from byoc.training import distributed, hyperparameters
 from byoc.training.errors import TrainingError
 
 
-def environment(hosts, current, gpus=0):
-    return SimpleNamespace(hosts=hosts, current_host=current, num_gpus=gpus, network_interface_name="eth0")
+def environment(hosts, current):
+    return SimpleNamespace(hosts=hosts, current_host=current, network_interface_name="eth0")
 
 
 def test_the_cluster_meets_on_the_first_sorted_host():
-    cluster = distributed.Cluster.from_environment(environment(["algo-2", "algo-3", "algo-1"], "algo-3", gpus=4))
+    cluster = distributed.Cluster.from_environment(environment(["algo-2", "algo-3", "algo-1"], "algo-3"), gpus=4)
     assert cluster.master == "algo-1" and cluster.node_rank == 2
     assert cluster.processes_per_host == 4 and cluster.world_size == 12
 
 
 def test_one_cpu_host_is_a_single_process_job():
-    assert distributed.Cluster.from_environment(environment(["algo-1"], "algo-1")).world_size == 1
+    assert distributed.Cluster.from_environment(environment(["algo-1"], "algo-1"), gpus=0).world_size == 1
 
 
 def test_a_current_host_outside_the_cluster_is_an_error():
     with pytest.raises(TrainingError, match="algo-9"):
-        distributed.Cluster.from_environment(environment(["algo-1", "algo-2"], "algo-9"))
+        distributed.Cluster.from_environment(environment(["algo-1", "algo-2"], "algo-9"), gpus=0)
 
 
 def test_a_single_process_needs_no_collectives():

@@ -46,13 +46,24 @@ def _as_memory_error(error: Exception) -> Exception:
     return error
 
 
+def _device(context) -> torch.device:
+    """The GPU MMS gave this worker, or the CPU when it gave none (no GPUs, or BYOC_DEVICE=cpu);
+    never the CPU in place of a GPU that does not work (serve checked it before starting)."""
+    gpu_id = context.system_properties.get("gpu_id")
+    if gpu_id is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"this worker was given GPU {gpu_id}, but torch cannot use it "
+                           "(torch.cuda.is_available() is False); not falling back to the CPU")
+    return torch.device(f"cuda:{gpu_id}")
+
+
 def _load(context) -> None:
     global _classifier, _settings
     _settings = settings.from_environment()
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     torch.set_num_threads(_settings.torch_threads)
-    gpu_id = context.system_properties.get("gpu_id")
-    device = torch.device(f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu")
+    device = _device(context)
     _arm(settings.MODEL_LOAD_TIMEOUT_S)
     try:
         _classifier = Classifier.load(context.system_properties["model_dir"], device)

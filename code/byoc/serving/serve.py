@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from byoc import contract
+from byoc import contract, cuda
 from byoc.serving import settings as server_settings
 
 HANDLER = "byoc.serving.handler:handle"
@@ -206,12 +206,29 @@ def prepare_run_dir(s: server_settings.Settings, user: pwd.struct_passwd | None,
     return run_dir
 
 
-def server_environment(s: server_settings.Settings, run_dir: Path) -> dict[str, str]:
-    """The model server's environment (its workers inherit it, less PYTHONPATH)."""
-    return dict(os.environ, TMPDIR=str(run_dir), HOME=str(run_dir), OMP_NUM_THREADS=str(s.torch_threads))
+def server_environment(s: server_settings.Settings, run_dir: Path, choice: cuda.Choice) -> dict[str, str]:
+    """The model server's environment (its workers inherit it, less PYTHONPATH): the device
+    choice's libraries first on LD_LIBRARY_PATH, MMS's pid file and logs in the run directory."""
+    return dict(cuda.environment(choice, os.environ), TMPDIR=str(run_dir), HOME=str(run_dir),
+                OMP_NUM_THREADS=str(s.torch_threads))
+
+
+def choose_device() -> cuda.Choice:
+    """Where the workers run the model; exits with the reason when the host's GPUs cannot be used
+    (so the endpoint never turns healthy on the CPU in place of a GPU)."""
+    try:
+        choice = cuda.prepare("serving")
+        if choice.device == "cuda":
+            cuda.probe(choice, "serving")  # torch, in a process with the workers' environment
+    except cuda.CudaUnusable as error:
+        sys.exit(f"serve: cannot serve on this host: {error}")
+    print(f"serve: device: {choice.reason}", flush=True)
+    return choice
 
 
 def main() -> None:
+    choice = choose_device()
+    os.environ[contract.DEVICE_SETTING] = choice.device  # the settings and the workers follow the decision
     try:
         s = server_settings.from_environment()
     except server_settings.SettingError as error:
@@ -229,11 +246,11 @@ def main() -> None:
     print(f"serve: port {s.port} (management on 127.0.0.1:{management}), {s.workers} worker(s) x "
           f"{s.torch_threads} thread(s), timeout {s.timeout_s} s, {mode}, as {user.pw_name if user else 'root'}",
           flush=True)
-    # Before the first child: PID 1 ignores a signal it has no handler for.
+    # Before the model server starts: PID 1 ignores a signal it has no handler for.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir), cwd=run_dir,
-                              env=server_environment(s, run_dir),
+                              env=server_environment(s, run_dir, choice),
                               user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                               extra_groups=[] if user else None)
     if not s.multi_model:

@@ -13,6 +13,7 @@
   BYOC_TORCH_THREADS              torch threads per worker                     cores / workers
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
                                   keeps root)
+  BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
 Per-request limits (Limits): BYOC_MAX_PAYLOAD_MB, BYOC_MAX_IMAGE_PIXELS, BYOC_MAX_REQUEST_PIXELS,
 BYOC_MAX_ASPECT_RATIO, BYOC_MAX_IMAGES.
 Test only: BYOC_TEST_STALL_FILE (while that file exists, every forward pass blocks; SageMaker
@@ -20,6 +21,8 @@ never sets it and no request can create it).
 """
 import os
 from dataclasses import dataclass
+
+from byoc import contract, cuda
 
 
 class SettingError(ValueError):
@@ -59,9 +62,10 @@ def _number(name: str, default: float, minimum: float) -> float:
 
 
 def _gpu_count() -> int:
-    # nvidia-container-runtime exposes the devices; no torch import at server start.
-    return sum(1 for name in os.listdir("/dev") if name.startswith("nvidia") and name[6:].isdigit()) \
-        if os.path.isdir("/dev") else 0
+    """The GPUs the workers use: none when BYOC_DEVICE=cpu. No torch import at server start."""
+    if os.environ.get(contract.DEVICE_SETTING, "").strip().lower() == "cpu":
+        return 0
+    return cuda.gpu_count()
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,18 @@ Each checkpoint is written to a temporary file, flushed to disk, then renamed
 into place, so a crash mid-write never leaves a file that looks complete. On
 start the newest checkpoint that loads is used; damaged ones are skipped.
 Loading uses weights_only=True: tensors and plain values, never arbitrary objects.
+
+A hyperparameter tuning job gives all its trials one CheckpointConfig, so SageMaker starts every
+trial with every other trial's checkpoints in /opt/ml/checkpoints. A trial (SageMaker adds
+_tuning_objective_metric to its hyperparameters) therefore keeps its checkpoints in a folder
+named after its own training job: a spot restart of the trial finds them, its siblings never
+do; and once the trial has succeeded it deletes that folder (SageMaker deletes it in S3 too),
+so later trials do not download finished ones.
 """
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -15,6 +23,20 @@ import torch
 logger = logging.getLogger(__name__)
 PATTERN = re.compile(r"^checkpoint-e(\d{4})-s(\d{9})\.pt$")
 KEEP = 2
+TUNING_KEY = "_tuning_objective_metric"
+
+
+def job_directory(root: Path, hyperparameters: dict, job_name: str | None) -> Path:
+    """Where this job's checkpoints live: root, or root/<training job name> for a tuning trial."""
+    if TUNING_KEY in hyperparameters and job_name:
+        return Path(root) / job_name
+    return Path(root)
+
+
+def discard(directory: Path) -> None:
+    """A finished trial's checkpoints are of no further use (its model is in the model package)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    logger.info("trial finished: removed its checkpoints in %s", directory)
 
 
 def checkpoint_name(epoch: int, samples_done: int) -> str:

@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 
 from byoc import contract, model_package
 from byoc.contract import ModelSpec, Preprocessing
-from byoc.training import data, distributed, pretrained
+from byoc.training import checkpoints, data, distributed, pretrained
 from byoc.training.engine import BatchNormalizer, TrainStep, cosine_schedule
 from byoc.training.errors import HyperparameterError
 from byoc.training.hyperparameters import Hyperparameters
@@ -97,9 +97,10 @@ class Job:
     train_loader: torch.utils.data.DataLoader
     sampler: object  # the training loader's EpochSampler
     eval_loaders: dict  # "valid" and "test", where those channels exist: this rank's shard of each
-    checkpoint_dir: Path
+    checkpoint_dir: Path  # /opt/ml/checkpoints, or a folder of its own there for a tuning trial
     model_dir: Path
     output_data_dir: Path
+    trial: bool = False  # one trial of a tuning job: its checkpoints go once it has succeeded
 
     @property
     def device(self) -> torch.device:
@@ -149,6 +150,9 @@ def build_job(env: environment.Environment, hp: Hyperparameters, group: distribu
     trained = group.wrap(model, find_unused_parameters=hp.freeze_backbone_epochs > 0)  # DDP with >1 process
     step = make_step(hp, model, prep, group.device, len(train_loader), len(classes), trained)
     logger.info("device %s, mixed precision %s, %d steps per epoch", group.device, step.amp_dtype, len(train_loader))
-    return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders,
-               checkpoint_dir=Path(environment.base_dir) / "checkpoints", model_dir=Path(env.model_dir),
-               output_data_dir=Path(env.output_data_dir))
+    root = Path(environment.base_dir) / "checkpoints"
+    # env.hyperparameters lacks SageMaker's own keys (sagemaker-training moves them out): read them all
+    checkpoint_dir = checkpoints.job_directory(root, environment.read_hyperparameters(), env.job_name)
+    return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders, checkpoint_dir=checkpoint_dir,
+               model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir),
+               trial=checkpoint_dir != root)
