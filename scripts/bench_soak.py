@@ -6,8 +6,8 @@ answers vary in size) and bad requests from the hostile-input corpus (tests/host
 formats, pixel and zlib bombs, lying .npy headers, pathological JSON, form and multipart bodies...).
 It reports good-request throughput and latency (p50, p99), answers by status (and any bad
 request answered other than the corpus says), worker restarts read from MMS's worker lifecycle
-in the log, and the container's memory (its processes' anonymous memory) after a warm-up and at
-the end. `--decoder original` runs the same with MMS's own response decoder put back into the
+in the log, and the container's memory (its processes' anonymous memory) after a warm-up of the
+same load, every 10 s, and at the end. `--decoder original` runs the same with MMS's own response decoder put back into the
 image's jar: the stress that would have caught its split-frame bug.
 Prints and writes one JSON object (bench-results/soak[-original].json).
 """
@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,6 +55,13 @@ def anon_memory_mib(container) -> float:
     return round(stats.get("total_rss", stats.get("anon", 0)) / (1 << 20), 1)
 
 
+def sample_memory(container, samples: list, seconds: float) -> None:
+    """The container's memory every 10 s while the load runs."""
+    for _ in range(int(seconds // 10) - 1 if seconds % 10 == 0 else int(seconds // 10)):
+        time.sleep(10)
+        samples.append(anon_memory_mib(container))
+
+
 def wait_ready(host: str, port: int, body: bytes, deadline_s: float = 180) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -82,18 +90,22 @@ def measure(client, args, model_dir: Path, jar_dir: Path | None) -> dict:
     try:
         wait_ready(host, 8080, good[0])
         mixed_load(host, 8080, good, bad, args.warm_up, args.clients)  # the JVM compiles its hot paths
-        memory_start, mark = anon_memory_mib(container), len(container.logs())
+        mark, samples = len(container.logs()), [anon_memory_mib(container)]
+        sampler = threading.Thread(target=sample_memory, args=(container, samples, args.seconds), daemon=True)
         started = time.perf_counter()
+        sampler.start()
         results = mixed_load(host, 8080, good, bad, args.seconds, args.clients)
         elapsed = time.perf_counter() - started
+        sampler.join()
+        samples.append(anon_memory_mib(container))
         time.sleep(2)  # MMS logs asynchronously
-        memory_end, logs = anon_memory_mib(container), container.logs()[mark:].decode(errors="replace")
-        return summarise(args, results, elapsed, memory_start, memory_end, logs, len(bad))
+        logs = container.logs()[mark:].decode(errors="replace")
+        return summarise(args, results, elapsed, samples, logs, len(bad))
     finally:
         container.remove(force=True)
 
 
-def summarise(args, results, elapsed, memory_start, memory_end, logs, bad_kinds) -> dict:
+def summarise(args, results, elapsed, samples, logs, bad_kinds) -> dict:
     good_ms = [ms for kind, status, _, ms in results if kind == "good" and status == 200]
     wrong = Counter(f"{kind} {status} (expected {expected})" for kind, status, expected, _ in results
                     if status != expected)
@@ -110,8 +122,8 @@ def summarise(args, results, elapsed, memory_start, memory_end, logs, bad_kinds)
         "status_5xx": sum(status >= 500 or status == 0 for _, status, *_ in results),
         "worker_restart_lines": RESTART_SIGNS.findall(logs),
         "worker_restarts": logs.count("Retry worker"),
-        "memory_mib_start": memory_start, "memory_mib_end": memory_end,
-        "memory_change": round((memory_end - memory_start) / memory_start, 3) if memory_start else None,
+        "memory_mib_start": samples[0], "memory_mib_end": samples[-1], "memory_mib_every_10_s": samples,
+        "memory_change": round((samples[-1] - samples[0]) / samples[0], 3),
     }
 
 
@@ -120,7 +132,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=os.environ.get("DATA_DIR", "data/fashion-mnist"))
     parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--warm-up", type=float, default=10)
+    parser.add_argument("--warm-up", type=float, default=30,
+                        help="seconds of the same load first: the JVM compiles, the worker's allocator grows")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--architecture", default="resnet50", help="of the model made for the run")
     parser.add_argument("--crop", type=int, default=224)

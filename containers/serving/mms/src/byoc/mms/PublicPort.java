@@ -1,5 +1,6 @@
 package byoc.mms;
 
+import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelPipeline;
 import io.netty.handler.codec.http.HttpServerCodec;
 
@@ -20,6 +21,10 @@ public final class PublicPort {
     private PublicPort() {}
 
     public static void initChannel(ChannelPipeline pipeline) {
+        // MMS sets SO_LINGER 0 on every connection: closing after an error answer (as MMS does after
+        // each 4xx/5xx) then resets the connection and may discard the answer before it is sent.
+        // Close gracefully, so the client reads the JSON it was sent.
+        pipeline.channel().config().setOption(ChannelOption.SO_LINGER, -1);
         Settings settings = Settings.get();
         pipeline.addLast("http", new HttpServerCodec());
         pipeline.addLast("arrival", new ArrivalDeadline(settings.timeoutSeconds));
