@@ -4,6 +4,7 @@ import sys
 
 from byoc.contract import encode_hyperparameters
 from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
+from byoc_cloud import container
 from byoc_cloud.calls import LaunchError, timestamped
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -65,8 +66,12 @@ def training_request(args) -> dict:
                            "VolumeSizeInGB": args.volume_gb},
         "StoppingCondition": stopping_condition(args),
         "EnableManagedSpotTraining": args.spot,
+        "EnableNetworkIsolation": container.network_isolation(args),
         "Tags": [{"Key": "project", "Value": "byoc"}],
     }
+    env = container.environment(args.env, "training")
+    if env:
+        request["Environment"] = env
     if args.checkpoint_s3_uri:
         request["CheckpointConfig"] = {"S3Uri": args.checkpoint_s3_uri, "LocalPath": "/opt/ml/checkpoints"}
     return request
@@ -96,5 +101,6 @@ def add_commands(sub, common) -> None:
     train.add_argument("--max-wait-hours", type=float, help="spot: training plus waiting (default: 2 x max run)")
     train.add_argument("--checkpoint-s3-uri", help="synced with /opt/ml/checkpoints: resume after interruptions")
     train.add_argument("--job-name")
+    container.add_arguments(train, "training")
     add_skip_check(train)
     train.set_defaults(run=launch)
