@@ -1,4 +1,5 @@
-"""byoc-cloud: SageMaker training jobs and endpoints from image URIs, with boto3.
+"""byoc-cloud: SageMaker training jobs, batch transform jobs and endpoints (real-time, async,
+serverless, multi-model) from image URIs, with boto3.
 
 Every command prints a cost estimate (prices.json) before it calls AWS, and
 --dry-run prints the requests instead of sending them. boto3 finds region,
@@ -13,11 +14,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, preflight, training_jobs
+from byoc_cloud import endpoints, preflight, rolls, training_jobs, transform
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
-COMMANDS = (preflight, training_jobs, endpoints)
+COMMANDS = (preflight, training_jobs, transform, endpoints, rolls)
 
 
 class Clients(dict):

@@ -102,7 +102,7 @@ def test_deploy_then_roll(launch_env, capsys):
     new_image = launch_env["serving-next"]
     assert launch.main(["roll", "--endpoint", "byoc-ep", "--image", new_image, "--dry-run"]) == 0
     assert '"operation": "update_endpoint"' in capsys.readouterr().out  # printed, not sent (moto lacks it)
-    lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image)
+    lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image, "--no-rollback")
     assert [r["operation"] for r in requests] == ["create_model", "create_endpoint_config", "update_endpoint"]
     new_model, new_config, update = (r["request"] for r in requests)
     assert new_model["PrimaryContainer"] == {"Image": new_image, "ModelDataUrl": model["PrimaryContainer"]["ModelDataUrl"]}
