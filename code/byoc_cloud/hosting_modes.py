@@ -87,7 +87,8 @@ def _check_instances(args, mode: str) -> None:
     if args.min_instances < (0 if mode == "async" else 1) or args.max_instances < max(1, args.min_instances):
         raise LaunchError(f"--min-instances {args.min_instances} and --max-instances {args.max_instances}: "
                           f"{'0 (scale to zero)' if mode == 'async' else '1'} <= min <= max, and max >= 1")
-    if mode == "async" and not 1 <= (args.max_concurrent_invocations or 1) <= ASYNC_MAX_CONCURRENT_INVOCATIONS:
+    invocations = args.max_concurrent_invocations
+    if invocations is not None and not 1 <= invocations <= ASYNC_MAX_CONCURRENT_INVOCATIONS:
         raise LaunchError(f"--max-concurrent-invocations {args.max_concurrent_invocations}: from 1 to "
                           f"{ASYNC_MAX_CONCURRENT_INVOCATIONS} per instance")
     if args.multi_model and mode == "async":

@@ -147,6 +147,7 @@ ASYNC = ("--async-output", "s3://bucket/out")
     (("--async-failure", "s3://bucket/failed"), "--async-failure: for async endpoints only; this one is realtime"),
     ((*ASYNC, "--invocations-per-instance", "50"), "--invocations-per-instance: for realtime endpoints only"),
     ((*ASYNC, "--max-concurrent-invocations", "1001"), "from 1 to 1000 per instance"),
+    ((*ASYNC, "--max-concurrent-invocations", "0"), "--max-concurrent-invocations 0: from 1 to 1000"),
     (("--async-output", "https://example.com/out"), "expected s3://bucket/prefix"),
     (("--min-instances", "0"), "1 <= min <= max"),
     (("--min-instances", "3", "--max-instances", "2"), "1 <= min <= max"),
