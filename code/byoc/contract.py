@@ -5,6 +5,7 @@
 - Class folders and the labels the endpoint answers with.
 - Hyperparameters as SageMaker passes them to a training job.
 - Requests to the endpoint: content types, custom attributes, top-k.
+- The settings each image reads from its environment; the hosting modes and their request limits.
 
 The training image writes a model package, the serving image reads it, and the
 host tools (byoc-cloud, the Lambda, the tests) talk to both through these
@@ -121,6 +122,91 @@ DEVICE_SETTING = "BYOC_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+# --- settings the images read from their environment --------------------------------------
+# The names the serving image's settings and the training image read, and what byoc-cloud checks
+# `--env NAME=VALUE` against: a typo is refused before any AWS call, not found in a running endpoint.
+PORT_SETTING = "SAGEMAKER_BIND_TO_PORT"
+WORKERS_SETTING = "SAGEMAKER_MODEL_SERVER_WORKERS"
+TIMEOUT_SETTING = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+MULTI_MODEL_SETTING = "SAGEMAKER_MULTI_MODEL"
+MAX_BATCH_SIZE_SETTING = "BYOC_MAX_BATCH_SIZE"
+MAX_BATCH_DELAY_SETTING = "BYOC_MAX_BATCH_DELAY_MS"
+MAX_PAYLOAD_SETTING = "BYOC_MAX_PAYLOAD_MB"
+TORCH_THREADS_SETTING = "BYOC_TORCH_THREADS"
+SERVER_USER_SETTING = "BYOC_SERVER_USER"
+# Batch transform: SageMaker sets these from CreateTransformJob's fields (your-algorithms-batch-code).
+BATCH_SETTING = "SAGEMAKER_BATCH"
+BATCH_MAX_PAYLOAD_SETTING = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+BATCH_STRATEGY_SETTING = "SAGEMAKER_BATCH_STRATEGY"
+BATCH_CONCURRENCY_SETTING = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
+THREADS_SETTING = "OMP_NUM_THREADS"  # training: torch threads per process
+NCCL_DEBUG_SETTING = "NCCL_DEBUG"  # training on several GPUs or hosts: NCCL's own log level
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    meaning: str
+    default: str
+    minimum: int | None = None  # a whole number, at least this
+    choices: tuple[str, ...] = ()  # one of these, in any case
+    set_by: str = ""  # SageMaker sets it itself, from this: a user's value would be overwritten or clash
+
+    def problem(self, value: str) -> str | None:
+        """Why the image would refuse `value`, or None."""
+        text = value.strip()
+        if self.choices and text.lower() not in self.choices:
+            return f"must be one of {', '.join(self.choices)}"
+        if self.minimum is not None:
+            if not re.fullmatch(r"[+-]?\d+", text):
+                return "must be a whole number"
+            if int(text) < self.minimum:
+                return f"must be at least {self.minimum}"
+        return None
+
+
+_DEVICE = Setting(DEVICE_SETTING, "auto: the GPUs when there are any; cpu: the CPU on purpose; cuda: a GPU or fail",
+                  "auto", choices=DEVICE_CHOICES)
+SERVING_SETTINGS = {s.name: s for s in (
+    Setting(PORT_SETTING, "port for /ping and /invocations", "8080", minimum=1,
+            set_by="SageMaker, for inference pipelines and multi-container endpoints"),
+    Setting(WORKERS_SETTING, "worker processes per model", "1 per GPU, else 1", minimum=1),
+    Setting(TIMEOUT_SETTING, "seconds one request may take", "60", minimum=1),
+    Setting(MULTI_MODEL_SETTING, "true: a multi-model endpoint (/models)", "false", choices=("true", "false"),
+            set_by="SageMaker, for Mode MultiModel (byoc-cloud deploy --multi-model)"),
+    Setting(MAX_BATCH_SIZE_SETTING, "requests run together in one forward pass", "8", minimum=1),
+    Setting(MAX_BATCH_DELAY_SETTING, "milliseconds a worker waits to fill a batch", "2", minimum=0),
+    Setting(MAX_PAYLOAD_SETTING, "largest request body accepted, in MiB", "6", minimum=1),
+    Setting(TORCH_THREADS_SETTING, "torch threads in each worker", "cores / workers", minimum=1),
+    Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc; multi-model: root",
+            choices=("byoc", "root")),
+    _DEVICE,
+    Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
+    Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB", "", minimum=0,
+            set_by="SageMaker, from the transform job's MaxPayloadInMB (byoc-cloud transform --max-payload-mb)"),
+    Setting(BATCH_STRATEGY_SETTING, "SINGLE_RECORD or MULTI_RECORD", "",
+            set_by="SageMaker, from the transform job's BatchStrategy (byoc-cloud transform --batch-strategy)"),
+    Setting(BATCH_CONCURRENCY_SETTING, "a transform job's MaxConcurrentTransforms", "", minimum=0,
+            set_by="SageMaker, from the transform job's MaxConcurrentTransforms "
+                   "(byoc-cloud transform --max-concurrent-transforms)"),
+)}
+TRAINING_SETTINGS = {s.name: s for s in (
+    _DEVICE,
+    Setting(THREADS_SETTING, "torch threads in each training process", "cores (per process)", minimum=1),
+    Setting(NCCL_DEBUG_SETTING, "NCCL's log level (several GPUs or hosts)", "WARN",
+            choices=("version", "warn", "info", "trace")),
+)}
+
+
+# --- hosting modes -------------------------------------------------------------------------
+# How SageMaker runs the serving image, and the largest request each mode takes (SageMaker's limits):
+# real-time InvokeEndpoint 6 MiB (botocore's Body maximum), serverless 4 MB (its quota; decimal, to
+# be safe), async 1 GB (the input object in S3), batch transform MaxPayloadInMB up to 100 MB.
+HOSTING_MODES = ("realtime", "async", "serverless", "batch")
+MAX_REQUEST_BYTES = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1000 * 1000, "async": 1000 ** 3,
+                     "batch": 100 * 1024 * 1024}
+
+
 # --- requests to the endpoint ------------------------------------------------------------
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
@@ -141,7 +227,7 @@ def top_k_attribute(k: int) -> str:
 # model caps Body at 6 MiB), serverless ones 4 MB (SageMaker's serverless quota; decimal, to be
 # safe). The endpoint's Lambda refuses larger images; `byoc-cloud lambda deploy` sets its type.
 ENDPOINT_TYPES = ("realtime", "serverless")
-MAX_INVOKE_BYTES = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1000 * 1000}
+MAX_INVOKE_BYTES = {kind: MAX_REQUEST_BYTES[kind] for kind in ENDPOINT_TYPES}
 
 
 def main(argv: list[str] | None = None) -> None:

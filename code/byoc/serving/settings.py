@@ -1,4 +1,4 @@
-"""Server settings from the environment, checked once at start.
+"""Server settings from the environment, checked once at start (names: byoc.contract).
 
   SAGEMAKER_BIND_TO_PORT          port for /ping and /invocations            8080
   SAGEMAKER_MODEL_SERVER_WORKERS  worker processes per model                 1 per GPU, else 1
@@ -59,20 +59,21 @@ class Settings:
 def from_environment() -> Settings:
     cores = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
-    workers = _whole_number("SAGEMAKER_MODEL_SERVER_WORKERS", max(1, gpus))
-    multi_model = os.environ.get("SAGEMAKER_MULTI_MODEL", "").strip().lower()
+    workers = _whole_number(contract.WORKERS_SETTING, max(1, gpus))
+    multi_model = os.environ.get(contract.MULTI_MODEL_SETTING, "").strip().lower()
     if multi_model not in ("", "true", "false"):
-        raise SettingError(f"SAGEMAKER_MULTI_MODEL={multi_model!r} must be true or false")
+        raise SettingError(f"{contract.MULTI_MODEL_SETTING}={multi_model!r} must be true or false")
     return Settings(
-        port=_whole_number("SAGEMAKER_BIND_TO_PORT", 8080),
+        port=_whole_number(contract.PORT_SETTING, 8080),
         workers=workers,
-        timeout_s=_whole_number("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+        timeout_s=_whole_number(contract.TIMEOUT_SETTING, 60),
         multi_model=multi_model == "true",
-        max_batch_size=_whole_number("BYOC_MAX_BATCH_SIZE", 8),
-        max_batch_delay_ms=_whole_number("BYOC_MAX_BATCH_DELAY_MS", 2, minimum=0),
-        max_payload_bytes=_whole_number("BYOC_MAX_PAYLOAD_MB", 6) * 1024 * 1024,
-        torch_threads=_whole_number("BYOC_TORCH_THREADS", max(1, cores // workers)),
+        max_batch_size=_whole_number(contract.MAX_BATCH_SIZE_SETTING, 8),
+        max_batch_delay_ms=_whole_number(contract.MAX_BATCH_DELAY_SETTING, 2, minimum=0),
+        max_payload_bytes=_whole_number(contract.MAX_PAYLOAD_SETTING, 6) * 1024 * 1024,
+        torch_threads=_whole_number(contract.TORCH_THREADS_SETTING, max(1, cores // workers)),
         # Multi-model: SageMaker adds model files after the start, with permissions we cannot check.
-        server_user=os.environ.get("BYOC_SERVER_USER", "").strip() or ("root" if multi_model == "true" else "byoc"),
+        server_user=os.environ.get(contract.SERVER_USER_SETTING, "").strip()
+        or ("root" if multi_model == "true" else "byoc"),
         gpus=gpus,
     )
