@@ -3,7 +3,8 @@
 sagemaker-training's `train` imports this module (SAGEMAKER_TRAINING_MODULE)
 and calls main(); it writes /opt/ml/output/success, or /opt/ml/output/failure
 with the message of a TrainingError, and sets the exit code. On SIGTERM the
-job checkpoints to /opt/ml/checkpoints and exits 143; the next start resumes.
+job checkpoints to /opt/ml/checkpoints, writes the model and metrics so far and
+exits 143: a spot job's next start resumes, a stopped job's model is uploaded.
 
 With several hosts or GPUs (resourceconfig.json, nvidia-smi), main() launches one
 training process per GPU (per host on CPUs) that run() as ranks of one DDP job; see
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from sagemaker_training import environment
 
-from byoc.training import distributed, hyperparameters, outputs, setup
+from byoc.training import channels, distributed, hyperparameters, outputs, setup
 from byoc.training.engine import StopSignal
 from byoc.training.errors import Stopped, TrainingError, unexpected
 from byoc.training.fit import fit
@@ -59,7 +60,8 @@ def main() -> None:
         env = environment.Environment()
         clear_previous_outcome(env.output_dir)
         hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
-        cluster = distributed.Cluster.from_environment(env)
+        channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing and Pipe channels
+        cluster = distributed.Cluster.from_environment(env)  # and heterogeneous clusters
         if cluster.world_size == 1:
             run(env, stop, hp)
         else:
