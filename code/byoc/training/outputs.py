@@ -43,7 +43,8 @@ def results(job: Job, progress: Progress) -> dict:
         found.update(test_loss=test["loss"], test_acc=test["acc"], test_per_class_acc=dict(zip(classes, per_class)),
                      test_confusion=confusion.tolist())
         logger.info(metrics.final_line(found))
-        job.board.scalars(len(progress.history) * job.steps_per_epoch, {"test/loss": test["loss"], "test/acc": test["acc"]})
+        job.board.scalars(len(progress.history) * job.steps_per_epoch,
+                          {"test/loss": test["loss"], "test/acc": test["acc"]})
     job.board.close()
     return found
 

@@ -62,7 +62,8 @@ def differences(job: Job, state: dict) -> dict[str, tuple]:
     """What defines the job and differs between the checkpoint and this job: {what: (then, now)}."""
     changed = hyperparameters.differences(state.get("hyperparameters", {}), job.hp)
     then, now = state.get("data") or {}, data_identity(job)
-    changed.update({f"data: {name}": (then[name], now[name]) for name in now if name in then and then[name] != now[name]})
+    changed.update({f"data: {name}": (then[name], now[name]) for name in now
+                    if name in then and then[name] != now[name]})
     return changed
 
 

@@ -145,9 +145,10 @@ def build_loaders(hp: Hyperparameters, group: distributed.Group, channels: dict,
     report = shards.data_report(splits, channels, group, host, steps, hp.batch_size)
     train_loader, sampler = data.train_loader(splits["train"], prep, hp, workers, share.rank, share.size,
                                               batch_size=rank_batch, steps=steps)
-    eval_loaders = {name: data.eval_loader(shards.evaluation_share(splits[name], shards.share_of(channels[name], group)),
-                                           hp.batch_size, workers)
-                    for name in ("valid", "test") if name in splits}
+    eval_loaders = {
+        name: data.eval_loader(shards.evaluation_share(splits[name], shards.share_of(channels[name], group)),
+                               hp.batch_size, workers)
+        for name in ("valid", "test") if name in splits}
     return train_loader, sampler, eval_loaders, report
 
 
