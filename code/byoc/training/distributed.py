@@ -172,6 +172,11 @@ class SharedStop:
     def __bool__(self) -> bool:
         return self.group.any(bool(self.local))
 
+    @property
+    def requested_here(self) -> bool:
+        """This rank's own flag: no collective, so loops of unequal length (evaluation) may ask it."""
+        return bool(self.local)
+
 
 def peer_failure(error: BaseException, timeout_s: int) -> str | None:
     """A one-paragraph reason when `error` came from the process group (a lost or stalled peer)."""

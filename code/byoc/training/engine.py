@@ -53,6 +53,11 @@ class StopSignal:
     def __bool__(self) -> bool:
         return self.signum is not None
 
+    @property
+    def requested_here(self) -> bool:
+        """This process's own flag, without asking the others (see distributed.SharedStop)."""
+        return self.signum is not None
+
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     def factor(step: int) -> float:
@@ -170,13 +175,17 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
-             channels_last: bool = False, reduce=_unchanged) -> tuple[dict, torch.Tensor]:
+             channels_last: bool = False, reduce=_unchanged, stop=None) -> tuple[dict, torch.Tensor]:
     """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted).
-    `reduce` sums the counts over the ranks that each evaluated a shard."""
+    `reduce` sums the counts over the ranks that each evaluated a shard. A stop request
+    (stop.requested_here) ends the pass early, so a stop never waits for a long evaluation:
+    callers then ask `stop` (all ranks) and drop the figures."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, seen = 0.0, 0
     for images, labels in loader:
+        if stop is not None and stop.requested_here:
+            break
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

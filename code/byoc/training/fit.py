@@ -11,19 +11,24 @@ from byoc.training.watch import ProgressLog, epoch_scalars
 logger = logging.getLogger("byoc.training")
 
 
-def epoch_record(job: Job, progress: Progress) -> dict:
-    """The finished epoch's figures over all ranks; validation updates the best weights."""
+def epoch_record(job: Job, progress: Progress, stop: StopSignal) -> dict | None:
+    """The finished epoch's figures over all ranks; validation updates the best weights. None when
+    a stop request came first (or cut the validation short): the epoch is then validated on resume."""
     whole = progress.meter.summed(job.group.sum)
     record = {"epoch": progress.epoch, "train_loss": whole.loss, "train_acc": whole.accuracy,
               "lr": job.step.optimizer.param_groups[0]["lr"],
               "images_per_sec": whole.seen / max(whole.seconds, 1e-9)}
     if "valid" in job.eval_loaders:
         valid, _ = evaluate(job.model, job.eval_loaders["valid"], job.device, len(job.spec.class_names),
-                            job.hp.channels_last, job.group.sum)
+                            job.hp.channels_last, job.group.sum, stop)
+        if stop:
+            return None
         record.update(valid_loss=valid["loss"], valid_acc=valid["acc"], valid_images=valid["images"])
         if valid["acc"] > progress.best["acc"]:
             progress.best = {"acc": valid["acc"], "epoch": progress.epoch,
                              "model": {k: v.detach().cpu().clone() for k, v in job.model.state_dict().items()}}
+    elif stop:
+        return None
     return record
 
 
@@ -51,6 +56,8 @@ def stopped(job: Job, progress: Progress, stop: StopSignal) -> Stopped:
     package and metrics so far, which SageMaker uploads when the job is not resumed (StopTrainingJob,
     MaxRuntimeInSeconds, a tuning job's early stop)."""
     signum = stop.signum
+    logger.warning("stop requested (signal %d) in epoch %d after %d of its images: writing the checkpoint, "
+                   "model and metrics", signum, progress.epoch, progress.meter.seen * job.group.world_size)
     path = checkpoint(job, progress)
     if job.group.is_main:
         outputs.write_stopped(job, progress, signum)
@@ -68,17 +75,16 @@ def fit(job: Job, progress: Progress, stop: StopSignal) -> None:
             if hp.freeze_backbone_epochs:
                 pretrained.set_backbone_frozen(job.model, hp.model, frozen=progress.epoch <= hp.freeze_backbone_epochs)
             job.sampler.set_epoch(progress.epoch, start=progress.meter.seen * job.sampler.world_size)
-            if not train_one_epoch(job.step, job.train_loader, progress.meter, stop, watcher(job, progress)):
+            record = (train_one_epoch(job.step, job.train_loader, progress.meter, stop, watcher(job, progress))
+                      and epoch_record(job, progress, stop))
+            if not record:  # a stop request: checkpoint in this epoch (its last step, at most) and leave
                 raise stopped(job, progress, stop)
-            record = epoch_record(job, progress)
             progress.history.append(record)
             logger.info(metrics.epoch_line(record))
             job.board.scalars(progress.epoch * job.steps_per_epoch, epoch_scalars(record))
             progress.epoch, progress.meter = progress.epoch + 1, EpochMeter()
             if patience_over(job, progress):
                 break
-            if stop:
-                raise stopped(job, progress, stop)
             if progress.epoch <= hp.epochs and (progress.epoch - 1) % hp.checkpoint_every == 0:
                 checkpoint(job, progress)
     finally:

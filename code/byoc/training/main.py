@@ -35,9 +35,11 @@ def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters,
     job = setup.build_job(env, hp, group)
     progress = resume(job)
     fit(job, progress, stop)
-    results = outputs.results(job, progress)
+    results = outputs.results(job, progress, stop)
     if group.is_main:  # the model and metrics are written once, by rank 0
         outputs.write_outputs(job, results)
+    if "stopped" in results:  # during the test pass: the model is there, the job did not finish
+        raise Stopped(results["stopped"]["signal"])
     return results
 
 

@@ -31,14 +31,21 @@ def keep_best(job: Job, progress: Progress) -> dict:
     return shipped(progress)
 
 
-def results(job: Job, progress: Progress) -> dict:
-    """The epochs' records and, with a test channel, the test figures over all ranks."""
+def results(job: Job, progress: Progress, stop=None) -> dict:
+    """The epochs' records and, with a test channel, the test figures over all ranks. A stop request
+    during the test pass leaves them out: the trained model is still written, and metrics.json
+    says `stopped`."""
     found = {"epochs": progress.history, "model": shipped(progress), "hyperparameters": asdict(job.hp),
              "data": job.data}
     if "test" in job.eval_loaders:
         classes = job.spec.class_names
         test, confusion = evaluate(job.model, job.eval_loaders["test"], job.device, len(classes),
-                                   job.hp.channels_last, job.group.sum)
+                                   job.hp.channels_last, job.group.sum, stop)
+        if stop:
+            found["stopped"] = {"signal": stop.signum, "during": "the test pass", "model": found["model"]}
+            logger.warning("stopped during the test pass: writing the trained model without test figures")
+            job.board.close()
+            return found
         per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
         found.update(test_loss=test["loss"], test_acc=test["acc"], test_per_class_acc=dict(zip(classes, per_class)),
                      test_confusion=confusion.tolist())

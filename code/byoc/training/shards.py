@@ -90,7 +90,8 @@ def data_report(splits: dict, channels: dict[str, Channel], group, host: str, st
         report["channels"][name] = {"distribution": channel.distribution, "images": images}
     if channels["train"].sharded:
         check_every_class_has_images(splits["train"], group)
-    per_host = "; ".join(f"{h} " + ", ".join(f"{n} {c}" for n, c in counts.items()) for h, counts in sorted(hosts.items()))
+    per_host = "; ".join(f"{h} " + ", ".join(f"{n} {c}" for n, c in counts.items())
+                         for h, counts in sorted(hosts.items()))
     logger.info("images per host: %s; every process trains %d steps an epoch (%d of the %d training images)",
                 per_host, steps, steps * batch_size, report["channels"]["train"]["images"])
     return report
