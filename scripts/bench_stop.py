@@ -44,7 +44,8 @@ def opt_ml(root: Path, hyperparameters: dict) -> list[str]:
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(contract.encode_hyperparameters(
         {**hyperparameters, "progress_seconds": 2})))
-    (config / "inputdataconfig.json").write_text(json.dumps({c: {"TrainingInputMode": "File"} for c in ("train", "valid")}))
+    channels = {name: {"TrainingInputMode": "File"} for name in ("train", "valid")}
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     for name in ("model", "output", "checkpoints"):
         (root / name).mkdir()
