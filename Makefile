@@ -28,7 +28,6 @@ override DATA_DIR := $(abspath $(DATA_DIR))
 export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_DIR SERVE_PORT
 
 comma := ,
-BUILD_FLAGS = --build-arg BASE_IMAGE="$$base" $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 .PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
         bench-train bench-serve bench-multi-host bench-stop clean ecr-repos push scan standins standins-down lambda-zip
@@ -61,8 +60,7 @@ base-image: engine  ## the offline CUDA-ready base (debootstrap + docker import)
 
 build: engine  ## both images (containers/Dockerfile), on BASE_IMAGE, else the CUDA image, else the offline base
 	@base=$$(scripts/base-image.sh) && echo "building on $$base" && \
-	docker buildx build $(BUILD_FLAGS) --target training -t $(TRAINING_IMAGE) -f containers/Dockerfile . && \
-	docker buildx build $(BUILD_FLAGS) --target serving -t $(SERVING_IMAGE) -f containers/Dockerfile .
+	scripts/build-images.sh "$$base" $(TRAINING_IMAGE) $(SERVING_IMAGE) $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE))
 
 ecr-repos: .venv/.synced  ## create or update the ECR repositories (ecr/repositories.json)
 	$(UV) run --frozen python -m ecr ensure

@@ -29,6 +29,66 @@ LABEL = {"byoc.test-run": RUN_ID}
 COMPOSE_PREFIX = os.environ.get("BYOC_COMPOSE_PREFIX", "byoc")
 
 
+def stand_in_gpu_host(folder: Path, driver: str, compat: str | None = None) -> list[str]:
+    """Volumes that make a container look like a GPU host without one: an nvidia-smi on PATH (where
+    the NVIDIA runtime puts it) that lists one T4 and reports `driver`, and, with `compat`, CUDA
+    forward-compatibility libraries of that version in /usr/local/cuda/compat (names only)."""
+    bin_dir = folder / "nvidia-bin"
+    bin_dir.mkdir(parents=True)
+    smi = bin_dir / "nvidia-smi"
+    # `-L` / `--list-gpus`, and `--query-gpu=a,b --format=csv[,noheader]` for the fields MMS and we ask.
+    smi.write_text(f"""#!/bin/sh
+values() {{ for field in $(echo "$1" | tr , ' '); do case $field in
+  index) printf '0';; driver_version) printf '{driver}';; name) printf 'Tesla T4';; *) printf '[N/A]';; esac
+  printf ', '; done | sed 's/, $//'; echo; }}
+for arg in "$@"; do case $arg in
+  -L|--list-gpus) echo "GPU 0: Tesla T4 (UUID: GPU-5fd0b7a2-0000-0000-0000-000000000000)"; exit 0;;
+  --query-gpu=*) query=${{arg#--query-gpu=}};;
+  --format=*) format=${{arg#--format=}};;
+esac; done
+if [ -n "$query" ]; then
+  case $format in *noheader*) ;; *) echo "$query" | sed 's/,/, /g';; esac
+  values "$query"; exit 0
+fi
+echo "NVIDIA-SMI stand-in: driver {driver}, one Tesla T4"
+""")
+    smi.chmod(0o755)
+    volumes = [f"{bin_dir}:/usr/local/nvidia/bin:ro"]
+    if compat:
+        libraries = folder / "compat"
+        libraries.mkdir()
+        (libraries / f"libcuda.so.{compat}").write_bytes(b"")
+        volumes.append(f"{libraries}:/usr/local/cuda/compat:ro")
+    return volumes
+
+
+def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
+    """byoc-cloud --dry-run: the lines it prints and the requests, each checked against botocore's
+    model of its API (which checks required and unknown fields and types; not enums or maxima)."""
+    import boto3
+    from botocore.validate import validate_parameters
+
+    from byoc_cloud import cli
+
+    assert cli.main(["--dry-run", *argv]) == 0
+    out = capsys.readouterr().out
+    decoder, text, requests, lines = json.JSONDecoder(), out, [], []
+    while text.strip():
+        text = text.lstrip()
+        if text.startswith("{"):
+            obj, end = decoder.raw_decode(text)
+            requests.append(obj)
+            text = text[end:]
+        else:
+            line, _, text = text.partition("\n")
+            lines.append(line)
+    for r in requests:
+        model = boto3.client(r["client"]).meta.service_model.operation_model(
+            "".join(part.title() for part in r["operation"].split("_")))
+        validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
+    return lines, requests
+
+
 def docker_with_images():
     """The docker client, once both images are there (else the test fails saying what to do)."""
     import docker
@@ -75,18 +135,19 @@ def training_volumes(root: Path, channels: dict[str, Path]) -> list[str]:
     return volumes + [f"{path}:/opt/ml/input/data/{name}:ro" for name, path in channels.items()]
 
 
-def start_training(client, root: Path, channels: dict[str, Path], command=("train",)):
-    """A detached training container over an /opt/ml tree made by write_opt_ml."""
+def start_training(client, root: Path, channels: dict[str, Path], command=("train",), volumes=(), environment=None):
+    """A detached training container over an /opt/ml tree made by write_opt_ml (plus `volumes`,
+    docker's "host:container:mode" strings)."""
     return client.containers.run(
-        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels),
-        detach=True, labels=LABEL, shm_size="1g", network_mode="none",
+        TRAINING_IMAGE, list(command) if command else None, volumes=training_volumes(root, channels) + list(volumes),
+        environment=environment or {}, detach=True, labels=LABEL, shm_size="1g", network_mode="none",
     )
 
 
 def run_training(client, root: Path, hyperparameters: dict, channels: dict[str, Path],
-                 command: list[str] | None = ("train",), timeout: int = 600) -> TrainingRun:
+                 command: list[str] | None = ("train",), timeout: int = 600, **options) -> TrainingRun:
     write_opt_ml(root, hyperparameters, channels)
-    container = start_training(client, root, channels, command)
+    container = start_training(client, root, channels, command, **options)
     try:
         exit_code = container.wait(timeout=timeout)["StatusCode"]
         logs = container.logs().decode(errors="replace")

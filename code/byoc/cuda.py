@@ -59,7 +59,13 @@ class Choice:
 
 
 def shown(version: tuple[int, ...] | None) -> str:
+    """(12, 8) -> '12.8'."""
     return ".".join(map(str, version)) if version else "unknown"
+
+
+def driver_text(version: tuple[int, ...] | None) -> str:
+    """(470, 57, 2) -> '470.57.02', as NVIDIA writes driver versions."""
+    return ".".join([str(version[0]), *(f"{part:02d}" for part in version[1:])]) if version else "unknown"
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -140,15 +146,15 @@ def choose(host: Host, cuda: tuple[int, ...] | None, device: str, job: str) -> C
                            "container runtime's utility capability (NVIDIA_DRIVER_CAPABILITIES=compute,utility)?")
     minimum = contract.MIN_DRIVER_FOR_CUDA.get(cuda[0], 10**6)
     if host.driver[0] >= minimum:
-        return Choice("cuda", None, f"{host.gpus} GPU(s), driver {shown(host.driver)}: runs this image's CUDA "
+        return Choice("cuda", None, f"{host.gpus} GPU(s), driver {driver_text(host.driver)}: runs this image's CUDA "
                                     f"{shown(cuda)} (CUDA {cuda[0]} needs R{minimum} or newer)")
     if host.compat and host.compat > host.driver:
         return Choice("cuda", str(COMPAT_DIR),
-                      f"{host.gpus} GPU(s), driver {shown(host.driver)} is older than CUDA {shown(cuda)} needs "
-                      f"(R{minimum}+): using the CUDA forward-compatibility libraries {shown(host.compat)} "
+                      f"{host.gpus} GPU(s), driver {driver_text(host.driver)} is older than CUDA {shown(cuda)} needs "
+                      f"(R{minimum}+): using the CUDA forward-compatibility libraries {driver_text(host.compat)} "
                       f"from {COMPAT_DIR}")
     raise CudaUnusable(f"This image's torch needs CUDA {shown(cuda)}, which runs on NVIDIA drivers R{minimum} and "
-                       f"newer, but the host's driver is {shown(host.driver)} and the image has no CUDA "
+                       f"newer, but the host's driver is {driver_text(host.driver)} and the image has no CUDA "
                        f"forward-compatibility libraries newer than it (in {COMPAT_DIR}). "
                        + FIXES[job].format(minimum=minimum))
 
@@ -167,11 +173,23 @@ def environment(choice: Choice, env: dict[str, str]) -> dict[str, str]:
     return {**env, "LD_LIBRARY_PATH": ":".join([choice.library_path, *paths])}
 
 
+def started_with(name: str) -> str:
+    """An environment variable as this process was started with it (/proc/self/environ): the
+    dynamic loader reads LD_LIBRARY_PATH then, and imports may change os.environ later (cv2 does)."""
+    try:
+        for item in Path("/proc/self/environ").read_bytes().split(b"\0"):
+            key, _, value = item.partition(b"=")
+            if key.decode(errors="replace") == name:
+                return value.decode(errors="replace")
+        return ""
+    except OSError:
+        return os.environ.get(name, "")
+
+
 def needs_restart(choice: Choice) -> bool:
-    """The dynamic loader reads LD_LIBRARY_PATH at process start: a process that lacks the
-    forward-compatibility libraries there must exec itself again to use them."""
-    first = os.environ.get("LD_LIBRARY_PATH", "").split(":")[0]
-    return bool(choice.library_path) and first != choice.library_path
+    """A process that did not start with the forward-compatibility libraries first on its library
+    path must exec itself again to use them."""
+    return bool(choice.library_path) and started_with("LD_LIBRARY_PATH").split(":")[0] != choice.library_path
 
 
 def check_torch(choice: Choice, job: str) -> None:
@@ -199,6 +217,15 @@ def check_torch(choice: Choice, job: str) -> None:
                                "only: pick an instance type whose GPU it covers (`byoc-cloud check`).")
 
 
+def probe(choice: Choice, job: str) -> None:
+    """check_torch in a fresh process with the choice's environment (the one the workers get)."""
+    done = subprocess.run([sys.executable, "-m", "byoc.cuda", "check-torch", job], capture_output=True, text=True,
+                          env=environment(choice, dict(os.environ, BYOC_DEVICE="cuda")), timeout=300)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
+        raise CudaUnusable(lines[-1])
+
+
 # --- build time: the facts the labels carry ------------------------------------------------
 def facts() -> dict:
     import torch
@@ -206,7 +233,7 @@ def facts() -> dict:
     cuda = torch.version.cuda or ""
     return {"torch": torch.__version__, "cuda": cuda,
             "archs": torch._C._cuda_getArchFlags().split() if cuda else [],  # compiled in: no GPU needed
-            "compat": shown(compat_driver()) if compat_driver() else ""}
+            "compat": driver_text(compat_driver()) if compat_driver() else ""}
 
 
 def requirement(found: dict) -> str:
@@ -236,8 +263,13 @@ def main(argv: list[str]) -> None:
         print(json.dumps(facts()))
     elif argv[:1] == ["build-flags"] and len(argv) == 2:
         print("\n".join(build_flags(json.loads(Path(argv[1]).read_text()))))
+    elif argv[:1] == ["check-torch"] and len(argv) == 2:
+        try:
+            check_torch(prepare(argv[1]), argv[1])
+        except CudaUnusable as error:
+            raise SystemExit(str(error)) from None
     else:
-        raise SystemExit("usage: python -m byoc.cuda facts | build-flags FACTS_JSON")
+        raise SystemExit("usage: python -m byoc.cuda facts | build-flags FACTS_JSON | check-torch JOB")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, training_jobs
+from byoc_cloud import endpoints, preflight, training_jobs
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
-COMMANDS = (training_jobs, endpoints)
+COMMANDS = (preflight, training_jobs, endpoints)
 
 
 class Clients(dict):

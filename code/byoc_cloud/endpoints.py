@@ -1,5 +1,6 @@
 """Endpoint requests for the serving image: deploy (model, config, endpoint, auto-scaling) and roll."""
 from byoc_cloud.calls import Call, LaunchError, timestamped
+from byoc_cloud.preflight import add_skip_check, preflight
 
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -36,24 +37,26 @@ def scaling_calls(args, endpoint: str) -> list[Call]:
     ]
 
 
-def endpoint_calls(args, data: str) -> list[Call]:
-    """In order: model, endpoint config, endpoint, scaling target, policy."""
+def endpoint_calls(args, data: str, ami: dict[str, str]) -> list[Call]:
+    """In order: model, endpoint config, endpoint, scaling target, policy. `ami`: the check's
+    InferenceAmiVersion for GPU instance types whose default driver is too old."""
     model = timestamped(args.endpoint)
     return [
         ("sagemaker", "create_model", model_request(model, args.image, data, args.role)),
         ("sagemaker", "create_endpoint_config", {"EndpointConfigName": model, "ProductionVariants": [{
             "VariantName": VARIANT, "ModelName": model, "InstanceType": args.instance_type,
-            "InitialInstanceCount": args.min_instances}]}),
+            "InitialInstanceCount": args.min_instances, **ami}]}),
         ("sagemaker", "create_endpoint", {"EndpointName": args.endpoint, "EndpointConfigName": model,
                                           "Tags": TAGS}),
         *scaling_calls(args, args.endpoint),
     ]
 
 
-def roll_calls(sagemaker, args) -> list[Call]:
+def roll_calls(sagemaker, args, check=lambda instance_type: {}) -> list[Call]:
     """A new model and endpoint config that differ from the live ones in the image only (and the model
     data, if given), then update_endpoint. Variant names and instance types stay, so the endpoint's
-    auto-scaling keeps working; RetainAllVariantProperties keeps the instance counts it set."""
+    auto-scaling keeps working; RetainAllVariantProperties keeps the instance counts it set.
+    check(instance_type) gives each variant the AMI override the new image needs."""
     endpoint = sagemaker.describe_endpoint(EndpointName=args.endpoint)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     name = timestamped(args.endpoint)
@@ -66,8 +69,8 @@ def roll_calls(sagemaker, args) -> list[Call]:
         calls.append(("sagemaker", "create_model",
                       model_request(model, args.image, data, args.role or old["ExecutionRoleArn"])))
         variants.append({key: variant[key] for key in ("VariantName", "InstanceType", "InitialInstanceCount",
-                                                       "InitialVariantWeight") if key in variant}
-                        | {"ModelName": model})
+                                                       "InitialVariantWeight", "InferenceAmiVersion") if key in variant}
+                        | {"ModelName": model} | check(variant["InstanceType"]))
     calls.append(("sagemaker", "create_endpoint_config", {"EndpointConfigName": name,
                                                           "ProductionVariants": variants}))
     calls.append(("sagemaker", "update_endpoint", {"EndpointName": args.endpoint, "EndpointConfigName": name,
@@ -78,12 +81,14 @@ def roll_calls(sagemaker, args) -> list[Call]:
 def deploy(args, clients, prices) -> list[Call]:
     if args.min_instances > args.max_instances:
         raise LaunchError("--min-instances must not exceed --max-instances")
+    verdict = preflight(args, clients, "realtime", args.instance_type)
     print(prices.hosting_estimate(args.instance_type, args.min_instances, args.max_instances))
-    return endpoint_calls(args, model_data(clients["sagemaker"], args))
+    return endpoint_calls(args, model_data(clients["sagemaker"], args), verdict.ami)
 
 
 def roll(args, clients, prices) -> list[Call]:
-    calls = roll_calls(clients["sagemaker"], args)
+    calls = roll_calls(clients["sagemaker"], args,
+                       check=lambda instance_type: preflight(args, clients, "realtime", instance_type).ami)
     for _, _, request in calls:
         for variant in request.get("ProductionVariants", []):
             print(f"{variant['VariantName']}: " + prices.hosting_estimate(
@@ -108,6 +113,7 @@ def add_commands(sub, common) -> None:
     command.add_argument("--max-instances", type=int, default=2)
     command.add_argument("--invocations-per-instance", type=float, default=100,
                          help="auto-scaling target: invocations per instance per minute")
+    add_skip_check(command)
     command.set_defaults(run=deploy)
 
     command = sub.add_parser("roll", parents=[common], help="move a live endpoint to a new image")
@@ -115,4 +121,5 @@ def add_commands(sub, common) -> None:
     command.add_argument("--image", required=True)
     command.add_argument("--role", help="default: the current model's role")
     _model_source(command, required=False)
+    add_skip_check(command)
     command.set_defaults(run=roll)

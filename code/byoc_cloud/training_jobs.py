@@ -5,6 +5,7 @@ import sys
 from byoc.contract import encode_hyperparameters
 from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
 from byoc_cloud.calls import LaunchError, timestamped
+from byoc_cloud.preflight import add_skip_check, preflight
 
 
 def hyperparameters(pairs: list[str]) -> dict[str, str]:
@@ -73,6 +74,7 @@ def training_request(args) -> dict:
 
 def launch(args, clients, prices) -> list:
     request = training_request(args)
+    preflight(args, clients, "training", args.instance_type)
     print(prices.training_estimate(args.instance_type, args.instance_count,
                                    request["StoppingCondition"]["MaxRuntimeInSeconds"], args.spot))
     return [("sagemaker", "create_training_job", request)]
@@ -94,4 +96,5 @@ def add_commands(sub, common) -> None:
     train.add_argument("--max-wait-hours", type=float, help="spot: training plus waiting (default: 2 x max run)")
     train.add_argument("--checkpoint-s3-uri", help="synced with /opt/ml/checkpoints: resume after interruptions")
     train.add_argument("--job-name")
+    add_skip_check(train)
     train.set_defaults(run=launch)

@@ -40,3 +40,67 @@ def registry(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+# The labels make build gives an image whose torch is PyPI's 2.10 (CUDA 12.8) build, and those of a
+# CUDA 13 build (2.13: no sm_70, R580+ drivers) for the refusals.
+CUDA_12_8 = {"torch": "2.10.0+cu128", "cuda": "12.8",
+             "archs": ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], "compat": ""}
+CUDA_13_0 = {"torch": "2.13.0+cu130", "cuda": "13.0", "archs": ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100",
+                                                                  "sm_120"], "compat": ""}
+
+
+def labelled_image(client, content: str, facts: dict) -> str:
+    """A few-byte image (FROM scratch) carrying the byoc.* labels of a build with these facts."""
+    import io
+    import tarfile
+    import uuid
+
+    from byoc import cuda
+
+    flags = cuda.build_flags(facts)
+    labels = dict(flags[i + 1].split("=", 1) for i in range(0, len(flags), 2) if flags[i] == "--label")
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"byoc-launch-test:{uuid.uuid4().hex[:8]}"
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, labels={**labels, "byoc-test": "1"})
+    return tag
+
+
+@pytest.fixture(scope="session")
+def pushed(moto_url, registry, tmp_path_factory):
+    """Labelled stand-in images pushed to ECR (moto) and the loopback registry, as `make push` does:
+    {"training", "serving", "serving-next", "cuda13"} -> image URI by digest."""
+    import json
+
+    import docker
+
+    from ecr import cli
+
+    client, output = docker.from_env(), tmp_path_factory.mktemp("pushed") / "images.json"
+    builds = {"training": CUDA_12_8, "serving": CUDA_12_8, "serving-next": CUDA_12_8, "cuda13": CUDA_13_0}
+    local = {name: labelled_image(client, name, facts) for name, facts in builds.items()}
+    uris = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**standins.env(0, 0), "AWS_ENDPOINT_URL": moto_url, "ECR_REGISTRY": registry}.items():
+            patch.setenv(key, value)
+        for name, image in local.items():
+            repository = f"byoc-launch-{name}"
+            boto3.client("ecr").create_repository(repositoryName=repository)
+            assert cli.main(["push", "--tag", "1.0.0", "--output", str(output), f"{image}={repository}"]) == 0
+            uris[name] = json.loads(output.read_text())[repository]["uri"]
+    yield uris
+    for image in local.values():
+        client.images.remove(image, force=True)
+
+
+@pytest.fixture
+def launch_env(aws_env, pushed, registry, monkeypatch):
+    """aws_env, with the pushed images' config blobs read from the loopback registry."""
+    monkeypatch.setenv("ECR_REGISTRY", registry)
+    return pushed

@@ -7,53 +7,35 @@ SageMaker API. moto 5.2.5 does not implement UpdateEndpoint: `roll` is run
 with --dry-run on an endpoint that `deploy` really created in moto, so its
 describe calls are real and only the final three writes are printed.
 """
-import json
 import os
 import subprocess
 import sys
 
 import boto3
 import pytest
-from botocore.validate import validate_parameters
 
 from byoc_cloud import cli as launch
+from support import dry_run
 from byoc.training.metrics import METRIC_DEFINITIONS
 
 ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/byoc-{}@sha256:" + "a" * 64
 
 
-def dry_run(capsys, *argv) -> tuple[list[str], list[dict]]:
-    """The estimate lines and the requests that --dry-run prints, each checked against the API model."""
-    assert launch.main(["--dry-run", *argv]) == 0
-    out = capsys.readouterr().out
-    decoder, text, requests, lines = json.JSONDecoder(), out, [], []
-    while text.strip():
-        text = text.lstrip()
-        if text.startswith("{"):
-            obj, end = decoder.raw_decode(text)
-            requests.append(obj)
-            text = text[end:]
-        else:
-            line, _, text = text.partition("\n")
-            lines.append(line)
-    for r in requests:
-        model = boto3.client(r["client"]).meta.service_model.operation_model(
-            "".join(part.title() for part in r["operation"].split("_")))
-        validate_parameters(r["request"], model.input_shape)  # raises on a malformed request
-    return lines, requests
+def train(images: dict) -> list[str]:
+    return ["train", "--image", images["training"], *TRAIN]
 
 
-TRAIN = ["train", "--image", IMAGE.format("training"), "--role", ROLE, "--channel", "train=s3://bucket/fm/train",
+TRAIN = ["--role", ROLE, "--channel", "train=s3://bucket/fm/train",
          "--channel", "valid=s3://bucket/fm/valid", "--output", "s3://bucket/out", "--hp", "epochs=10",
          "--hp", "model=resnet_small", "--instance-type", "ml.g4dn.xlarge", "--instance-count", "2"]
 
 
-def test_train_dry_run_prints_the_request_and_the_cost(aws_env, capsys):
-    lines, [request] = dry_run(capsys, *TRAIN, "--spot", "--max-run-hours", "1", "--max-wait-hours", "3",
+def test_train_dry_run_prints_the_request_and_the_cost(launch_env, capsys):
+    lines, [request] = dry_run(capsys, *train(launch_env), "--spot", "--max-run-hours", "1", "--max-wait-hours", "3",
                                "--checkpoint-s3-uri", "s3://bucket/ckpt", "--job-name", "byoc-dry")
-    assert lines == ["estimated cost: 2 x ml.g4dn.xlarge at 0.736 USD/h on-demand (us-east-1); at most 1.47 USD "
-                     "on-demand for the full 1 h limit, about 0.44 USD on spot (assuming 70% off)"]
+    assert lines[0] == f"check {launch_env['training']} on ml.g4dn.xlarge (training): OK"
+    assert lines[-1] == ("estimated cost: 2 x ml.g4dn.xlarge at 0.736 USD/h on-demand (us-east-1); at most 1.47 USD "
+                         "on-demand for the full 1 h limit, about 0.44 USD on spot (assuming 70% off)")
     job = request["request"]
     assert request["operation"] == "create_training_job"
     assert job["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
@@ -65,10 +47,10 @@ def test_train_dry_run_prints_the_request_and_the_cost(aws_env, capsys):
     assert "byoc-dry" not in names  # a dry run sends nothing
 
 
-def test_train_starts_a_spot_job(aws_env, capsys):
-    assert launch.main([*TRAIN, "--spot", "--checkpoint-s3-uri", "s3://bucket/ckpt", "--job-name", "byoc-spot"]) == 0
+def test_train_starts_a_spot_job(launch_env, capsys):
+    assert launch.main([*train(launch_env), "--spot", "--checkpoint-s3-uri", "s3://bucket/ckpt", "--job-name", "byoc-spot"]) == 0
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName="byoc-spot")
-    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE.format("training")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == launch_env["training"]
     assert job["EnableManagedSpotTraining"] is True
     assert job["ResourceConfig"]["InstanceCount"] == 2
     assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 2 * job["StoppingCondition"]["MaxRuntimeInSeconds"]
@@ -82,39 +64,42 @@ def test_train_starts_a_spot_job(aws_env, capsys):
     (["--channel", "test=/local/path"], "expected NAME=s3://"),
     (["--instance-type", "ml.x99.huge"], "no training price for ml.x99.huge"),
 ])
-def test_train_refuses_bad_arguments_before_calling_aws(aws_env, capsys, extra, message):
-    assert launch.main([*TRAIN, *extra, "--job-name", "byoc-bad"]) == 2
+def test_train_refuses_bad_arguments_before_calling_aws(launch_env, capsys, extra, message):
+    assert launch.main([*train(launch_env), *extra, "--job-name", "byoc-bad"]) == 2
     assert message in capsys.readouterr().err
     names = [s["TrainingJobName"] for s in boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]]
     assert "byoc-bad" not in names
 
 
-def test_deploy_then_roll(aws_env, capsys):
+def test_deploy_then_roll(launch_env, capsys):
     sagemaker, scaling = boto3.client("sagemaker"), boto3.client("application-autoscaling")
-    assert launch.main([*TRAIN, "--job-name", "byoc-for-deploy"]) == 0
-    deploy = ["--wait-delay", "0.1", "deploy", "--image", IMAGE.format("serving"), "--role", ROLE,
+    assert launch.main([*train(launch_env), "--job-name", "byoc-for-deploy"]) == 0
+    deploy = ["--wait-delay", "0.1", "deploy", "--image", launch_env["serving"], "--role", ROLE,
               "--endpoint", "byoc-ep", "--training-job", "byoc-for-deploy", "--min-instances", "1",
               "--max-instances", "3", "--invocations-per-instance", "50"]
     assert launch.main(deploy) == 0
-    assert "estimated cost: ml.m5.xlarge at 0.230 USD/h" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "estimated cost: ml.m5.xlarge at 0.230 USD/h" in out
+    assert "warning: ml.m5.xlarge has no NVIDIA GPU: the image runs its model on the CPU" in out
 
     endpoint = sagemaker.describe_endpoint(EndpointName="byoc-ep")
     assert endpoint["EndpointStatus"] == "InService"
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     [variant] = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["Image"] == IMAGE.format("serving")
+    assert model["PrimaryContainer"]["Image"] == launch_env["serving"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == \
         sagemaker.describe_training_job(TrainingJobName="byoc-for-deploy")["ModelArtifacts"]["S3ModelArtifacts"]
-    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    resource = "endpoint/byoc-ep/variant/AllTraffic"  # moto is shared by the session's tests: this endpoint's only
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
     assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == \
         ("endpoint/byoc-ep/variant/AllTraffic", 1, 3)
-    [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 50
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
-    new_image = IMAGE.format("serving").replace("a" * 64, "b" * 64)
+    new_image = launch_env["serving-next"]
     assert launch.main(["roll", "--endpoint", "byoc-ep", "--image", new_image, "--dry-run"]) == 0
     assert '"operation": "update_endpoint"' in capsys.readouterr().out  # printed, not sent (moto lacks it)
     lines, requests = dry_run(capsys, "roll", "--endpoint", "byoc-ep", "--image", new_image)
@@ -128,12 +113,12 @@ def test_deploy_then_roll(aws_env, capsys):
                       "RetainAllVariantProperties": True}
 
 
-def test_roll_of_a_missing_endpoint_is_a_clear_error(aws_env, capsys):
-    assert launch.main(["--dry-run", "roll", "--endpoint", "no-such-endpoint", "--image", IMAGE.format("serving")]) == 1
+def test_roll_of_a_missing_endpoint_is_a_clear_error(launch_env, capsys):
+    assert launch.main(["--dry-run", "roll", "--endpoint", "no-such-endpoint", "--image", launch_env["serving"]]) == 1
     assert "no-such-endpoint" in capsys.readouterr().err
 
 
-def test_the_cli_runs_without_torch(aws_env, tmp_path):
+def test_the_cli_runs_without_torch(launch_env, tmp_path):
     """The launch CLI is for hosts without torch: run it with torch made unimportable."""
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
@@ -141,7 +126,7 @@ def test_the_cli_runs_without_torch(aws_env, tmp_path):
                        "            raise ImportError('torch is blocked in this test')\n"
                        "sys.meta_path.insert(0, Block())\n")
     result = subprocess.run([sys.executable, "-c", "import byoc_cloud.cli as l; raise SystemExit(l.main())",
-                             "--dry-run", *TRAIN], capture_output=True, text=True,
+                             "--dry-run", *train(launch_env)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert '"operation": "create_training_job"' in result.stdout

@@ -1,6 +1,8 @@
 """The CUDA decision (byoc.cuda.choose) against stand-in hosts: drivers, GPUs, compat libraries."""
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -19,13 +21,13 @@ def test_no_gpu_means_the_cpu_and_says_so():
 def test_a_driver_of_the_cuda_majors_range_runs_it(driver):
     choice = cuda.choose(Host(1, driver, None), CUDA_12_8, "auto", "serving")
     assert (choice.device, choice.library_path) == ("cuda", None)
-    assert cuda.shown(driver) in choice.reason and "R525" in choice.reason
+    assert cuda.driver_text(driver) in choice.reason and "R525" in choice.reason
 
 
 def test_an_older_driver_uses_the_forward_compatibility_libraries_when_the_image_has_them():
     choice = cuda.choose(Host(4, (470, 57, 2), (570, 124, 6)), CUDA_12_8, "auto", "training")
     assert choice.device == "cuda" and choice.library_path == str(cuda.COMPAT_DIR)
-    assert "forward-compatibility libraries 570.124.6" in choice.reason
+    assert "forward-compatibility libraries 570.124.06" in choice.reason
 
 
 @pytest.mark.parametrize("job, fix", [("serving", "al2-ami-sagemaker-inference-gpu-2-1"),
@@ -34,7 +36,7 @@ def test_an_older_driver_without_them_is_one_paragraph_naming_driver_cuda_and_fi
     with pytest.raises(CudaUnusable) as error:
         cuda.choose(Host(1, (470, 256, 2), None), CUDA_12_8, "auto", job)
     message = str(error.value)
-    assert "470.256.2" in message and "CUDA 12.8" in message and "R525" in message and fix in message
+    assert "470.256.02" in message and "CUDA 12.8" in message and "R525" in message and fix in message
     assert "\n" not in message
 
 
@@ -93,10 +95,19 @@ def test_forward_compatibility_goes_first_on_the_library_path(monkeypatch):
     env = cuda.environment(choice, {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64:/usr/local/cuda/compat", "A": "1"})
     assert env == {"LD_LIBRARY_PATH": "/usr/local/cuda/compat:/usr/local/nvidia/lib64", "A": "1"}
     assert cuda.environment(Choice("cuda", None, ""), {"A": "1"}) == {"A": "1"}
-    monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64")
+    monkeypatch.setattr(cuda, "started_with", lambda name: "/usr/local/nvidia/lib64")
     assert cuda.needs_restart(choice) and not cuda.needs_restart(Choice("cuda", None, ""))
-    monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/cuda/compat:/usr/local/nvidia/lib64")
+    monkeypatch.setattr(cuda, "started_with", lambda name: "/usr/local/cuda/compat:/usr/local/nvidia/lib64")
     assert not cuda.needs_restart(choice)
+
+
+def test_the_library_path_is_read_as_the_process_started_with_it():
+    """cv2 (albumentations) prepends its own folder to os.environ's LD_LIBRARY_PATH when imported."""
+    code = ("import os; os.environ['LD_LIBRARY_PATH'] = '/changed/after/start'; "
+            "from byoc import cuda; print(cuda.started_with('LD_LIBRARY_PATH'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LD_LIBRARY_PATH": "/usr/local/cuda/compat:/at/start"})
+    assert done.stdout.strip() == "/usr/local/cuda/compat:/at/start"
 
 
 @pytest.mark.parametrize("archs, gpu, covered", [
@@ -117,6 +128,6 @@ def test_build_flags_carry_the_facts_as_labels_and_the_runtime_requirement():
     assert flags[:2] == ["--label", "byoc.torch.version=2.10.0+cu128"]
     assert "byoc.cuda.archs=sm_70,sm_90" in flags and "CUDA_VERSION=12.8" in flags
     assert "CUDA_REQUIREMENT=cuda>=12.8 driver>=525" in flags
-    with_compat = cuda.requirement({**found, "compat": "570.124.6"})
+    with_compat = cuda.requirement({**found, "compat": "570.124.06"})
     assert with_compat.startswith("cuda>=12.8 driver>=525 brand=tesla,driver>=470,driver<471")
     assert cuda.requirement({**found, "cuda": ""}) == ""

@@ -22,12 +22,23 @@ _classifier: Classifier | None = None
 _settings: settings.Settings | None = None
 
 
+def _device(context) -> torch.device:
+    """The GPU MMS gave this worker, or the CPU when it gave none (no GPUs, or BYOC_DEVICE=cpu);
+    never the CPU in place of a GPU that does not work (serve checked it before starting)."""
+    gpu_id = context.system_properties.get("gpu_id")
+    if gpu_id is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"this worker was given GPU {gpu_id}, but torch cannot use it "
+                           "(torch.cuda.is_available() is False); not falling back to the CPU")
+    return torch.device(f"cuda:{gpu_id}")
+
+
 def _load(context) -> None:
     global _classifier, _settings
     _settings = settings.from_environment()
     torch.set_num_threads(_settings.torch_threads)
-    gpu_id = context.system_properties.get("gpu_id")
-    device = torch.device(f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu")
+    device = _device(context)
     _classifier = Classifier.load(context.system_properties["model_dir"], device)
     logger.info("model loaded on %s: %s, %d classes, %d torch threads", device,
                 _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from byoc import contract
+from byoc import contract, cuda
 from byoc.serving import settings as server_settings
 
 HANDLER = "byoc.serving.handler:handle"
@@ -133,7 +133,22 @@ def stop(process: subprocess.Popen) -> None:
         p.kill()
 
 
+def choose_device() -> cuda.Choice:
+    """Where the workers run the model; exits with the reason when the host's GPUs cannot be used
+    (so the endpoint never turns healthy on the CPU in place of a GPU)."""
+    try:
+        choice = cuda.prepare("serving")
+        if choice.device == "cuda":
+            cuda.probe(choice, "serving")  # torch, in a process with the workers' environment
+    except cuda.CudaUnusable as error:
+        sys.exit(f"serve: cannot serve on this host: {error}")
+    print(f"serve: device: {choice.reason}", flush=True)
+    return choice
+
+
 def main() -> None:
+    choice = choose_device()
+    os.environ[contract.DEVICE_SETTING] = choice.device  # the settings and the workers follow the decision
     try:
         s = server_settings.from_environment()
     except server_settings.SettingError as error:
@@ -149,7 +164,7 @@ def main() -> None:
 
     run_dir = Path(tempfile.mkdtemp(prefix="byoc-mms-"))
     (run_dir / "config.properties").write_text(mms_properties(s))
-    env = dict(os.environ, TMPDIR=str(run_dir), HOME=str(run_dir),  # MMS keeps pid file and logs there
+    env = dict(cuda.environment(choice, os.environ), TMPDIR=str(run_dir), HOME=str(run_dir),  # MMS's pid file, logs
                OMP_NUM_THREADS=str(s.torch_threads))
     if user:
         os.chown(run_dir, user.pw_uid, user.pw_gid)

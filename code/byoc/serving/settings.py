@@ -10,9 +10,12 @@
   BYOC_TORCH_THREADS              torch threads per worker                   cores / workers
   BYOC_SERVER_USER                user the model server runs as              byoc; multi-model: root
                                   ("root" keeps root)
+  BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda          auto (byoc.cuda)
 """
 import os
 from dataclasses import dataclass
+
+from byoc import contract, cuda
 
 
 class SettingError(ValueError):
@@ -33,9 +36,10 @@ def _whole_number(name: str, default: int, minimum: int = 1) -> int:
 
 
 def _gpu_count() -> int:
-    # nvidia-container-runtime exposes the devices; no torch import at server start.
-    return sum(1 for name in os.listdir("/dev") if name.startswith("nvidia") and name[6:].isdigit()) \
-        if os.path.isdir("/dev") else 0
+    """The GPUs the workers use: none when BYOC_DEVICE=cpu. No torch import at server start."""
+    if os.environ.get(contract.DEVICE_SETTING, "").strip().lower() == "cpu":
+        return 0
+    return cuda.gpu_count()
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,15 @@ class Cluster:
     interface: str = "eth0"
 
     @classmethod
-    def from_environment(cls, env) -> "Cluster":
-        """From sagemaker-training's Environment (resourceconfig.json, GPUs seen by nvidia-smi)."""
+    def from_environment(cls, env, gpus: int) -> "Cluster":
+        """From sagemaker-training's Environment (resourceconfig.json) and the GPUs this job uses
+        (0 on CPUs: one process per host)."""
         refuse_heterogeneous(env.resource_config)
         hosts = tuple(sorted(env.hosts))
         if env.current_host not in hosts:
             raise TrainingError(f"resourceconfig.json names current_host {env.current_host!r}, "
                                 f"which is not among its hosts {list(hosts)}.")
-        return cls(hosts, env.current_host, max(1, env.num_gpus), env.network_interface_name or "eth0")
+        return cls(hosts, env.current_host, max(1, gpus), env.network_interface_name or "eth0")
 
     @property
     def master(self) -> str:
@@ -81,8 +82,8 @@ class SingleProcess:
     rank, world_size, local_rank, local_world_size = 0, 1, 0, 1
     is_main = True
 
-    def __init__(self, device: torch.device | None = None):
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    def __init__(self, device: torch.device):
+        self.device = device
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
@@ -107,9 +108,9 @@ class ProcessGroup:
     """One training process of many (started by launch()): DDP and the collectives it needs,
     with SingleProcess's interface."""
 
-    def __init__(self, timeout_s: int):
+    def __init__(self, timeout_s: int, device_type: str):
         local_rank = int(os.environ["LOCAL_RANK"])
-        if torch.cuda.is_available():
+        if device_type == "cuda":  # one GPU per process
             torch.cuda.set_device(local_rank)
             self.device = torch.device("cuda", local_rank)
         else:
@@ -196,9 +197,9 @@ def record_failure(message: str) -> None:
         Path(folder, f"rank-{os.environ.get('RANK', '0')}").write_text(message)
 
 
-def launch(cluster: Cluster, hp, worker) -> None:
-    """Run `worker(hp)` in cluster.processes_per_host processes here, as part of the whole
-    cluster's process group. Returns when all succeeded; raises TrainingError (with the first
+def launch(cluster: Cluster, hp, device_type: str, worker) -> None:
+    """Run `worker(hp, device_type)` in cluster.processes_per_host processes here, as part of the
+    whole cluster's process group. Returns when all succeeded; raises TrainingError (with the first
     failed process's reason) or Stopped."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -221,7 +222,7 @@ def launch(cluster: Cluster, hp, worker) -> None:
         start_method="spawn",
     )
     try:
-        elastic_launch(config, worker)(hp)
+        elastic_launch(config, worker)(hp, device_type)
     except SignalException as error:
         raise Stopped(error.sigval) from None
     except ChildFailedError as error:

@@ -12,12 +12,15 @@ distributed.py. Rank 0 alone writes the model, checkpoints and metrics.
 """
 import logging
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
 
+import torch
 from sagemaker_training import environment
 
+from byoc import cuda
 from byoc.training import channels, distributed, hyperparameters, outputs, setup
 from byoc.training.engine import StopSignal
 from byoc.training.errors import Stopped, TrainingError, unexpected
@@ -28,10 +31,8 @@ from byoc.training.progress import resume
 logger = logging.getLogger("byoc.training")
 
 
-def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters,
-        group: distributed.Group | None = None) -> dict:
+def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters, group: distributed.Group) -> dict:
     """The job's steps: set up, resume, fit, evaluate, write."""
-    group = group or distributed.SingleProcess()
     job = setup.build_job(env, hp, group)
     progress = resume(job)
     fit(job, progress, stop)
@@ -49,6 +50,20 @@ def clear_previous_outcome(output_dir: str) -> None:
         Path(output_dir, name).unlink(missing_ok=True)
 
 
+def choose_device() -> str:
+    """"cuda" or "cpu", as byoc.cuda decides for this host; never the CPU silently when the
+    container has GPUs. Forward compatibility needs the libraries on LD_LIBRARY_PATH from the
+    process's start, so the job then starts itself again with them."""
+    choice = cuda.prepare("training")
+    logger.info("device: %s", choice.reason)
+    if cuda.needs_restart(choice):
+        logger.info("starting again with %s first on LD_LIBRARY_PATH", choice.library_path)
+        logging.shutdown()
+        os.execve(sys.executable, [sys.executable, *sys.argv], cuda.environment(choice, os.environ))
+    cuda.check_torch(choice, "training")
+    return choice.device
+
+
 def configure_logging(prefix: str = "") -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
                         force=True)
@@ -63,11 +78,13 @@ def main() -> None:
         clear_previous_outcome(env.output_dir)
         hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
         channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing and Pipe channels
-        cluster = distributed.Cluster.from_environment(env)  # and heterogeneous clusters
+        device = choose_device()
+        # and heterogeneous clusters:
+        cluster = distributed.Cluster.from_environment(env, gpus=env.num_gpus if device == "cuda" else 0)
         if cluster.world_size == 1:
-            run(env, stop, hp)
+            run(env, stop, hp, distributed.SingleProcess(torch.device(device)))
         else:
-            distributed.launch(cluster, hp, distributed_worker)
+            distributed.launch(cluster, hp, device, distributed_worker)
     except Stopped as stopped:
         # Neither success nor failure: the job is to be resumed. Exit here, because
         # sagemaker-training would otherwise end the process with status 0.
@@ -76,20 +93,22 @@ def main() -> None:
         os._exit(128 + stopped.signum)
     except TrainingError:
         raise
+    except cuda.CudaUnusable as error:
+        raise TrainingError(str(error)) from None
     except Exception as error:  # the log keeps the traceback; the failure file gets one paragraph
         logger.error("training failed:\n%s", traceback.format_exc())
         raise unexpected(error) from error
     logger.info("training finished in %.1f s", time.time() - start)
 
 
-def distributed_worker(hp: Hyperparameters) -> None:
+def distributed_worker(hp: Hyperparameters, device_type: str) -> None:
     """One rank of a multi-process job (started by distributed.launch in a fresh process)."""
     configure_logging(f"[rank {os.environ['RANK']}] ")
     stop = StopSignal()
     group = None
     try:
         env = environment.Environment()
-        group = distributed.ProcessGroup(hp.distributed_timeout)
+        group = distributed.ProcessGroup(hp.distributed_timeout, device_type)
         run(env, distributed.SharedStop(stop, group), hp, group)
         group.close()
     except Stopped as stopped:

@@ -1,0 +1,113 @@
+"""`byoc-cloud check` and the same check before every launch: can this image run on that instance?
+
+The image's facts come from its byoc.* labels (set by make build from its own torch) and its
+size: from the local Docker engine when it has the image (also the local image `python -m ecr push`
+recorded for a pushed URI), else from ECR (describe_images for the size, the manifest's config
+blob for the labels). gpu_matrix.plan() decides. Commands call preflight() before their first
+create call; --skip-check skips it.
+"""
+import json
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+from byoc import contract
+from byoc_cloud.calls import LaunchError
+from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, plan
+
+ECR_URI = re.compile(r"^(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)/"
+                     r"(?P<repository>[a-z0-9._/-]+?)(?::(?P<tag>[\w.-]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+PUSHED = Path("build/ecr-images.json")  # what `python -m ecr push` recorded (run from the repository root)
+
+
+def facts_from_labels(reference: str, labels: dict, size: int | None, compressed: bool) -> ImageFacts:
+    if contract.LABEL_CUDA not in labels:
+        raise LaunchError(f"image {reference} has no {contract.LABEL_CUDA} label: was it built with `make build`? "
+                          "Rebuild it, or pass --skip-check.")
+    archs = tuple(a for a in labels.get(contract.LABEL_ARCHS, "").split(",") if a)
+    return ImageFacts(reference, labels[contract.LABEL_CUDA], archs, labels.get(contract.LABEL_COMPAT, ""), size,
+                      compressed)
+
+
+def _local_name(image: str) -> str:
+    """The local image `python -m ecr push` pushed as `image` (by its URI), else `image` itself."""
+    try:
+        pushed = json.loads(PUSHED.read_text())
+    except (OSError, ValueError):
+        return image
+    return next((entry.get("local_image", image) for entry in pushed.values() if entry.get("uri") == image), image)
+
+
+def from_engine(image: str) -> ImageFacts | None:
+    try:
+        import docker
+
+        found = docker.from_env().images.get(_local_name(image))
+    except Exception:  # no engine, or not there: ECR is the other place to look
+        return None
+    return facts_from_labels(image, found.labels or {}, found.attrs.get("Size"), compressed=False)
+
+
+def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
+    """The image config (labels live there): through ECR's layer URL, or the stand-in registry."""
+    standin = os.environ.get("ECR_REGISTRY")
+    if standin:  # loopback stand-ins only (ecr/standins.py), as for pushes
+        url = f"http://{standin}/v2/{repository}/blobs/{digest}"
+    else:
+        url = ecr.get_download_url_for_layer(registryId=registry_id, repositoryName=repository,
+                                             layerDigest=digest)["downloadUrl"]
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def from_ecr(image: str, ecr) -> ImageFacts:
+    match = ECR_URI.match(image)
+    if not match:
+        raise LaunchError(f"image {image!r} is neither in the local Docker engine nor an ECR URI "
+                          "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG or @sha256:...)")
+    image_id = {"imageDigest": match["digest"]} if match["digest"] else {"imageTag": match["tag"] or "latest"}
+    where = {"registryId": match["account"], "repositoryName": match["repository"]}
+    detail = ecr.describe_images(**where, imageIds=[image_id])["imageDetails"][0]
+    manifest = json.loads(ecr.batch_get_image(**where, imageIds=[image_id])["images"][0]["imageManifest"])
+    config = _config_blob(ecr, match["repository"], match["account"], manifest["config"]["digest"])
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True)
+
+
+def image_facts(image: str, clients) -> ImageFacts:
+    return from_engine(image) or from_ecr(image, clients["ecr"])
+
+
+def preflight(args, clients, mode: str, instance_type: str | None) -> Verdict:
+    """The check, printed; raises LaunchError on a refusal. args.skip_check skips it."""
+    if getattr(args, "skip_check", False):
+        print("check skipped (--skip-check)")
+        return Verdict()
+    verdict = plan(instance_type, mode, image_facts(args.image, clients))
+    print(verdict.report(f"{args.image} on {instance_type or 'serverless'} ({mode})"))
+    if not verdict.ok:
+        raise LaunchError(f"the check refused {args.image} on {instance_type or 'serverless'} ({mode}): "
+                          + " ".join(verdict.refusals))
+    return verdict
+
+
+def check(args, clients, prices) -> list:
+    if args.mode != "serverless" and not args.instance_type:
+        raise LaunchError(f"--instance-type is required for --mode {args.mode}")
+    preflight(args, clients, args.mode, args.instance_type)
+    return []
+
+
+def add_skip_check(command) -> None:
+    command.add_argument("--skip-check", action="store_true",
+                         help="launch without checking the image against the instance type (byoc-cloud check)")
+
+
+def add_commands(sub, common) -> None:
+    command = sub.add_parser("check", parents=[common], help="can this image run on that instance type?")
+    command.add_argument("--image", required=True, help="a local image or an ECR image URI")
+    command.add_argument("--instance-type", help="e.g. ml.g5.xlarge (not for --mode serverless)")
+    command.add_argument("--mode", choices=MODES, default="realtime", help="what will run the image (default realtime)")
+    command.set_defaults(run=check)
+

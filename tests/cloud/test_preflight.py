@@ -1,0 +1,99 @@
+"""byoc-cloud check, and the same check before train and deploy: image labels against instance types.
+
+The images are labelled stand-ins pushed to moto's ECR and the loopback registry (conftest.pushed):
+the check reads their labels from the manifest's config blob, as it does from ECR. botocore's
+validator ignores enums, so the AMI values are checked against the service model's own list."""
+import json
+
+import boto3
+import docker
+import pytest
+
+from byoc_cloud import cli
+from support import SERVING_IMAGE, dry_run
+
+ROLE = "arn:aws:iam::123456789012:role/byoc-sagemaker"
+
+DEPLOY = ["deploy", "--role", ROLE, "--endpoint", "byoc-check-ep", "--model-data", "s3://bucket/model.tar.gz"]
+
+
+def check(capsys, *argv) -> tuple[int, str]:
+    code = cli.main(["check", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def ami_enum() -> list[str]:
+    model = boto3.client("sagemaker", region_name="us-east-1").meta.service_model
+    return model.shape_for("ProductionVariantInferenceAmiVersion").enum
+
+
+def test_a_cpu_instance_is_fine_with_a_warning(launch_env, capsys):
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", "ml.m5.xlarge")
+    assert code == 0 and ": OK" in out and "warning: ml.m5.xlarge has no NVIDIA GPU" in out
+
+
+@pytest.mark.parametrize("instance_type, mode, says", [
+    ("ml.g5.xlarge", "realtime", "InferenceAmiVersion: al2-ami-sagemaker-inference-gpu-2-1"),
+    ("ml.g4dn.xlarge", "async", "InferenceAmiVersion: al2-ami-sagemaker-inference-gpu-2-1"),
+    ("ml.g6.xlarge", "realtime", "SageMaker's default driver on ml.g6 (535) runs CUDA 12.8"),
+    ("ml.p3.2xlarge", "batch", "TransformAmiVersion: al2-ami-sagemaker-batch-gpu-535"),
+    ("ml.p4d.24xlarge", "training", "does not document training hosts' drivers"),
+])
+def test_supported_gpus_get_the_ami_they_need(launch_env, capsys, instance_type, mode, says):
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", instance_type, "--mode", mode)
+    assert code == 0 and ": OK" in out and says in out, out
+
+
+@pytest.mark.parametrize("instance_type, mode, says", [
+    ("ml.p3.2xlarge", "realtime", "compute capability 7.0 (sm_70); the image's torch has kernels for sm_75"),
+    ("ml.g5.xlarge", "batch", "no TransformAmiVersion brings R580"),
+    ("ml.p2.xlarge", "realtime", "a GPU instance the kit has no row for"),
+])
+def test_unsupported_targets_are_refused_before_any_launch(launch_env, capsys, instance_type, mode, says):
+    code, out = check(capsys, "--image", launch_env["cuda13"], "--instance-type", instance_type, "--mode", mode)
+    assert code == 2 and "REFUSED" in out and says in out, out
+
+
+def test_deploy_sends_the_ami_for_gpus_whose_default_driver_is_too_old(launch_env, capsys):
+    _, requests = dry_run(capsys, *DEPLOY, "--image", launch_env["serving"], "--instance-type", "ml.g4dn.xlarge")
+    [variant] = next(r["request"] for r in requests if r["operation"] == "create_endpoint_config")["ProductionVariants"]
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-2-1" in ami_enum()
+    _, requests = dry_run(capsys, *DEPLOY, "--image", launch_env["serving"], "--instance-type", "ml.m5.xlarge")
+    [variant] = next(r["request"] for r in requests if r["operation"] == "create_endpoint_config")["ProductionVariants"]
+    assert "InferenceAmiVersion" not in variant
+
+
+def test_deploy_really_creates_the_variant_with_its_ami(launch_env, capsys):
+    assert cli.main(["--wait-delay", "0.1", *DEPLOY, "--endpoint", "byoc-check-g4dn", "--image", launch_env["serving"],
+                     "--instance-type", "ml.g4dn.xlarge"]) == 0
+    sagemaker = boto3.client("sagemaker")
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName="byoc-check-g4dn")["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-2-1"
+
+
+def test_a_refused_deploy_calls_nothing(launch_env, capsys):
+    code = cli.main([*DEPLOY, "--endpoint", "byoc-check-refused", "--image", launch_env["cuda13"],
+                     "--instance-type", "ml.p3.2xlarge"])
+    assert code == 2 and "the check refused" in capsys.readouterr().err
+    names = [e["EndpointName"] for e in boto3.client("sagemaker").list_endpoints()["Endpoints"]]
+    assert "byoc-check-refused" not in names
+
+
+def test_skip_check_and_images_without_labels(launch_env, capsys):
+    unknown = launch_env["serving"].split("@")[0] + "@sha256:" + "0" * 64
+    assert cli.main(["--dry-run", *DEPLOY, "--image", unknown, "--instance-type", "ml.g5.xlarge"]) == 1
+    assert cli.main(["--dry-run", *DEPLOY, "--image", unknown, "--instance-type", "ml.g5.xlarge",
+                     "--skip-check"]) == 0
+    assert "check skipped (--skip-check)" in capsys.readouterr().out
+
+
+@pytest.mark.docker
+def test_the_check_reads_the_built_images_labels_from_the_local_engine(aws_env, capsys):
+    docker.from_env().images.get(SERVING_IMAGE)  # make build's image: its labels come from its own torch
+    code, out = check(capsys, "--image", SERVING_IMAGE, "--instance-type", "ml.p3.2xlarge")
+    assert code == 0 and "InferenceAmiVersion: al2-ami-sagemaker-inference-gpu-2-1" in out, out
+    labels = docker.from_env().images.get(SERVING_IMAGE).labels
+    assert json.dumps(labels)  # labelled by make build
+    assert "sm_70" in labels["byoc.cuda.archs"].split(",")
