@@ -79,7 +79,6 @@ def main() -> None:
         hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
         channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing and Pipe channels
         device = choose_device()
-        # and heterogeneous clusters:
         cluster = distributed.Cluster.from_environment(env, gpus=env.num_gpus if device == "cuda" else 0)
         if cluster.world_size == 1:
             run(env, stop, hp, distributed.SingleProcess(torch.device(device)))
