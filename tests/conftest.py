@@ -39,10 +39,11 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def trained(docker_client, small_data, tmp_path_factory) -> TrainingRun:
-    """One real training job on 5,000 Fashion-MNIST images, shared by the tests that need a model."""
+    """One real training job on 5,000 Fashion-MNIST images, shared by the tests that need a model
+    (with a progress line every second and TensorBoard scalars, for the tests that watch a job)."""
     run = run_training(
         docker_client, tmp_path_factory.mktemp("opt_ml"),
-        {"epochs": 4, "batch_size": 64, "lr": 0.05},
+        {"epochs": 4, "batch_size": 64, "lr": 0.05, "progress_seconds": 1, "tensorboard": True},
         {name: small_data / name for name in ("train", "valid", "test")},
     )
     assert run.exit_code == 0, run.logs[-3000:]
