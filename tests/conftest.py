@@ -1,4 +1,5 @@
-"""Shared fixtures: a small, real Fashion-MNIST data set in the dog-breed layout; the endpoint
+"""Shared fixtures: a small, real Fashion-MNIST data set in the dog-breed layout; the docker client
+and one training job on it, shared by the container and SDK tests that need a model; the endpoint
 Lambda pointed at a SageMaker runtime."""
 import os
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 
 from byoc import fashion_mnist
 from byoc_cloud import endpoint_lambda
+from support import RUN_ID, TrainingRun, docker_with_images, run_training
 
 IDX_DIR = Path(os.environ.get("FASHION_MNIST_IDX", fashion_mnist.DEBIAN_IDX_DIR))
 
@@ -25,6 +27,27 @@ def small_data(idx_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "fashion-mnist"
     fashion_mnist.convert(idx_dir, out, valid_per_class=30, train_per_class=500, test_per_class=30)
     return out
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker_with_images()
+    yield client
+    for container in client.containers.list(all=True, filters={"label": f"byoc.test-run={RUN_ID}"}):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def trained(docker_client, small_data, tmp_path_factory) -> TrainingRun:
+    """One real training job on 5,000 Fashion-MNIST images, shared by the tests that need a model
+    (with a progress line every second and TensorBoard scalars, for the tests that watch a job)."""
+    run = run_training(
+        docker_client, tmp_path_factory.mktemp("opt_ml"),
+        {"epochs": 4, "batch_size": 64, "lr": 0.05, "progress_seconds": 1, "tensorboard": True},
+        {name: small_data / name for name in ("train", "valid", "test")},
+    )
+    assert run.exit_code == 0, run.logs[-3000:]
+    return run
 
 
 @pytest.fixture

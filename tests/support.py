@@ -25,6 +25,8 @@ SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 # the containers of another session sharing the engine (a second checkout, CI).
 RUN_ID = uuid.uuid4().hex[:12]
 LABEL = {"byoc.test-run": RUN_ID}
+# docker compose project names start with this (sessions sharing an engine can tell theirs apart).
+COMPOSE_PREFIX = os.environ.get("BYOC_COMPOSE_PREFIX", "byoc")
 
 
 def stand_in_gpu_host(folder: Path, driver: str, compat: str | None = None) -> list[str]:

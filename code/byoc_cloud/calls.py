@@ -15,6 +15,16 @@ class LaunchError(ValueError):
     """A request the CLI refuses before any AWS call, with the reason."""
 
 
+class Answer(str):
+    """A value an earlier call's response gives (the ARN of a scaling policy an alarm triggers),
+    filled in when the calls are sent; --dry-run prints what it stands for."""
+
+    def __new__(cls, operation: str, key: str):
+        answer = super().__new__(cls, f"<{key} from {operation}>")
+        answer.operation, answer.key = operation, key
+        return answer
+
+
 def timestamped(base: str) -> str:
     """A SageMaker name (at most 63 characters) unique to the second."""
     return f"{base[:47]}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -69,14 +79,26 @@ def call(clients, client: str, operation: str, request: dict) -> dict:
             time.sleep(5)
 
 
+def filled(value, answers: dict[str, dict]):
+    """`value` with every Answer replaced by the latest response of its operation."""
+    if isinstance(value, Answer):
+        return answers[value.operation][value.key]
+    if isinstance(value, dict):
+        return {key: filled(item, answers) for key, item in value.items()}
+    if isinstance(value, list):
+        return [filled(item, answers) for item in value]
+    return value
+
+
 def send(calls: list[Call], dry_run: bool, clients, wait_delay: float) -> None:
     check_calls(calls, clients)
+    answers: dict[str, dict] = {}
     for client, operation, request in calls:
         if dry_run:
             print(json.dumps({"client": client, "operation": operation, "request": request}, indent=2,
                              default=_printable))
             continue
         wait_until_ready(client, operation, request, clients, wait_delay)
-        response = call(clients, client, operation, request)
+        response = answers[operation] = call(clients, client, operation, filled(request, answers))
         arn = next((v for k, v in response.items() if k.endswith("Arn")), "")
         print(f"{operation}: {arn or 'ok'}")

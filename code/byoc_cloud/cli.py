@@ -1,5 +1,5 @@
-"""byoc-cloud: SageMaker training and tuning jobs, endpoints and the endpoint's Lambda function,
-from image URIs, with boto3.
+"""byoc-cloud: SageMaker training and tuning jobs, batch transform jobs, endpoints (real-time, async,
+serverless, multi-model) and the endpoint's Lambda function, from image URIs, with boto3.
 
 Every command prints a cost estimate (prices.json) before it calls AWS, and
 --dry-run prints the requests instead of sending them. boto3 finds region,
@@ -16,11 +16,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, follow, lambda_functions, preflight, training_jobs, tuning_jobs
+from byoc_cloud import endpoints, follow, lambda_functions, preflight, rolls, training_jobs, transform, tuning_jobs
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
-COMMANDS = (preflight, training_jobs, tuning_jobs, endpoints, lambda_functions, follow)
+COMMANDS = (preflight, training_jobs, tuning_jobs, transform, endpoints, rolls, lambda_functions, follow)
 
 
 class Clients(dict):

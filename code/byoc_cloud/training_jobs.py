@@ -4,7 +4,7 @@ import sys
 
 from byoc.contract import encode_hyperparameters
 from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
-from byoc_cloud import follow
+from byoc_cloud import container, follow
 from byoc_cloud.calls import LaunchError, timestamped
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -66,8 +66,12 @@ def training_request(args) -> dict:
                            "VolumeSizeInGB": args.volume_gb},
         "StoppingCondition": stopping_condition(args),
         "EnableManagedSpotTraining": args.spot,
+        "EnableNetworkIsolation": container.network_isolation(args),
         "Tags": [{"Key": "project", "Value": "byoc"}],
     }
+    env = container.environment(args.env, "training")
+    if env:
+        request["Environment"] = env
     if args.checkpoint_s3_uri:
         request["CheckpointConfig"] = {"S3Uri": args.checkpoint_s3_uri, "LocalPath": "/opt/ml/checkpoints"}
     return request
@@ -106,5 +110,6 @@ def add_commands(sub, common) -> None:
     train.add_argument("--wait", dest="then", action="store_const", const=follow.follow_training_job,
                        help="follow the job: its status, secondary status and log lines until it ends")
     train.add_argument("--poll-seconds", type=float, default=10, help="--wait: seconds between looks")
+    container.add_arguments(train, "training")
     add_skip_check(train)
     train.set_defaults(run=launch)

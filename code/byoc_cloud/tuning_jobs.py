@@ -17,7 +17,7 @@ import time
 
 from byoc.training import hyperparameters as table
 from byoc.training.metrics import METRIC_DEFINITIONS, METRIC_NAMES
-from byoc_cloud import follow, training_jobs, tuning_ranges
+from byoc_cloud import container, follow, training_jobs, tuning_ranges
 from byoc_cloud.calls import LaunchError
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -94,7 +94,8 @@ def trial_definition(args, name: str) -> dict:
         "AlgorithmSpecification": {key: spec[key] for key in ("TrainingImage", "TrainingInputMode", "MetricDefinitions")},
         "StaticHyperParameters": job["HyperParameters"],
         **{key: job[key] for key in ("RoleArn", "InputDataConfig", "OutputDataConfig", "ResourceConfig",
-                                     "StoppingCondition", "EnableManagedSpotTraining")},
+                                     "StoppingCondition", "EnableManagedSpotTraining", "EnableNetworkIsolation",
+                                     "Environment") if key in job},
     }
     if "CheckpointConfig" in job:  # one prefix per tuning job; the image adds one folder per trial
         definition["CheckpointConfig"] = {"S3Uri": f"{args.checkpoint_s3_uri.rstrip('/')}/{name}/",
@@ -195,6 +196,7 @@ def then(args, clients) -> int:
 def add_commands(sub, common) -> None:
     tune = sub.add_parser("tune", parents=[common], help="start a hyperparameter tuning job, or show its best trial")
     training_jobs.add_job_arguments(tune, required=False)
+    container.add_arguments(tune, "training")
     tune.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH[:SCALING] | NAME=A,B,...",
                       help="a tuned hyperparameter (repeatable); scaling: auto, linear, log, reverse-log")
     tune.add_argument("--ranges-file", action="append", default=[], metavar="FILE",

@@ -1,27 +1,8 @@
-"""Fixtures for the container tests: the docker client and one shared training job."""
+"""Fixtures for the container tests: the serving image on the shared model (tests/conftest.py has the
+docker client and the shared training job, which the SDK tests use too)."""
 import pytest
 
-from support import RUN_ID, Endpoint, TrainingRun, docker_with_images, run_training, start_serving
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    client = docker_with_images()
-    yield client
-    for container in client.containers.list(all=True, filters={"label": f"byoc.test-run={RUN_ID}"}):
-        container.remove(force=True)
-
-
-@pytest.fixture(scope="session")
-def trained(docker_client, small_data, tmp_path_factory) -> TrainingRun:
-    """One real training job on 5,000 Fashion-MNIST images, shared by the tests that need a model."""
-    run = run_training(
-        docker_client, tmp_path_factory.mktemp("opt_ml"),
-        {"epochs": 4, "batch_size": 64, "lr": 0.05},
-        {name: small_data / name for name in ("train", "valid", "test")},
-    )
-    assert run.exit_code == 0, run.logs[-3000:]
-    return run
+from support import Endpoint, start_serving
 
 
 @pytest.fixture(scope="session")

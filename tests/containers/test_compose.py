@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from byoc import contract
-from support import free_port
+from support import COMPOSE_PREFIX, free_port
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def test_compose_trains_then_serves(small_data, tmp_path, docker_client):
     port = free_port()
     env = dict(os.environ, DATA_DIR=str(small_data), OPT_ML_DIR=str(tmp_path / "opt_ml"),
                CONFIG_DIR=str(config), SERVE_PORT=str(port))
-    compose = ["docker", "compose", "-p", f"byoc-test-{port}", "-f", str(REPO / "docker-compose.yml")]
+    compose = ["docker", "compose", "-p", f"{COMPOSE_PREFIX}-test-{port}", "-f", str(REPO / "docker-compose.yml")]
 
     def run(*args, timeout=600):
         return subprocess.run([*compose, *args], env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,11 +1,12 @@
 """Each image carries only what it runs: no serving code in the training image, no training code in
-the serving image, and neither carries the host tools (byoc_cloud)."""
+the serving image, and neither carries the host tools (byoc_cloud); TensorBoard's writer is the
+training image's alone."""
 import pytest
 
 from support import LABEL, SERVING_IMAGE, TRAINING_IMAGE
 
 pytestmark = pytest.mark.docker
-MODULES = ("byoc.contract", "byoc.models", "byoc.training.main", "byoc.serving.handler", "byoc_cloud")
+MODULES = ("byoc.contract", "byoc.models", "byoc.training.main", "byoc.serving.handler", "byoc_cloud", "tensorboard")
 PROBE = f"""
 import importlib, shutil
 for name in {MODULES!r}:
@@ -28,7 +29,7 @@ def contents(client, image: str) -> set[str]:
 
 def test_the_training_image_has_no_serving_code(docker_client):
     found = contents(docker_client, TRAINING_IMAGE)
-    assert found == {"byoc.contract", "byoc.models", "byoc.training.main", "train"}, found
+    assert found == {"byoc.contract", "byoc.models", "byoc.training.main", "tensorboard", "train"}, found
 
 
 def test_the_serving_image_has_no_training_code(docker_client):

@@ -2,17 +2,20 @@
 
 The two "hosts" share this machine's cores, so the runs are small: 5,000 training images, few epochs.
 """
+import io
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from byoc import contract
-from support import TRAINING_IMAGE, run_training
+from support import COMPOSE_PREFIX, TRAINING_IMAGE, run_training
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -24,18 +27,23 @@ ACCURACY_TOLERANCE = 0.05
 
 
 class MultiHostJob:
-    """`docker compose --profile multi` over an /opt/ml tree per host, in its own compose project."""
+    """`docker compose --profile multi` over an /opt/ml tree per host, in its own compose project.
+    `data`: one folder for every host, or {host: its own folder}; `channels`: inputdataconfig.json."""
 
-    def __init__(self, docker_client, data: Path, root: Path, hyperparameters: dict):
+    def __init__(self, docker_client, data: Path | dict, root: Path, hyperparameters: dict,
+                 channels: dict | None = None):
         config = root / "config"
         config.mkdir(parents=True)
         (config / "hyperparameters.json").write_text(json.dumps(contract.encode_hyperparameters(hyperparameters)))
-        channels = REPO / "containers/local/config/inputdataconfig.json"
-        (config / "inputdataconfig.json").write_text(channels.read_text())
+        default = REPO / "containers/local/config/inputdataconfig.json"
+        (config / "inputdataconfig.json").write_text(json.dumps(channels) if channels else default.read_text())
         self.client, self.root = docker_client, root
-        self.project = f"byoc-ddp-{uuid.uuid4().hex[:8]}"
-        self.env = dict(os.environ, TRAINING_IMAGE=TRAINING_IMAGE, DATA_DIR=str(data), CONFIG_DIR=str(config),
-                        OPT_ML_DIR=str(root / "opt_ml"))
+        self.project = f"{COMPOSE_PREFIX}-ddp-{uuid.uuid4().hex[:8]}"
+        per_host = data if isinstance(data, dict) else {}
+        self.env = dict(os.environ, TRAINING_IMAGE=TRAINING_IMAGE, CONFIG_DIR=str(config),
+                        OPT_ML_DIR=str(root / "opt_ml"),
+                        **({} if per_host else {"DATA_DIR": str(data)}),
+                        **{f"{host.upper().replace('-', '_')}_DATA_DIR": str(path) for host, path in per_host.items()})
 
     def compose(self, *args, timeout=600) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", "compose", "-p", self.project, "-f", str(REPO / "docker-compose.yml"),
@@ -71,8 +79,9 @@ class MultiHostJob:
 def job(docker_client, small_data, tmp_path):
     jobs = []
 
-    def make(hyperparameters: dict) -> MultiHostJob:
-        jobs.append(MultiHostJob(docker_client, small_data, tmp_path / f"job{len(jobs)}", hyperparameters))
+    def make(hyperparameters: dict, data=None, channels=None) -> MultiHostJob:
+        jobs.append(MultiHostJob(docker_client, data or small_data, tmp_path / f"job{len(jobs)}", hyperparameters,
+                                 channels))
         return jobs[-1]
 
     yield make
@@ -139,3 +148,66 @@ def test_a_host_that_never_comes_fails_the_other_within_the_timeout(job):
     assert "did not all meet at algo-1:7777 within distributed_timeout=10 s" in failure, failure
     assert "1/2 clients joined" in failure
     assert took < 10 + 120, took  # the timeout plus starting the container and importing torch
+
+
+SHARDED = {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key", "RecordWrapperType": "None"}
+REPLICATED = {**SHARDED, "S3DistributionType": "FullyReplicated"}
+
+
+def split_between_hosts(source: Path, hosts: dict[str, Path], first_share: float, only_first: tuple = ()) -> None:
+    """Each class folder's images split in two, as ShardedByS3Key splits S3 objects: `first_share` of them
+    to the first host and the rest to the second; classes in `only_first` go to the first host alone."""
+    first, second = hosts.values()
+    for folder in sorted(source.iterdir()):
+        images = sorted(folder.iterdir())
+        cut = len(images) if folder.name in only_first else round(len(images) * first_share)
+        for host_root, share in ((first, images[:cut]), (second, images[cut:])):
+            (host_root / folder.name).mkdir(parents=True, exist_ok=True)
+            for image in share:
+                os.link(image, host_root / folder.name / image.name)
+
+
+@pytest.fixture
+def shards(small_data, tmp_path) -> dict[str, Path]:
+    """Unequal shards: algo-1 holds 60 % of each training class and all of Ankle boot (3,200 images), algo-2
+    the rest (1,800, no Ankle boot folder at all) plus one corrupt JPEG; test 18/12 a class; valid on both."""
+    hosts = {host: tmp_path / "shards" / host for host in HOSTS}
+    split_between_hosts(small_data / "train", {h: p / "train" for h, p in hosts.items()}, 0.6, ("010.Ankle_boot",))
+    split_between_hosts(small_data / "test", {h: p / "test" for h, p in hosts.items()}, 0.6)
+    for root in hosts.values():
+        shutil.copytree(small_data / "valid", root / "valid", copy_function=os.link)
+    jpeg = io.BytesIO()
+    source = next((small_data / "train/001.T-shirt_top").iterdir())
+    Image.open(source).convert("RGB").resize((64, 64)).save(jpeg, "JPEG")
+    cut = jpeg.getvalue().index(b"\xff\xda") + 40  # headers whole, scan data cut: Image.verify() passes it
+    (hosts["algo-2"] / "train/001.T-shirt_top/corrupt.jpg").write_bytes(jpeg.getvalue()[:cut])
+    return hosts
+
+
+def test_sharded_channels_train_each_host_on_its_own_files(job, shards):
+    """ShardedByS3Key: every host trains on its own, unequal shard at one pace; the sharded test channel is
+    summed over hosts, the replicated valid channel counted once; a corrupt JPEG is found in the scan even
+    with nothing cached; progress lines come from rank 0 only."""
+    multi = job({**HYPERPARAMETERS, "cache_mb": 0, "progress_seconds": 1}, data=shards,
+                channels={"train": SHARDED, "valid": REPLICATED, "test": SHARDED})
+    up = multi.compose("up", *HOSTS)
+    logs = {host: multi.container(host).logs().decode(errors="replace") for host in HOSTS}
+    assert [multi.container(host).attrs["State"]["ExitCode"] for host in HOSTS] == [0, 0], up.stdout[-4000:]
+
+    metrics = json.loads((multi.host_dir("algo-1") / "output/data/metrics.json").read_text())
+    assert metrics["data"]["hosts"] == {"algo-1": {"train": 3200, "valid": 300, "test": 180},
+                                        "algo-2": {"train": 1800, "valid": 300, "test": 120}}
+    assert metrics["data"]["channels"] == {"train": {"distribution": "ShardedByS3Key", "images": 5000},
+                                           "valid": {"distribution": "FullyReplicated", "images": 300},
+                                           "test": {"distribution": "ShardedByS3Key", "images": 300}}
+    # 32 images a process a step; algo-2's 1,800 images allow 56 steps, so both hosts run 56
+    assert (metrics["data"]["steps_per_epoch"], metrics["data"]["images_per_epoch"]) == (56, 3584)
+    assert "every process trains 56 steps an epoch (3584 of the 5000 training images)" in logs["algo-2"]
+    assert [e["valid_images"] for e in metrics["epochs"]] == [300, 300]  # replicated: not double-counted
+    confusion = metrics["test_confusion"]
+    assert sum(map(sum, confusion)) == 300 and sum(confusion[9]) == 30  # each host's own test files, summed
+    assert json.loads((multi.host_dir("algo-1") / "model/model.json").read_text())["class_names"][9] == "Ankle boot"
+    assert metrics["test_acc"] > 0.5, metrics["test_acc"]
+
+    assert "skipping 1 unreadable image(s)" in logs["algo-2"] and "corrupt.jpg" in logs["algo-2"]
+    assert " progress epoch 1/2 step " in logs["algo-1"] and " progress epoch " not in logs["algo-2"]

@@ -127,16 +127,23 @@ def remove_sdk_containers(client, root: Path) -> None:
 
 
 def run_driver(version: str, client, root: Path, env: dict, args: list[str], timeout: int = 900) -> SdkRun:
+    """drive_sdk_<version>.py: a training job, and what follows it."""
+    return run_script(version, f"drive_sdk_{version}.py", client, root, env, [
+        "--training-image", TRAINING_IMAGE, "--hyperparameters", json.dumps(HYPERPARAMETERS), *args], timeout)
+
+
+def run_script(version: str, script: str, client, root: Path, env: dict, args: list[str],
+               timeout: int = 900) -> SdkRun:
+    """One of this folder's driver scripts with SDK `version`'s interpreter; its result.json back."""
     result_file = root / "result.json"
-    command = [str(sdk_python(version)), str(HERE / f"drive_sdk_{version}.py"),
-               "--training-image", TRAINING_IMAGE, "--serving-image", SERVING_IMAGE,
-               "--hyperparameters", json.dumps(HYPERPARAMETERS), "--result", str(result_file), *args]
+    command = [str(sdk_python(version)), str(HERE / script), "--serving-image", SERVING_IMAGE,
+               "--result", str(result_file), *args]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=timeout,
                           check=False)
     log = done.stdout + done.stderr
     (root / "driver.log").write_text(log)
     if done.returncode != 0:
-        pytest.fail(f"SDK {version} driver failed ({done.returncode}):\n{log[-6000:]}")
+        pytest.fail(f"SDK {version} {script} failed ({done.returncode}):\n{log[-6000:]}")
     containers = [{"name": c.name, "service": c.labels["com.docker.compose.service"], "status": c.status,
                    "exit_code": c.attrs["State"]["ExitCode"], "image": c.attrs["Config"]["Image"]}
                   for c in sdk_containers(client, root)]

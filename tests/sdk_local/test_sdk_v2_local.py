@@ -1,27 +1,44 @@
 """SageMaker Python SDK v2 local mode with our images: Estimator(instance_type="local") on
 file:// channels and output, deploy(instance_type="local") with the serving image, predict,
 delete_endpoint. No AWS: no credentials, no network."""
+import json
 import re
 
 import pytest
 import requests
 
 from byoc import model_package
-from sdk_harness import (SERVING_IMAGE, TRAINING_IMAGE, check_artifacts, check_predictions, run_driver, sample_images,
-                         wait_until_stopped)
+from sdk_harness import (HYPERPARAMETERS, SERVING_IMAGE, TRAINING_IMAGE, check_artifacts, check_predictions, run_driver,
+                         sample_images, wait_until_stopped)
 
 pytestmark = pytest.mark.docker
+
+
+# Python values, as a user passes them to Estimator(hyperparameters=...): SDK v2 sends str() of each
+# ("False", "True", "None", "0.04", "1e-05"), which sagemaker-training cannot JSON-decode for the words.
+PYTHON_VALUES = {**HYPERPARAMETERS, "hflip": False, "amp": True, "pretrained_weights": None, "lr": 0.04,
+                 "weight_decay": 1e-05}
 
 
 def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, sdk_env, serving_port, outbound):
     images = sample_images(small_data)
     run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
         "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
-        "--job-name", "byoc-sdk-v2", "--port", str(serving_port), "--predict", *map(str, images)])
+        "--job-name", "byoc-sdk-v2", "--port", str(serving_port), "--predict", *map(str, images),
+        "--hyperparameters", json.dumps(PYTHON_VALUES)])
+
+    # The job got str() values (the toolkit says so) and ran with the Python values they stand for.
+    assert "Failed to parse hyperparameter hflip value False to Json" in run.log
+    assert "Failed to parse hyperparameter pretrained_weights value None to Json" in run.log
+    ran = re.search(r"hyperparameters: (Hyperparameters\(.*\))", run.log).group(1)
+    for shown in ("hflip=False", "amp=True", "pretrained_weights=''", "lr=0.04,", "weight_decay=1e-05,"):
+        assert shown in ran, ran
 
     assert run.result["sdk_version"].startswith("2.")
     assert run.result["model_data"] == f"file://{sdk_root}/output/model.tar.gz"
     model_dir = check_artifacts(run.result["model_data"], small_data, sdk_root / "unpacked")
+    used = json.loads((sdk_root / "unpacked/output/data/metrics.json").read_text())["hyperparameters"]
+    assert {name: used[name] for name in PYTHON_VALUES} == {**PYTHON_VALUES, "pretrained_weights": ""}
     accuracy = check_predictions(run.result["predictions"], images, model_dir)
     assert accuracy >= 0.5, f"served top-1 accuracy {accuracy:.2f} on {len(images)} test images"
 

@@ -7,8 +7,13 @@ from byoc.training import distributed, hyperparameters
 from byoc.training.errors import TrainingError
 
 
-def environment(hosts, current):
-    return SimpleNamespace(hosts=hosts, current_host=current, network_interface_name="eth0")
+def environment(hosts, current, instance_groups=None):
+    """sagemaker-training's Environment as Cluster reads it; resource_config as SageMaker writes it."""
+    config = {"current_host": current, "hosts": hosts, "network_interface_name": "eth0"}
+    if instance_groups is not None:
+        config["current_group_name"] = next(g["instance_group_name"] for g in instance_groups if current in g["hosts"])
+        config["instance_groups"] = instance_groups
+    return SimpleNamespace(hosts=hosts, current_host=current, network_interface_name="eth0", resource_config=config)
 
 
 def test_the_cluster_meets_on_the_first_sorted_host():
@@ -46,3 +51,24 @@ def test_distributed_timeout_is_validated():
     assert hyperparameters.parse({"distributed_timeout": 45}).distributed_timeout == 45
     with pytest.raises(hyperparameters.HyperparameterError, match="distributed_timeout"):
         hyperparameters.parse({"distributed_timeout": 1})
+
+
+def test_one_instance_group_is_a_plain_cluster():
+    """SageMaker lists a homogeneous job's hosts as one group, 'homogeneousCluster'."""
+    groups = [{"instance_group_name": "homogeneousCluster", "instance_type": "ml.g5.xlarge",
+               "hosts": ["algo-1", "algo-2"]}]
+    cluster = distributed.Cluster.from_environment(environment(["algo-1", "algo-2"], "algo-2", instance_groups=groups),
+                                                   gpus=0)
+    assert cluster.world_size == 2
+
+
+def test_a_heterogeneous_cluster_is_refused_in_one_paragraph():
+    groups = [{"instance_group_name": "gpus", "instance_type": "ml.p4d.24xlarge", "hosts": ["algo-1", "algo-2"]},
+              {"instance_group_name": "data", "instance_type": "ml.c5.18xlarge", "hosts": ["algo-3"]}]
+    with pytest.raises(TrainingError) as error:
+        distributed.Cluster.from_environment(environment(["algo-1", "algo-2", "algo-3"], "algo-3",
+                                                         instance_groups=groups), gpus=0)
+    message = str(error.value)
+    assert "heterogeneous cluster (gpus: 2 x ml.p4d.24xlarge; data: 1 x ml.c5.18xlarge" in message
+    assert "this host, algo-3, is in data" in message and "no InstanceGroups" in message
+    assert "\n" not in message

@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 import os
 import subprocess
 import sys
@@ -131,3 +132,41 @@ def test_checking_hyperparameters_needs_no_torch(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr
     blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert "torch is blocked" in blocked.stderr  # the blocker works
+
+
+@pytest.mark.parametrize("sent, field, value", [
+    # a tuning job passes the chosen categorical value as the string the user listed
+    ("True", "hflip", True), ("False", "amp", False),  # SDK v2 CategoricalParameter([True, False]): str()
+    ("true", "hflip", True), ("FALSE", "hflip", False),  # JSON-encoded (SDK v3, boto3) or as typed
+    ('"false"', "hflip", False),  # a JSON-encoded string of the word
+    ("adamw", "optimizer", "adamw"), ('"adamw"', "optimizer", "adamw"),
+    ("64", "batch_size", 64), ("0.0125", "lr", 0.0125), ("1.0E-4", "weight_decay", 1e-4),  # Integer/Continuous
+    ("force", "resume", "force"),
+])
+def test_tuning_jobs_values_are_read(sent, field, value):
+    """What SageMaker's HPO writes into hyperparameters.json, through sagemaker-training's decoding."""
+    hp = parse(toolkit_decoded({field: sent, "_tuning_objective_metric": "validation:accuracy"}))
+    assert getattr(hp, field) == value and type(getattr(hp, field)) is type(value)
+
+
+def test_resume_takes_auto_or_force():
+    assert parse({}).resume == "auto"
+    with pytest.raises(HyperparameterError, match="resume='never' is not valid: it must be auto or force"):
+        parse({"resume": "never"})
+
+
+def test_only_operational_fields_may_change_on_resume():
+    from byoc.training.hyperparameters import DEFINING, differences
+    operational = {"workers", "cache_mb", "max_bad_image_fraction", "checkpoint_every", "distributed_timeout",
+                   "channels_last", "compile", "deterministic", "resume", "progress_seconds", "tensorboard"}
+    assert set(FIELDS) - set(DEFINING) == operational
+    saved = asdict(Hyperparameters())
+    assert differences(saved, parse({"workers": 7, "tensorboard": True})) == {}
+    assert differences(saved, parse({"seed": 3, "amp": False})) == {"amp": (True, False), "seed": (0, 3)}
+
+
+def test_the_new_fields_are_checked():
+    assert parse({"progress_seconds": "0", "tensorboard": "True"}) == Hyperparameters(progress_seconds=0,
+                                                                                       tensorboard=True)
+    with pytest.raises(HyperparameterError, match="progress_seconds=-1"):
+        parse({"progress_seconds": -1})

@@ -1,6 +1,7 @@
+import datetime
 import re
 
-from byoc.training.metrics import METRIC_DEFINITIONS, epoch_line, final_line
+from byoc.training.metrics import METRIC_DEFINITIONS, epoch_line, final_line, progress_line
 
 
 def parse(lines: list[str]) -> dict[str, list[float]]:
@@ -35,3 +36,22 @@ def test_definitions_fit_sagemaker_limits():
     names = [d["Name"] for d in METRIC_DEFINITIONS]
     assert len(names) == len(set(names)) <= 40
     assert all(len(d["Regex"]) <= 500 and re.compile(d["Regex"]).groups == 1 for d in METRIC_DEFINITIONS)
+
+
+def progress_log_line() -> str:
+    return "2026-01-01 INFO byoc.training: " + progress_line({
+        "epoch": 2, "epochs": 3, "step": 120, "steps": 469, "running_loss": 0.4123,
+        "images_per_sec": 812.34, "eta": datetime.timedelta(seconds=42)})
+
+
+def test_the_progress_line_says_where_the_epoch_is():
+    assert progress_log_line().endswith(
+        "progress epoch 2/3 step 120/469 running_loss=0.412300 images_per_sec=812.3 eta=0:00:42")
+
+
+def test_the_epoch_and_final_regexes_do_not_read_progress_lines():
+    epoch = "2026-01-01 INFO byoc.training: " + epoch_line({"epoch": 2, "train_loss": 0.5, "train_acc": 0.8,
+                                                            "lr": 0.01, "images_per_sec": 700})
+    found = parse([progress_log_line(), epoch, progress_log_line()])
+    assert found == {"epoch": [2], "train:loss": [0.5], "train:accuracy": [0.8], "learning_rate": [0.01],
+                     "train:images_per_second": [700.0], "train:running_loss": [0.4123, 0.4123]}

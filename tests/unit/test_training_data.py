@@ -19,16 +19,6 @@ def test_display_names_drop_the_number_prefix():
     assert contract.display_name("Golden_retriever") == "Golden retriever"
 
 
-def test_missing_train_channel_says_what_to_pass():
-    with pytest.raises(DataError, match="'train' channel is missing.*got channels: test, valid"):
-        data.find_channels({"valid": "/nonexistent", "test": "/nonexistent"})
-
-
-def test_validation_alias_is_accepted(small_data):
-    channels = data.find_channels({"train": small_data / "train", "validation": small_data / "valid"})
-    assert channels["valid"] == small_data / "valid"
-
-
 def test_splits_share_the_training_class_index(small_data, tmp_path):
     valid = tmp_path / "valid"
     shutil.copytree(small_data / "valid" / "010.Ankle_boot", valid / "010.Ankle_boot")
@@ -78,8 +68,8 @@ def test_too_many_unreadable_images_fail_the_job(small_data, tmp_path):
 def test_images_are_decoded_once_when_they_fit(small_data, tmp_path):
     root = copy_classes(small_data, tmp_path / "train")
     cached = data.load_splits({"train": root}, Preprocessing(28, 28), cache_bytes=10**6)["train"]
-    uncached = data.load_splits({"train": root}, Preprocessing(28, 28), cache_bytes=100)["train"]
-    assert cached.arrays is not None and uncached.arrays is None
+    uncached = data.load_splits({"train": root}, Preprocessing(28, 28), cache_bytes=0)["train"]
+    assert all(a is not None for a in cached.arrays) and all(a is None for a in uncached.arrays)
     for i in (0, 31, 59):
         assert np.array_equal(cached[i][0], uncached[i][0]) and cached[i][1] == uncached[i][1]
 
@@ -95,6 +85,3 @@ def test_training_batches_are_normalised_exactly_as_served(small_data):
     torch.testing.assert_close(normalised, served, atol=1e-5, rtol=1e-5)
 
 
-def test_configured_but_absent_channel_folder_is_explained(tmp_path):
-    with pytest.raises(DataError, match="'train' channel is configured but .*/nothing does not exist"):
-        data.find_channels({"train": str(tmp_path / "nothing")})

@@ -1,4 +1,5 @@
-"""Server settings from the environment, checked once at start (a bad one stops `serve` naming it).
+"""Server settings from the environment, checked once at start (a bad one stops `serve` naming it;
+names: byoc.contract).
 
   SAGEMAKER_BIND_TO_PORT          port for /ping and /invocations              8080
   SAGEMAKER_SAFE_PORT_RANGE       ports the container may use beyond it,       the first free port
@@ -81,17 +82,17 @@ class Limits:
 
 def limits_from_environment() -> Limits:
     return Limits(
-        max_payload_bytes=_whole_number("BYOC_MAX_PAYLOAD_MB", 6, maximum=1024) * 1024 * 1024,
-        max_image_pixels=_whole_number("BYOC_MAX_IMAGE_PIXELS", 40_000_000),
-        max_request_pixels=_whole_number("BYOC_MAX_REQUEST_PIXELS", 100_000_000),
-        max_aspect_ratio=_number("BYOC_MAX_ASPECT_RATIO", 20.0, minimum=1.0),
-        max_images=_whole_number("BYOC_MAX_IMAGES", 64),
+        max_payload_bytes=_whole_number(contract.MAX_PAYLOAD_SETTING, 6, maximum=1024) * 1024 * 1024,
+        max_image_pixels=_whole_number(contract.MAX_IMAGE_PIXELS_SETTING, 40_000_000),
+        max_request_pixels=_whole_number(contract.MAX_REQUEST_PIXELS_SETTING, 100_000_000),
+        max_aspect_ratio=_number(contract.MAX_ASPECT_RATIO_SETTING, 20.0, minimum=1.0),
+        max_images=_whole_number(contract.MAX_IMAGES_SETTING, 64),
     )
 
 
 def _timeout_s() -> int:
     """SAGEMAKER_MODEL_SERVER_TIMEOUT, or ..._SECONDS as the newer toolkits call it: seconds either way."""
-    names = ("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "SAGEMAKER_MODEL_SERVER_TIMEOUT")
+    names = (contract.TIMEOUT_SECONDS_SETTING, contract.TIMEOUT_SETTING)
     values = {name: _whole_number(name, 0) for name in names if _raw(name)}
     if len(set(values.values())) > 1:
         raise SettingError(" and ".join(f"{n}={v}" for n, v in values.items()) + " disagree: set one")
@@ -101,22 +102,21 @@ def _timeout_s() -> int:
 # A worker's model load gets its own bound, not the request timeout (MMS would use that for both,
 # and a short request timeout would then never let a model load).
 MODEL_LOAD_TIMEOUT_S = 300
-# MMS refuses to bind ports from 32767 up (its Connector compares with Short.MAX_VALUE).
-MAX_PORT = 32766
+MAX_PORT = contract.MAX_SERVER_PORT
 
 
 def _port_range(bind_port: int) -> tuple[int, int] | None:
-    raw = _raw("SAGEMAKER_SAFE_PORT_RANGE")
+    raw = _raw(contract.SAFE_PORTS_SETTING)
     if not raw:
         return None
     low, _, high = raw.partition("-")
     try:
         first, last = int(low), int(high)
     except ValueError:
-        raise SettingError(f"SAGEMAKER_SAFE_PORT_RANGE={raw!r} must be LOW-HIGH, e.g. 10000-10999") from None
+        raise SettingError(f"{contract.SAFE_PORTS_SETTING}={raw!r} must be LOW-HIGH, e.g. 10000-10999") from None
     usable = [port for port in range(first, min(last, MAX_PORT) + 1) if port != bind_port][:1]
     if not 1 <= first <= last <= 65535 or not usable:
-        raise SettingError(f"SAGEMAKER_SAFE_PORT_RANGE={raw!r} must be LOW-HIGH within 1-65535 and hold a port "
+        raise SettingError(f"{contract.SAFE_PORTS_SETTING}={raw!r} must be LOW-HIGH within 1-65535 and hold a port "
                            f"up to {MAX_PORT} (the model server's limit) other than SAGEMAKER_BIND_TO_PORT={bind_port}")
     return first, last
 
@@ -145,22 +145,22 @@ class Settings:
 def from_environment() -> Settings:
     cores = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
-    workers = _whole_number("SAGEMAKER_MODEL_SERVER_WORKERS", max(1, gpus))
-    multi_model = _raw("SAGEMAKER_MULTI_MODEL").lower()
+    workers = _whole_number(contract.WORKERS_SETTING, max(1, gpus))
+    multi_model = _raw(contract.MULTI_MODEL_SETTING).lower()
     if multi_model not in ("", "true", "false"):
-        raise SettingError(f"SAGEMAKER_MULTI_MODEL={multi_model!r} must be true or false")
-    port = _whole_number("SAGEMAKER_BIND_TO_PORT", 8080, maximum=MAX_PORT)
+        raise SettingError(f"{contract.MULTI_MODEL_SETTING}={multi_model!r} must be true or false")
+    port = _whole_number(contract.PORT_SETTING, 8080, maximum=MAX_PORT)
     return Settings(
         port=port,
         safe_ports=_port_range(port),
         workers=workers,
         timeout_s=_timeout_s(),
         multi_model=multi_model == "true",
-        max_batch_size=_whole_number("BYOC_MAX_BATCH_SIZE", 8),
-        max_batch_delay_ms=_whole_number("BYOC_MAX_BATCH_DELAY_MS", 2, minimum=0),
+        max_batch_size=_whole_number(contract.MAX_BATCH_SIZE_SETTING, 8),
+        max_batch_delay_ms=_whole_number(contract.MAX_BATCH_DELAY_SETTING, 2, minimum=0),
         limits=limits_from_environment(),
-        torch_threads=_whole_number("BYOC_TORCH_THREADS", max(1, cores // workers)),
-        server_user=_raw("BYOC_SERVER_USER") or "byoc",
+        torch_threads=_whole_number(contract.TORCH_THREADS_SETTING, max(1, cores // workers)),
+        server_user=_raw(contract.SERVER_USER_SETTING) or "byoc",
         gpus=gpus,
-        stall_file=_raw("BYOC_TEST_STALL_FILE"),
+        stall_file=_raw(contract.STALL_FILE_SETTING),
     )

@@ -1,4 +1,5 @@
-"""Channels: train (required), valid and test (optional); formats in formats.py.
+"""The splits' images: train (required), valid and test (optional); which channels exist is
+channels.py's, other formats are formats.py's.
 
 Each channel holds one folder per class, named like the dog-breed data set
 (`001.Affenpinscher/`, `002.Afghan_hound/` ...; any folder name works). The
@@ -7,6 +8,7 @@ indices, so a class missing from a small validation set shifts nothing.
 """
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,32 +26,7 @@ from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
 
 logger = logging.getLogger(__name__)
-REQUIRED_CHANNELS = ("train",)
-OPTIONAL_CHANNELS = {"valid": ("valid", "validation"), "test": ("test",)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def find_channels(channel_dirs: dict[str, str]) -> dict[str, Path]:
-    """Map our channel names to their folders; fail clearly when `train` is absent."""
-    found = {}
-    for name in REQUIRED_CHANNELS:
-        if name not in channel_dirs:
-            raise DataError(
-                f"The '{name}' channel is missing: expected class folders of images under "
-                f"/opt/ml/input/data/{name} (got channels: {', '.join(sorted(channel_dirs)) or 'none'}). "
-                f"Pass it as the '{name}' input of the training job."
-            )
-        path = Path(channel_dirs[name])
-        if not path.is_dir():
-            raise DataError(f"The '{name}' channel is configured but {path} does not exist: "
-                            "was its data copied or mounted there?")
-        found[name] = path
-    for name, aliases in OPTIONAL_CHANNELS.items():
-        for alias in aliases:
-            if alias in channel_dirs and Path(channel_dirs[alias]).is_dir():
-                found[name] = Path(channel_dirs[alias])
-                break
-    return found
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -61,16 +38,35 @@ def has_image_extension(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _check(path: str, decode: bool) -> np.ndarray | bool:
-    """The decoded RGB array (decode) or True (header and data verified); False when unreadable."""
+class DecodeBudget:
+    """Bytes of decoded pixels the scan may keep; the scan's threads draw from it under a lock."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Keep `size` more bytes if they fit."""
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def spend(self, size: int) -> None:
+        """Bytes held anyway (a format read into memory whole)."""
+        with self._lock:
+            self.left -= size
+
+
+def decode_or_fail(path: str, budget: DecodeBudget) -> np.ndarray | bool:
+    """Decode one image fully, the way the loader will: the array when the budget keeps it, True
+    when it decoded but is not kept, False when it cannot be read (any decoder complaint)."""
     try:
-        if decode:
-            return read_rgb(path)
-        with Image.open(path) as image:
-            image.verify()
-        return True
-    except Exception:  # any decoder complaint means the file is unusable
+        array = read_rgb(path)
+    except Exception:
         return False
+    return array if budget.take(array.nbytes) else True
 
 
 class ClassFolders(ImageFolder):
@@ -94,15 +90,13 @@ class ClassFolders(ImageFolder):
             )
         return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
 
-    def scan(self, cache_bytes: int, max_bad_fraction: float, threads: int) -> None:
-        """Read every image once: drop the unreadable ones (fatal above `max_bad_fraction`) and,
-        when the decoded images fit in `cache_bytes`, keep them in memory for all epochs."""
+    def scan(self, budget: DecodeBudget, max_bad_fraction: float, threads: int) -> None:
+        """Decode every image once, whatever the cache (Image.verify() checks little beyond PNG): drop
+        the unreadable ones (fatal above `max_bad_fraction`) and keep the decoded pixels of as many as
+        the budget holds, so the loader reads only the rest from disk each epoch."""
         paths = [path for path, _ in self.samples]
-        sample = [a for a in map(read_rgb_or_none, paths[:: max(1, len(paths) // 16)]) if a is not None]
-        estimate = len(paths) * (sum(a.nbytes for a in sample) / max(len(sample), 1))
-        decode = estimate <= cache_bytes
         with ThreadPoolExecutor(threads) as pool:  # Pillow decodes without holding the GIL
-            results = list(pool.map(_check, paths, [decode] * len(paths), chunksize=64))
+            results = list(pool.map(decode_or_fail, paths, [budget] * len(paths), chunksize=64))
         bad = [path for path, ok in zip(paths, results) if ok is False]
         if bad:
             logger.warning("%s: skipping %d unreadable image(s), e.g. %s", self.root, len(bad), bad[:3])
@@ -111,30 +105,24 @@ class ClassFolders(ImageFolder):
                     f"{len(bad)} of {len(paths)} images in {self.root} cannot be read (e.g. {', '.join(bad[:3])}); "
                     f"more than the allowed {max_bad_fraction:.1%} (max_bad_image_fraction)."
                 )
-        keep = [i for i, ok in enumerate(results) if ok is not False]
-        self.samples = [self.samples[i] for i in keep]
+        kept = [result for result in results if result is not False]
+        self.samples = [sample for sample, result in zip(self.samples, results) if result is not False]
         self.targets = [s[1] for s in self.samples]
         self.imgs = self.samples
-        if decode:
-            self.arrays = [results[i] for i in keep]
-        logger.info("%s: %d images%s", self.root, len(self.samples),
-                    f", {sum(a.nbytes for a in self.arrays) / 2**20:.0f} MiB decoded in memory" if decode else "")
+        self.arrays = [result if isinstance(result, np.ndarray) else None for result in kept]
+        cached = sum(a is not None for a in self.arrays)
+        logger.info("%s: %d images, %d of them decoded in memory (%.0f MiB)", self.root, len(self.samples), cached,
+                    self.memory_bytes() / 2**20)
 
     def memory_bytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays or [])
+        return sum(a.nbytes for a in self.arrays or [] if a is not None)
 
     def __getitem__(self, index: int):
-        if self.arrays is None:
+        array = self.arrays[index] if self.arrays is not None else None
+        if array is None:  # not kept in memory: decoded from disk, as the scan did
             return super().__getitem__(index)
-        array, target = self.arrays[index], self.targets[index]
+        target = self.targets[index]
         return (self.transform(array) if self.transform else array), target
-
-
-def read_rgb_or_none(path: str) -> np.ndarray | None:
-    try:
-        return read_rgb(path)
-    except Exception:
-        return None
 
 
 def train_transform(prep: Preprocessing, hp) -> A.Compose:
@@ -184,19 +172,20 @@ def open_split(path: Path, split: str, transform, classes: list[str] | None = No
 
 
 def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int = 0,
-                max_bad_fraction: float = 0.0, threads: int = 1) -> dict:
-    """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors."""
+                max_bad_fraction: float = 0.0, threads: int = 1, classes: list[str] | None = None) -> dict:
+    """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors. `classes`: the
+    training classes when they are known beforehand (a sharded channel: every host's folders)."""
     try:
-        train = open_split(channels["train"], "train", transform=None)
+        train = open_split(channels["train"], "train", transform=None, classes=classes)
     except FileNotFoundError as error:
         raise DataError(f"The 'train' channel has no usable images: {error}") from None
     splits = {"train": train}
     for name in ("valid", "test"):
         if name in channels:
             splits[name] = open_split(channels[name], name, EvalTransform(prep), classes=train.classes)
+    budget = DecodeBudget(cache_bytes)  # shared: the training split draws from it first
     for split in splits.values():
-        split.scan(cache_bytes, max_bad_fraction, threads)
-        cache_bytes -= split.memory_bytes()
+        split.scan(budget, max_bad_fraction, threads)
     if not len(splits["train"]):
         raise DataError(f"The 'train' channel has no readable images in {channels['train']}.")
     return splits
@@ -209,13 +198,15 @@ def _loader(dataset, batch_size: int, workers: int, **kwargs) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0), **kwargs)
 
 
-def train_loader(train, prep: Preprocessing, hp, workers: int, rank: int = 0,
-                 world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
-    """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset).
-    batch_size is the global batch: each of world_size ranks loads its share of it."""
-    sampler = EpochSampler(len(train), hp.seed, rank=rank, world_size=world_size)
+def train_loader(train, prep: Preprocessing, hp, workers: int, rank: int = 0, world_size: int = 1,
+                 batch_size: int | None = None, steps: int | None = None) -> tuple[DataLoader, EpochSampler]:
+    """Augmented, shuffled batches; the sampler sets the epoch (and the resume offset). This
+    process is `rank` of the `world_size` sharing these files; it loads `batch_size` images a step
+    (its share of the global batch; default: hp.batch_size // world_size), `steps` a full epoch."""
+    batch_size = batch_size or hp.batch_size // world_size
+    sampler = EpochSampler(len(train), hp.seed, rank=rank, world_size=world_size,
+                           per_epoch=None if steps is None else steps * batch_size)
     dataset = SeededAugmentation(train, train_transform(prep, hp))
-    batch_size = hp.batch_size // world_size
     loader = _loader(dataset, batch_size, workers, sampler=sampler, drop_last=len(sampler) > batch_size,
                      collate_fn=collate_uint8)
     return loader, sampler

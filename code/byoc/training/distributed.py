@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Subset
 
 from byoc.training.errors import Stopped, TrainingError
 
@@ -41,6 +40,7 @@ class Cluster:
     def from_environment(cls, env, gpus: int) -> "Cluster":
         """From sagemaker-training's Environment (resourceconfig.json) and the GPUs this job uses
         (0 on CPUs: one process per host)."""
+        refuse_heterogeneous(env.resource_config)
         hosts = tuple(sorted(env.hosts))
         if env.current_host not in hosts:
             raise TrainingError(f"resourceconfig.json names current_host {env.current_host!r}, "
@@ -60,11 +60,26 @@ class Cluster:
         return len(self.hosts) * self.processes_per_host
 
 
+def refuse_heterogeneous(resource_config: dict) -> None:
+    """Several instance groups (ResourceConfig.InstanceGroups with more than one group) need a
+    role per group; this job has one kind of host. One group is what a plain job gets, too."""
+    groups = resource_config.get("instance_groups") or []
+    if len(groups) > 1:
+        described = "; ".join(f"{g.get('instance_group_name')}: {len(g.get('hosts', []))} x "
+                              f"{g.get('instance_type')}" for g in groups)
+        raise TrainingError(
+            f"This job runs on a heterogeneous cluster ({described}; this host, "
+            f"{resource_config.get('current_host')}, is in {resource_config.get('current_group_name')}), which "
+            "this image does not support: every host trains the same model on the same kind of instance. Use "
+            "one instance type and count (ResourceConfig InstanceType/InstanceCount, no InstanceGroups)."
+        )
+
+
 class SingleProcess:
     """The one-process job: every collective is a no-op, so the training loop has one shape
     whether it runs alone or as one of a ProcessGroup's ranks."""
 
-    rank, world_size, local_world_size = 0, 1, 1
+    rank, world_size, local_rank, local_world_size = 0, 1, 0, 1
     is_main = True
 
     def __init__(self, device: torch.device):
@@ -79,11 +94,11 @@ class SingleProcess:
     def broadcast(self, value):
         return value
 
+    def gather(self, value) -> list:
+        return [value]
+
     def wrap(self, model, find_unused_parameters: bool = False):
         return model
-
-    def shard(self, dataset):
-        return dataset
 
     def close(self) -> None:
         pass
@@ -104,7 +119,7 @@ class ProcessGroup:
         dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo",
                                 timeout=timedelta(seconds=timeout_s))
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        self.local_world_size = int(os.environ["LOCAL_WORLD_SIZE"])
+        self.local_rank, self.local_world_size = local_rank, int(os.environ["LOCAL_WORLD_SIZE"])
         self.is_main = self.rank == 0
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -123,14 +138,16 @@ class ProcessGroup:
         dist.broadcast_object_list(box, src=0, device=self.device)
         return box[0]
 
+    def gather(self, value) -> list:
+        """Every rank's value, in rank order, on every rank (pickled between this job's processes)."""
+        everyone = [None] * self.world_size
+        dist.all_gather_object(everyone, value)
+        return everyone
+
     def wrap(self, model, find_unused_parameters: bool = False):
         from torch.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                        find_unused_parameters=find_unused_parameters)
-
-    def shard(self, dataset):
-        """Every world_size-th item from this rank's: evaluation splits the set; sums add it up."""
-        return Subset(dataset, range(self.rank, len(dataset), self.world_size))
 
     def close(self) -> None:
         dist.destroy_process_group()
@@ -155,6 +172,11 @@ class SharedStop:
 
     def __bool__(self) -> bool:
         return self.group.any(bool(self.local))
+
+    @property
+    def requested_here(self) -> bool:
+        """This rank's own flag: no collective, so loops of unequal length (evaluation) may ask it."""
+        return bool(self.local)
 
 
 def peer_failure(error: BaseException, timeout_s: int) -> str | None:

@@ -53,6 +53,11 @@ class StopSignal:
     def __bool__(self) -> bool:
         return self.signum is not None
 
+    @property
+    def requested_here(self) -> bool:
+        """This process's own flag, without asking the others (see distributed.SharedStop)."""
+        return self.signum is not None
+
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     def factor(step: int) -> float:
@@ -108,6 +113,15 @@ class TrainStep:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
+    def set_optimizer_settings(self, lr: float, weight_decay: float, momentum: float) -> None:
+        """A new peak lr (the schedule carries on from its step), weight decay and SGD momentum:
+        a resumed job told to continue with its own values (resume=force)."""
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            group.update(initial_lr=lr, lr=lr * factor(self.scheduler.last_epoch), weight_decay=weight_decay)
+            if "nesterov" in group:
+                group.update(momentum=momentum, nesterov=momentum > 0)
+
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         images = self.normalize(images)
         labels = labels.to(self.device, non_blocking=True)
@@ -135,8 +149,9 @@ class TrainStep:
         return loss.item(), correct
 
 
-def train_one_epoch(step: TrainStep, loader, meter: EpochMeter, stop: StopSignal) -> bool:
-    """Train until the loader is exhausted (True) or a stop is requested (False)."""
+def train_one_epoch(step: TrainStep, loader, meter: EpochMeter, stop: StopSignal, after_batch=None) -> bool:
+    """Train until the loader is exhausted (True) or a stop is requested (False).
+    `after_batch(meter)`, if given, runs after each step (the progress log)."""
     step.model.train()
     start = time.perf_counter()
     try:
@@ -147,6 +162,8 @@ def train_one_epoch(step: TrainStep, loader, meter: EpochMeter, stop: StopSignal
             meter.loss_sum += loss * len(labels)
             meter.correct += correct
             meter.seen += len(labels)
+            if after_batch is not None:
+                after_batch(meter)
         return not stop
     finally:
         meter.seconds += time.perf_counter() - start
@@ -158,13 +175,17 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
-             channels_last: bool = False, reduce=_unchanged) -> tuple[dict, torch.Tensor]:
+             channels_last: bool = False, reduce=_unchanged, stop=None) -> tuple[dict, torch.Tensor]:
     """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted).
-    `reduce` sums the counts over the ranks that each evaluated a shard."""
+    `reduce` sums the counts over the ranks that each evaluated a shard. A stop request
+    (stop.requested_here) ends the pass early, so a stop never waits for a long evaluation:
+    callers then ask `stop` (all ranks) and drop the figures."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, seen = 0.0, 0
     for images, labels in loader:
+        if stop is not None and stop.requested_here:
+            break
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -176,4 +197,5 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
         seen += len(labels)
     loss_sum, seen = reduce(torch.tensor([loss_sum, seen], dtype=torch.float64)).tolist()
     confusion = reduce(confusion)
-    return {"loss": loss_sum / max(seen, 1), "acc": confusion.diag().sum().item() / max(seen, 1)}, confusion
+    return {"loss": loss_sum / max(seen, 1), "acc": confusion.diag().sum().item() / max(seen, 1),
+            "images": int(seen)}, confusion

@@ -41,8 +41,9 @@ class ArrayImages(Dataset):
         image = self.images[index]
         return (self.transform(image) if self.transform else image), self.targets[index]
 
-    def scan(self, *_args) -> None:
-        """Already decoded and checked when read."""
+    def scan(self, budget, *_args) -> None:
+        """Already decoded and checked when read; the pixels count against the decode budget."""
+        budget.spend(self.images.nbytes)
 
     def memory_bytes(self) -> int:
         return self.images.nbytes

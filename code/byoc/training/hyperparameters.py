@@ -22,15 +22,18 @@ from byoc.training.errors import HyperparameterError
 # Keys SageMaker itself adds (a tuning job names its objective); not ours to check.
 SAGEMAKER_KEYS = ("_tuning_objective_metric",)
 BOOLEAN_SPELLINGS = {"true": True, "false": False}
+RESUME_CHOICES = ("auto", "force")
 
 
-def option(default, allowed: str, check: Callable, meaning: str):
-    """A field whose limits and meaning live beside its default."""
-    return field(default=default, metadata={"allowed": allowed, "check": check, "meaning": meaning})
+def option(default, allowed: str, check: Callable, meaning: str, operational: bool = False):
+    """A field whose limits and meaning live beside its default. `operational`: how the job runs,
+    not what it learns (may differ when a job resumes another's checkpoint)."""
+    return field(default=default, metadata={"allowed": allowed, "check": check, "meaning": meaning,
+                                            "operational": operational})
 
 
-def flag(default: bool, meaning: str):
-    return option(default, "true or false", lambda v: True, meaning)
+def flag(default: bool, meaning: str, operational: bool = False):
+    return option(default, "true or false", lambda v: True, meaning, operational)
 
 
 def at_least(minimum, kind: str = "an integer"):
@@ -61,8 +64,9 @@ class Hyperparameters:
     early_stopping_patience: int = option(0, *at_least(0), "epochs without a better validation accuracy (needs "
                                                            "`valid`); the best epoch's weights are kept; 0 = off")
     amp: bool = flag(True, "on GPUs: bf16 where supported, else fp16 with a grad scaler; CPUs train in fp32")
-    channels_last: bool = flag(True, "NHWC memory format: faster convolutions on CPUs (oneDNN) and GPUs")
-    compile: bool = flag(False, "torch.compile the model")
+    channels_last: bool = flag(True, "NHWC memory format: faster convolutions on CPUs (oneDNN) and GPUs",
+                               operational=True)
+    compile: bool = flag(False, "torch.compile the model", operational=True)
     hflip: bool = flag(True, "random horizontal flips")
     rotation: float = option(0.0, *between(0, 180, "a number of degrees"), "maximum rotation either way")
     crop_padding: int = option(-1, "-1 or an integer >= 0", lambda v: v >= -1,
@@ -74,24 +78,43 @@ class Hyperparameters:
     image_size: int = option(28, *between(8, 1024, "an integer"), "crop side, in training and serving")
     resize_size: int = option(0, "0 or an integer >= image_size", lambda v: v >= 0,
                               "shorter side before cropping; 0 = image_size")
-    workers: int = option(0, *at_least(0), "data-loading processes; 0 = one per core")
-    cache_mb: int = option(4096, *at_least(0), "decode all images into memory once when they fit; "
-                                               "0 = decode every epoch")
-    max_bad_image_fraction: float = option(0.01, *between(0, 1), "unreadable images are skipped and logged; "
-                                                                 "above this share the job fails")
+    workers: int = option(0, *at_least(0), "data-loading processes; 0 = one per core", operational=True)
+    cache_mb: int = option(4096, *at_least(0), "memory for decoded images, kept from the scan for every epoch "
+                                               "(as many as fit; the rest are decoded each epoch); 0 = none",
+                           operational=True)
+    max_bad_image_fraction: float = option(0.01, *between(0, 1), "unreadable images (every image is decoded "
+                                                                 "before training) are skipped and logged; "
+                                                                 "above this share the job fails", operational=True)
     seed: int = option(0, *at_least(0), "epoch order, augmentation and initial weights")
     pretrained_weights: str = option("", "a file name (or empty)", lambda v: "/" not in v and v not in (".", ".."),
                                      "fine-tuning (resnet50): a file in the `pretrained` channel or the model "
                                      "dir; empty = from scratch")
     freeze_backbone_epochs: int = option(0, *at_least(0), "train only the new head for this many first epochs")
-    checkpoint_every: int = option(1, *at_least(1), "epochs between checkpoints (and always on SIGTERM)")
-    deterministic: bool = flag(False, "bit-for-bit repeatable runs (slower on GPU)")
+    checkpoint_every: int = option(1, *at_least(1), "epochs between checkpoints (and always on SIGTERM)",
+                                   operational=True)
+    deterministic: bool = flag(False, "bit-for-bit repeatable runs (slower on GPU)", operational=True)
     distributed_timeout: int = option(600, *at_least(5, "an integer number of seconds"),
                                       "several hosts or GPUs: seconds a process waits for the others to join, "
-                                      "or in a step")
+                                      "or in a step", operational=True)
+    resume: str = option("auto", "auto or force", lambda v: v in RESUME_CHOICES,
+                         "a checkpoint of another job (other hyperparameters or data) fails the job (auto) or is "
+                         "continued with this job's values (force)", operational=True)
+    progress_seconds: int = option(30, *at_least(0), "seconds between progress lines within an epoch (rank 0); "
+                                                     "0 = off", operational=True)
+    tensorboard: bool = flag(False, "TensorBoard scalars to /opt/ml/output/tensorboard; also on whenever that "
+                                    "folder exists (TensorBoardOutputConfig)", operational=True)
 
 
 FIELDS = {f.name: f for f in fields(Hyperparameters)}
+# What a checkpoint's job and this one must agree on to be the same optimisation.
+DEFINING = tuple(name for name, f in FIELDS.items() if not f.metadata["operational"])
+
+
+def differences(saved: dict, hp: Hyperparameters) -> dict[str, tuple]:
+    """{name: (saved value, this job's)} for the defining fields that differ. A field missing from
+    `saved` (a checkpoint from an older image) had its default: new fields keep old behaviour."""
+    return {name: (saved.get(name, FIELDS[name].default), getattr(hp, name)) for name in DEFINING
+            if saved.get(name, FIELDS[name].default) != getattr(hp, name)}
 
 
 def _invalid(name: str, value) -> HyperparameterError:
@@ -176,7 +199,8 @@ def markdown_table() -> str:
     """The README's table: one row per field, from the fields themselves."""
     rows = ["| name | default | allowed | meaning |", "|---|---|---|---|"]
     for f in FIELDS.values():
-        rows.append(f"| `{f.name}` | {_shown(f.default)} | {f.metadata['allowed']} | {f.metadata['meaning']} |")
+        meaning = f.metadata["meaning"] + ("; can change on resume" if f.metadata["operational"] else "")
+        rows.append(f"| `{f.name}` | {_shown(f.default)} | {f.metadata['allowed']} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 

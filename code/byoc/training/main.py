@@ -3,7 +3,8 @@
 sagemaker-training's `train` imports this module (SAGEMAKER_TRAINING_MODULE)
 and calls main(); it writes /opt/ml/output/success, or /opt/ml/output/failure
 with the message of a TrainingError, and sets the exit code. On SIGTERM the
-job checkpoints to /opt/ml/checkpoints and exits 143; the next start resumes.
+job checkpoints to /opt/ml/checkpoints, writes the model and metrics so far and
+exits 143: a spot job's next start resumes, a stopped job's model is uploaded.
 
 With several hosts or GPUs (resourceconfig.json, nvidia-smi), main() launches one
 training process per GPU (per host on CPUs) that run() as ranks of one DDP job; see
@@ -20,7 +21,7 @@ import torch
 from sagemaker_training import environment
 
 from byoc import cuda
-from byoc.training import checkpoints, distributed, hyperparameters, outputs, setup
+from byoc.training import channels, checkpoints, distributed, hyperparameters, outputs, setup
 from byoc.training.engine import StopSignal
 from byoc.training.errors import Stopped, TrainingError, unexpected
 from byoc.training.fit import fit
@@ -35,11 +36,13 @@ def run(env: environment.Environment, stop: StopSignal, hp: Hyperparameters, gro
     job = setup.build_job(env, hp, group)
     progress = resume(job)
     fit(job, progress, stop)
-    results = outputs.results(job, progress)
+    results = outputs.results(job, progress, stop)
     if group.is_main:  # the model and metrics are written once, by rank 0
         outputs.write_outputs(job, results)
-        if job.trial:
-            checkpoints.discard(job.checkpoint_dir)
+    if "stopped" in results:  # during the test pass: the model is there, the job did not finish
+        raise Stopped(results["stopped"]["signal"])
+    if group.is_main and job.trial:  # a finished trial: its checkpoints are of no further use
+        checkpoints.discard(job.checkpoint_dir)
     return results
 
 
@@ -76,6 +79,7 @@ def main() -> None:
         env = environment.Environment()
         clear_previous_outcome(env.output_dir)
         hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
+        channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing and Pipe channels
         device = choose_device()
         cluster = distributed.Cluster.from_environment(env, gpus=env.num_gpus if device == "cuda" else 0)
         if cluster.world_size == 1:

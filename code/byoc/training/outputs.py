@@ -1,6 +1,8 @@
-"""What a finished job leaves: the test figures, the model package, metrics.json and pictures."""
+"""What a job leaves: the test figures, the model package, metrics.json and pictures; and, when
+it is stopped, the model and metrics so far."""
 import json
 import logging
+from dataclasses import asdict
 
 from byoc import model_package
 from byoc.training import metrics, report
@@ -11,23 +13,50 @@ from byoc.training.setup import Job
 logger = logging.getLogger("byoc.training")
 
 
-def results(job: Job, progress: Progress) -> dict:
-    """The epochs' records and, with a test channel, the test figures over all ranks."""
-    found = {"epochs": progress.history}
+def shipped(progress: Progress) -> dict:
+    """Which weights the model package holds, for metrics.json."""
+    best = progress.best
+    if best["model"] is None:
+        return {"weights": "last", "epoch": len(progress.history)}
+    return {"weights": "best_validated", "epoch": best["epoch"], "valid_acc": best["acc"]}
+
+
+def keep_best(job: Job, progress: Progress) -> dict:
+    """Load the best validated weights into the model where a validation channel chose some:
+    what the model package ships."""
+    best = progress.best
+    if best["model"] is not None:
+        job.model.load_state_dict(best["model"])
+        logger.info("keeping the weights of epoch %d (validation accuracy %.4f)", best["epoch"], best["acc"])
+    return shipped(progress)
+
+
+def results(job: Job, progress: Progress, stop=None) -> dict:
+    """The epochs' records and, with a test channel, the test figures over all ranks. A stop request
+    during the test pass leaves them out: the trained model is still written, and metrics.json
+    says `stopped`."""
+    found = {"epochs": progress.history, "model": shipped(progress), "hyperparameters": asdict(job.hp),
+             "data": job.data}
     if "test" in job.eval_loaders:
         classes = job.spec.class_names
         test, confusion = evaluate(job.model, job.eval_loaders["test"], job.device, len(classes),
-                                   job.hp.channels_last, job.group.sum)
+                                   job.hp.channels_last, job.group.sum, stop)
+        if stop:
+            found["stopped"] = {"signal": stop.signum, "during": "the test pass", "model": found["model"]}
+            logger.warning("stopped during the test pass: writing the trained model without test figures")
+            job.board.close()
+            return found
         per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
         found.update(test_loss=test["loss"], test_acc=test["acc"], test_per_class_acc=dict(zip(classes, per_class)),
                      test_confusion=confusion.tolist())
         logger.info(metrics.final_line(found))
+        job.board.scalars(len(progress.history) * job.steps_per_epoch,
+                          {"test/loss": test["loss"], "test/acc": test["acc"]})
+    job.board.close()
     return found
 
 
-def write_outputs(job: Job, found: dict) -> None:
-    """The model package to /opt/ml/model, metrics and pictures to /opt/ml/output/data (rank 0 only)."""
-    model_package.save(job.model, job.spec, job.model_dir)
+def write_metrics(job: Job, found: dict) -> None:
     output = job.output_data_dir
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(found, indent=2) + "\n")
@@ -35,4 +64,30 @@ def write_outputs(job: Job, found: dict) -> None:
         report.training_curves(found["epochs"], output / "training_curves.png")
     if "test_confusion" in found:
         report.confusion_matrix(found["test_confusion"], job.spec.class_names, output / "confusion_matrix.png")
-    logger.info("model written to %s, metrics to %s", job.model_dir, output / "metrics.json")
+
+
+def write_outputs(job: Job, found: dict) -> None:
+    """The model package to /opt/ml/model, metrics and pictures to /opt/ml/output/data (rank 0 only)."""
+    model_package.save(job.model, job.spec, job.model_dir)
+    write_metrics(job, found)
+    logger.info("model written to %s, metrics to %s", job.model_dir, job.output_data_dir / "metrics.json")
+
+
+def write_stopped(job: Job, progress: Progress, signum: int) -> None:
+    """A stopped job's model package (best validated weights so far, else the current ones; none
+    before the first step) and metrics.json so far, without the test pass (rank 0 only)."""
+    stopped = {"signal": signum, "epoch": progress.epoch,
+               "epoch_images_done": progress.meter.seen * job.group.world_size, "model": None}
+    if progress.epoch > 1 or progress.meter.seen:
+        stopped["model"] = keep_best(job, progress)
+        if stopped["model"]["weights"] == "last":
+            stopped["model"] = {"weights": "current", "epoch": progress.epoch,
+                                "epoch_images_done": stopped["epoch_images_done"]}
+        model_package.save(job.model, job.spec, job.model_dir)
+    else:
+        logger.warning("stopped before the first training step: no model written")
+    write_metrics(job, {"epochs": progress.history, "hyperparameters": asdict(job.hp), "data": job.data,
+                        "stopped": stopped})
+    job.board.close()
+    logger.info("stopped: model %s written to %s, metrics so far to %s", stopped["model"], job.model_dir,
+                job.output_data_dir / "metrics.json")

@@ -22,19 +22,22 @@ def mixed_seed(*parts: int) -> int:
 class EpochSampler(Sampler):
     """Yields (index, sample_seed) for one epoch, optionally from an offset into it.
 
-    With several training processes (DistributedSampler's job), every rank draws the same
-    epoch order and takes every world_size-th index from its rank on; all ranks get the
-    same count (the epoch's last < world_size samples are dropped), so none waits for a
-    step the others never take.
+    With several training processes (DistributedSampler's job), the `world_size` processes that
+    share these files draw the same epoch order and each takes every world_size-th index from its
+    rank on; all get the same count (the epoch's last < world_size samples are dropped), so none
+    waits for a step the others never take. `per_epoch` caps each process's count (a sharded
+    channel: the smallest shard sets every process's pace).
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, per_epoch: int | None = None):
         self.size, self.seed = size, seed
         self.rank, self.world_size = rank, world_size
+        self.per_epoch = size // world_size if per_epoch is None else min(per_epoch, size // world_size)
         self.epoch, self.start = 1, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """`start`: how many of this epoch's samples (all ranks together) were already trained on."""
+        """`start`: how many of this epoch's samples (the world_size processes together) were
+        already trained on."""
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
@@ -44,7 +47,7 @@ class EpochSampler(Sampler):
             yield index, mixed_seed(self.seed, self.epoch, index)
 
     def __len__(self) -> int:
-        return (self.size - self.start) // self.world_size
+        return max(0, self.per_epoch - self.start // self.world_size)
 
 
 class SeededAugmentation(Dataset):

@@ -16,10 +16,12 @@ from torchvision.transforms import v2
 
 from byoc import contract, model_package
 from byoc.contract import ModelSpec, Preprocessing
-from byoc.training import checkpoints, data, distributed, pretrained
+from byoc.training import channels as inputs
+from byoc.training import checkpoints, data, distributed, pretrained, shards
 from byoc.training.engine import BatchNormalizer, TrainStep, cosine_schedule
 from byoc.training.errors import HyperparameterError
 from byoc.training.hyperparameters import Hyperparameters
+from byoc.training.watch import Board
 
 logger = logging.getLogger("byoc.training")
 
@@ -96,11 +98,17 @@ class Job:
     step: TrainStep
     train_loader: torch.utils.data.DataLoader
     sampler: object  # the training loader's EpochSampler
-    eval_loaders: dict  # "valid" and "test", where those channels exist: this rank's shard of each
+    eval_loaders: dict  # "valid" and "test", where those channels exist: this rank's share of each
     checkpoint_dir: Path  # /opt/ml/checkpoints, or a folder of its own there for a tuning trial
     model_dir: Path
     output_data_dir: Path
+    data: dict  # what each host had and what an epoch trains on (shards.data_report)
+    board: Board  # TensorBoard scalars (rank 0, when wanted)
     trial: bool = False  # one trial of a tuning job: its checkpoints go once it has succeeded
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data["steps_per_epoch"]
 
     @property
     def device(self) -> torch.device:
@@ -128,31 +136,48 @@ def build_model(hp: Hyperparameters, spec: ModelSpec, env: environment.Environme
     return model.to(device, memory_format=torch.channels_last if hp.channels_last else torch.preserve_format)
 
 
+def build_loaders(hp: Hyperparameters, group: distributed.Group, channels: dict, splits: dict, prep: Preprocessing,
+                  host: str) -> tuple:
+    """The training loader and sampler, this rank's evaluation loaders, and the data report: every
+    process runs the same number of steps an epoch, replicated or sharded channels alike."""
+    workers = hp.workers or max(1, available_cores() // group.local_world_size)
+    share, rank_batch = shards.share_of(channels["train"], group), hp.batch_size // group.world_size
+    steps = shards.agree_on_steps(len(splits["train"]), share, rank_batch, group, host)
+    report = shards.data_report(splits, channels, group, host, steps, hp.batch_size)
+    train_loader, sampler = data.train_loader(splits["train"], prep, hp, workers, share.rank, share.size,
+                                              batch_size=rank_batch, steps=steps)
+    eval_loaders = {
+        name: data.eval_loader(shards.evaluation_share(splits[name], shards.share_of(channels[name], group)),
+                               hp.batch_size, workers)
+        for name in ("valid", "test") if name in splits}
+    return train_loader, sampler, eval_loaders, report
+
+
 def build_job(env: environment.Environment, hp: Hyperparameters, group: distributed.Group) -> Job:
-    channels = data.find_channels(env.channel_input_dirs)
+    channels = inputs.find_channels(env.channel_input_dirs, env.input_data_config)
     check_job(hp, channels, group)
     logger.info("hyperparameters: %s", hp)
-    logger.info("channels: %s", {name: str(path) for name, path in channels.items()})
+    logger.info("channels: %s", {name: f"{c.path} ({c.mode}, {c.distribution})" for name, c in channels.items()})
     configure_torch(hp, group)
-    workers = hp.workers or max(1, available_cores() // group.local_world_size)
 
     prep = Preprocessing(resize_size=hp.resize_size or hp.image_size, crop_size=hp.image_size)
-    splits = data.load_splits(channels, prep, cache_bytes=hp.cache_mb * 2**20,
-                              max_bad_fraction=hp.max_bad_image_fraction, threads=available_cores())
+    splits = data.load_splits({name: c.path for name, c in channels.items()}, prep, cache_bytes=hp.cache_mb * 2**20,
+                              max_bad_fraction=hp.max_bad_image_fraction, threads=available_cores(),
+                              classes=shards.shared_classes(channels["train"], group))
     classes = splits["train"].classes
     logger.info("classes: %d; images: %s", len(classes), {k: len(v) for k, v in splits.items()})
     spec = ModelSpec(hp.model, [contract.display_name(c) for c in classes], prep)
 
     model = build_model(hp, spec, env, group.device)
-    train_loader, sampler = data.train_loader(splits["train"], prep, hp, workers, group.rank, group.world_size)
-    eval_loaders = {name: data.eval_loader(group.shard(splits[name]), hp.batch_size, workers)
-                    for name in ("valid", "test") if name in splits}
+    train_loader, sampler, eval_loaders, report = build_loaders(hp, group, channels, splits, prep, env.current_host)
     trained = group.wrap(model, find_unused_parameters=hp.freeze_backbone_epochs > 0)  # DDP with >1 process
     step = make_step(hp, model, prep, group.device, len(train_loader), len(classes), trained)
     logger.info("device %s, mixed precision %s, %d steps per epoch", group.device, step.amp_dtype, len(train_loader))
     root = Path(environment.base_dir) / "checkpoints"
-    # env.hyperparameters lacks SageMaker's own keys (sagemaker-training moves them out): read them all
-    checkpoint_dir = checkpoints.job_directory(root, environment.read_hyperparameters(), env.job_name)
+    # env.hyperparameters lacks SageMaker's own keys (sagemaker-training drops them): read them all
+    raw = environment.read_hyperparameters() if env.job_name else {}
+    checkpoint_dir = checkpoints.job_directory(root, raw, env.job_name)
     return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders, checkpoint_dir=checkpoint_dir,
-               model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir),
+               model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir), data=report,
+               board=Board.for_job(Path(env.output_dir), hp.tensorboard, group.is_main),
                trial=checkpoint_dir != root)
