@@ -197,12 +197,12 @@ def expected_answer(model_dir: Path, body: bytes, content_type: str = "image/png
     """What the endpoint should answer: the product's own chain (decode, Classifier.predict) run here."""
     import torch
 
-    from byoc.serving import payloads
+    from byoc.serving import payloads, settings
     from byoc.serving.inference import Classifier
 
     classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"))
     _classifiers[model_dir] = classifier
-    return classifier.predict(payloads.decode(body, content_type, len(body) + 1), top_k)
+    return classifier.predict(payloads.decode(body, content_type, settings.limits_from_environment()), top_k)
 
 
 _classifiers: dict = {}

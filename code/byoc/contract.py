@@ -122,18 +122,28 @@ DEVICE_SETTING = "BYOC_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+# MMS cannot bind a port from 32767 up (its Connector compares with Short.MAX_VALUE).
+MAX_SERVER_PORT = 32766
+
 # --- settings the images read from their environment --------------------------------------
 # The names the serving image's settings and the training image read, and what byoc-cloud checks
 # `--env NAME=VALUE` against: a typo is refused before any AWS call, not found in a running endpoint.
 PORT_SETTING = "SAGEMAKER_BIND_TO_PORT"
+SAFE_PORTS_SETTING = "SAGEMAKER_SAFE_PORT_RANGE"
 WORKERS_SETTING = "SAGEMAKER_MODEL_SERVER_WORKERS"
 TIMEOUT_SETTING = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+TIMEOUT_SECONDS_SETTING = "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS"  # the newer toolkits' name, also seconds
 MULTI_MODEL_SETTING = "SAGEMAKER_MULTI_MODEL"
 MAX_BATCH_SIZE_SETTING = "BYOC_MAX_BATCH_SIZE"
 MAX_BATCH_DELAY_SETTING = "BYOC_MAX_BATCH_DELAY_MS"
 MAX_PAYLOAD_SETTING = "BYOC_MAX_PAYLOAD_MB"
+MAX_IMAGE_PIXELS_SETTING = "BYOC_MAX_IMAGE_PIXELS"
+MAX_REQUEST_PIXELS_SETTING = "BYOC_MAX_REQUEST_PIXELS"
+MAX_ASPECT_RATIO_SETTING = "BYOC_MAX_ASPECT_RATIO"
+MAX_IMAGES_SETTING = "BYOC_MAX_IMAGES"
 TORCH_THREADS_SETTING = "BYOC_TORCH_THREADS"
 SERVER_USER_SETTING = "BYOC_SERVER_USER"
+STALL_FILE_SETTING = "BYOC_TEST_STALL_FILE"  # tests only: while that file exists, forward passes block
 # Batch transform: SageMaker sets these from CreateTransformJob's fields (your-algorithms-batch-code).
 BATCH_SETTING = "SAGEMAKER_BATCH"
 BATCH_MAX_PAYLOAD_SETTING = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
@@ -148,8 +158,10 @@ class Setting:
     name: str
     meaning: str
     default: str
-    minimum: int | None = None  # a whole number, at least this
+    minimum: int | float | None = None  # a whole number (a number, if a float), at least this
+    maximum: int | None = None
     choices: tuple[str, ...] = ()  # one of these, in any case
+    pattern: str = ""  # or text of this form (a regular expression, shown in the refusal)
     set_by: str = ""  # SageMaker sets it itself, from this: a user's value would be overwritten or clash
 
     def problem(self, value: str) -> str | None:
@@ -157,28 +169,53 @@ class Setting:
         text = value.strip()
         if self.choices and text.lower() not in self.choices:
             return f"must be one of {', '.join(self.choices)}"
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            return f"must be of the form {self.pattern}"
         if self.minimum is not None:
-            if not re.fullmatch(r"[+-]?\d+", text):
-                return "must be a whole number"
-            if int(text) < self.minimum:
-                return f"must be at least {self.minimum}"
+            number = _number(text, whole=not isinstance(self.minimum, float))
+            if number is None:
+                return "must be a number" if isinstance(self.minimum, float) else "must be a whole number"
+            if not number >= self.minimum:
+                return f"must be at least {self.minimum:g}"
+            if self.maximum is not None and number > self.maximum:
+                return f"must be at most {self.maximum}"
+        return None
+
+
+def _number(text: str, whole: bool) -> int | float | None:
+    if whole:
+        return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+    try:
+        return float(text)
+    except ValueError:
         return None
 
 
 _DEVICE = Setting(DEVICE_SETTING, "auto: the GPUs when there are any; cpu: the CPU on purpose; cuda: a GPU or fail",
                   "auto", choices=DEVICE_CHOICES)
 SERVING_SETTINGS = {s.name: s for s in (
-    Setting(PORT_SETTING, "port for /ping and /invocations", "8080", minimum=1,
+    Setting(PORT_SETTING, "port for /ping and /invocations", "8080", minimum=1, maximum=MAX_SERVER_PORT,
             set_by="SageMaker, for inference pipelines and multi-container endpoints"),
     Setting(WORKERS_SETTING, "worker processes per model", "1 per GPU, else 1", minimum=1),
-    Setting(TIMEOUT_SETTING, "seconds one request may take", "60", minimum=1),
+    Setting(SAFE_PORTS_SETTING, "LOW-HIGH: ports the container may use besides its own (MMS's management "
+            "API takes one, on loopback)", "the first free port above the serving port", pattern=r"\d+-\d+",
+            set_by="SageMaker, on every endpoint"),
+    Setting(TIMEOUT_SETTING, "seconds one request may take (a model load gets 300)", "60", minimum=1),
+    Setting(TIMEOUT_SECONDS_SETTING, "the same, as the newer toolkits name it (set one, or both equal)", "60",
+            minimum=1),
     Setting(MULTI_MODEL_SETTING, "true: a multi-model endpoint (/models)", "false", choices=("true", "false"),
             set_by="SageMaker, for Mode MultiModel (byoc-cloud deploy --multi-model)"),
     Setting(MAX_BATCH_SIZE_SETTING, "requests run together in one forward pass", "8", minimum=1),
     Setting(MAX_BATCH_DELAY_SETTING, "milliseconds a worker waits to fill a batch", "2", minimum=0),
-    Setting(MAX_PAYLOAD_SETTING, "largest request body accepted, in MiB", "6", minimum=1),
+    Setting(MAX_PAYLOAD_SETTING, "largest request body accepted, in MiB", "6", minimum=1, maximum=1024),
+    Setting(MAX_IMAGE_PIXELS_SETTING, "pixels of one image, read from its header before decoding", "40000000",
+            minimum=1),
+    Setting(MAX_REQUEST_PIXELS_SETTING, "pixels of all images (or array rows) of one request", "100000000",
+            minimum=1),
+    Setting(MAX_ASPECT_RATIO_SETTING, "an image's long side over its short side", "20", minimum=1.0),
+    Setting(MAX_IMAGES_SETTING, "images in one JSON list or rows in one .npy batch", "64", minimum=1),
     Setting(TORCH_THREADS_SETTING, "torch threads in each worker", "cores / workers", minimum=1),
-    Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc; multi-model: root",
+    Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
@@ -211,7 +248,8 @@ MAX_REQUEST_BYTES = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1000 * 1000,
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
 NPY_TYPE = "application/x-npy"
-CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE)
+MULTIPART_TYPE = "multipart/form-data"  # one part holding an image (curl -F image=@dog.jpg)
+CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE, MULTIPART_TYPE)
 RESPONSE_TYPE = JSON_TYPE
 # InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"

@@ -3,25 +3,62 @@
 Validation, test and served predictions all go through `eval_transform`, so a
 model is scored in training exactly as it will be served. It needs only
 Pillow and torch (the serving image has no albumentations).
+
+The transform is "resize the shorter side to resize_size, then cut out the
+centred crop_size square", done in one resampling step: the crop's box is
+mapped back to source coordinates and only the crop is computed (the same
+sample positions and filter width as resizing the whole image first). So its
+memory does not depend on the image's aspect ratio, and a JPEG that is at
+least twice the size the resize needs is decoded at 1/2, 1/4 or 1/8 scale.
 """
+import math
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from byoc.contract import Preprocessing
+
+SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB. Pillow clips 16-bit grey at 255 instead of scaling it: scale it."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in SIXTEEN_BIT_GREY:
+        grey = np.clip(np.asarray(image) >> 8, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def crop_box(size: tuple[int, int], prep: Preprocessing) -> tuple[float, float, float, float]:
+    """The source region that becomes the crop: resize_size on the short side, crop_size centred."""
+    width, height = size
+    scale = prep.resize_size / min(width, height)
+    resized = (max(prep.crop_size, round(width * scale)), max(prep.crop_size, round(height * scale)))
+    left, top = (resized[0] - prep.crop_size) // 2, (resized[1] - prep.crop_size) // 2
+    x, y = width / resized[0], height / resized[1]  # source pixels per resized pixel
+    return left * x, top * y, (left + prep.crop_size) * x, (top + prep.crop_size) * y
+
+
+def draft_for(image: Image.Image, prep: Preprocessing) -> None:
+    """Before a JPEG is decoded: let its decoder scale down (DCT) while keeping at least twice the
+    resolution the resize needs, so the final resampling still averages. Else nothing."""
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):
+        return
+    width, height = image.size
+    keep = 2 * prep.resize_size / min(width, height)
+    if keep < 1:
+        image.draft(image.mode, (math.ceil(width * keep), math.ceil(height * keep)))
 
 
 def eval_transform(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """PIL image of any mode and size -> normalised float tensor (3, crop, crop)."""
-    image = image.convert("RGB")
-    width, height = image.size
-    scale = prep.resize_size / min(width, height)
-    if scale != 1:
-        new_size = (max(prep.crop_size, round(width * scale)), max(prep.crop_size, round(height * scale)))
-        image = image.resize(new_size, Image.Resampling.BILINEAR)
-    width, height = image.size
-    left, top = (width - prep.crop_size) // 2, (height - prep.crop_size) // 2
-    image = image.crop((left, top, left + prep.crop_size, top + prep.crop_size))
+    draft_for(image, prep)
+    image = to_rgb(image)
+    image = image.resize((prep.crop_size, prep.crop_size), Image.Resampling.BILINEAR,
+                         box=crop_box(image.size, prep))
     # (pixel - 255 mean) / (255 std), in torch from the uint8 pixels: about 5x quicker than in numpy.
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
     mean = torch.tensor(prep.mean).mul(255).view(3, 1, 1)

@@ -62,9 +62,12 @@ def test_model_server_runs_unprivileged_and_leaves_no_zombies(docker_client, tra
         deadline = time.monotonic() + 60
         image = next((small_data / "test" / "004.Dress").glob("*.png"))
         while time.monotonic() < deadline:
-            if requests.get(f"{endpoint.url}/ping", timeout=5).status_code == 200:
-                if post_image(f"{endpoint.url}/invocations", image).status_code == 200:
-                    break
+            try:  # a request sent while the new worker loads may wait for it, or find it gone again
+                if requests.get(f"{endpoint.url}/ping", timeout=5).status_code == 200:
+                    if post_image(f"{endpoint.url}/invocations", image).status_code == 200:
+                        break
+            except requests.RequestException:
+                pass
             time.sleep(0.5)
         else:
             pytest.fail("the server did not recover after its workers were killed")
@@ -84,3 +87,53 @@ def test_sigterm_stops_the_server_cleanly_within_30_s(docker_client, trained):
         assert "stopping the model server" in endpoint.container.logs().decode(errors="replace")
     finally:
         endpoint.container.remove(force=True)
+
+
+def test_serve_is_pid_1_without_tini_and_reaps_orphans(docker_client, trained):
+    """SageMaker's docs rule out tini as the entrypoint: `serve` itself is PID 1 and must reap
+    the orphans the tree leaves it (here: a process whose parent exits at once)."""
+    endpoint = start_serving(docker_client, trained.opt_ml / "model")
+    try:
+        endpoint.container.reload()
+        pid_1 = [p for p in processes(endpoint.container) if p["PID"] == str(
+            endpoint.container.attrs["State"]["Pid"])]
+        assert pid_1 and "/opt/byoc/bin/serve" in pid_1[0]["COMMAND"] and "tini" not in pid_1[0]["COMMAND"]
+        assert endpoint.container.attrs["Config"]["Entrypoint"] in (None, [])
+        endpoint.container.exec_run(["sh", "-c", "(sleep 1 &) ; exit 0"])  # the sleep is orphaned to PID 1
+        time.sleep(3)
+        assert not [p for p in processes(endpoint.container) if p["STAT"].startswith("Z")], processes(endpoint.container)
+    finally:
+        endpoint.container.remove(force=True)
+
+
+PROBE = ("import socket, sys\n"
+         "def reachable(host, port):\n"
+         "    try:\n"
+         "        socket.create_connection((host, port), timeout=2).close(); return True\n"
+         "    except OSError: return False\n"
+         "port, outside = int(sys.argv[1]), socket.gethostbyname(socket.gethostname())\n"
+         "print(reachable('127.0.0.1', port), reachable(outside, port), reachable(outside, 8080))\n")
+
+
+def test_the_management_port_comes_from_the_safe_range_and_listens_on_loopback_only(docker_client, trained):
+    endpoint = start_serving(docker_client, trained.opt_ml / "model",
+                             environment={"SAGEMAKER_SAFE_PORT_RANGE": "20000-20010"})
+    try:
+        assert "management on 127.0.0.1:20000" in endpoint.container.logs().decode()
+        output = endpoint.container.exec_run(["python3", "-c", PROBE, "20000"]).output.decode().split()
+        assert output == ["True", "False", "True"], output  # loopback yes, the container's address no
+    finally:
+        endpoint.container.remove(force=True)
+
+
+@pytest.mark.parametrize("name, value", [("SAGEMAKER_BIND_TO_PORT", "99999"),
+                                         ("SAGEMAKER_SAFE_PORT_RANGE", "9000"),
+                                         ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0")])
+def test_a_bad_port_or_timeout_stops_serve_naming_it(docker_client, trained, name, value):
+    container = start_serving(docker_client, trained.opt_ml / "model", environment={name: value},
+                              ready=False).container
+    try:
+        assert container.wait(timeout=60)["StatusCode"] != 0
+        assert f"serve: {name}={value!r}" in container.logs().decode()
+    finally:
+        container.remove(force=True)

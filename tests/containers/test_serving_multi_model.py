@@ -1,4 +1,5 @@
-"""SAGEMAKER_MULTI_MODEL=true: SageMaker's /models protocol (list, load, invoke, unload) for two models."""
+"""SAGEMAKER_MULTI_MODEL=true: SageMaker's /models protocol (list, load, invoke, unload) for two models,
+and nothing else of MMS's management API; the server runs unprivileged and checks each model's files."""
 import shutil
 
 import pytest
@@ -28,7 +29,16 @@ def models_endpoint(docker_client, trained, three_class_model, tmp_path_factory)
     models = tmp_path_factory.mktemp("models")
     shutil.copytree(trained.opt_ml / "model", models / "ten" / "model")
     shutil.copytree(three_class_model, models / "three" / "model")
-    models.chmod(0o755)
+    # A model whose files the server's user cannot read (root's, mode 0600, as an upload might leave it).
+    shutil.copytree(trained.opt_ml / "model", models / "private" / "model")
+    (models / "private" / "model" / "model.safetensors").chmod(0o600)
+    # A model folder with Python files named like modules the worker imports: they must stay data.
+    shutil.copytree(trained.opt_ml / "model", models / "planted" / "model")
+    for module in ("numpy", "json", "torch"):
+        (models / "planted" / "model" / f"{module}.py").write_text("import os\nos._exit(86)\n")
+    for folder in [models, *models.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o755)
     endpoint = start_serving(docker_client, None, environment={"SAGEMAKER_MULTI_MODEL": "true"},
                              volumes={str(models): {"bind": "/opt/ml/models", "mode": "ro"}})
     yield endpoint
@@ -55,3 +65,103 @@ def test_load_list_invoke_unload_two_models(models_endpoint, small_data):
     assert post_image(f"{url}/models/three/invoke", bag).status_code == 404
     assert post_image(f"{url}/models/ten/invoke", bag).json()["predictions"] == ten
     assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+
+
+def load(url: str, name: str, path: str) -> requests.Response:
+    return requests.post(f"{url}/models", json={"model_name": name, "url": path}, timeout=120)
+
+
+FORBIDDEN = [
+    # MMS's registration, by query string, by URL, with a handler or runtime of the caller's choosing
+    ("POST", "/models?url=/opt/ml/models/ten/model&model_name=q&initial_workers=1", None, 400, "no query parameters"),
+    ("POST", "/models", {"model_name": "q", "url": "https://example.com/model.mar"}, 400, "not downloaded"),
+    ("POST", "/models", {"model_name": "q", "url": "file:///opt/ml/models/ten/model"}, 400, "not downloaded"),
+    ("POST", "/models", {"model_name": "q", "url": "/opt/ml/models/ten/model", "handler": "os:system"}, 400,
+     "not accepted: handler"),
+    ("POST", "/models", {"model_name": "q", "url": "/opt/ml/models/ten/model", "runtime": "python2"}, 400,
+     "not accepted: runtime"),
+    ("POST", "/models", {"model_name": "q", "url": "/opt/ml/models/ten/model", "batch_size": 64,
+                         "initial_workers": 4, "response_timeout": 1}, 400, "not accepted: batch_size"),
+    # paths outside /opt/ml/models
+    ("POST", "/models", {"model_name": "q", "url": "/opt/ml/models/../../../etc"}, 400, "not a directory under"),
+    ("POST", "/models", {"model_name": "q", "url": "/opt/byoc"}, 400, "not a directory under"),
+    ("POST", "/models", {"model_name": "q", "url": "/opt/ml/models/nothing/model"}, 404, "does not exist"),
+    ("POST", "/models", {"model_name": "../q", "url": "/opt/ml/models/ten/model"}, 400, "model_name"),
+    # worker scaling and retargeting, and the rest of MMS's surface
+    ("PUT", "/models/ten?min_worker=4&max_worker=4", None, 405, "PUT is not allowed"),
+    ("POST", "/invocations-model?name=ten", None, 404, "No such resource"),
+    ("POST", "/invocations", None, 404, "No such resource"),
+    ("GET", "/api-description", None, 404, "No such resource"),
+    ("OPTIONS", "/", None, 404, "No such resource"),
+    ("POST", "/predictions/ten", None, 404, "No such resource"),
+    ("GET", "/models/ten/invoke", None, 405, "use POST"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, status, says", FORBIDDEN, ids=[f"{m} {p} {b}" for m, p, b, *_ in FORBIDDEN])
+def test_everything_outside_sagemakers_protocol_is_refused(models_endpoint, method, path, body, status, says):
+    response = requests.request(method, models_endpoint.url + path, json=body, timeout=60)
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+
+
+def test_refused_loads_register_nothing(models_endpoint):
+    for method, path, body, *_ in FORBIDDEN:
+        requests.request(method, models_endpoint.url + path, json=body, timeout=60)
+    names = {m["modelName"] for m in requests.get(f"{models_endpoint.url}/models", timeout=10).json()["models"]}
+    assert "q" not in names and "../q" not in names
+
+
+def test_the_model_server_runs_unprivileged(models_endpoint):
+    top = models_endpoint.container.top(ps_args="-eo pid,user,args")["Processes"]
+    server = [user for _, user, args in top if "java" in args or "model_service_worker" in args]
+    assert server and all(user not in ("root", "0") for user in server), top
+
+
+def test_a_model_the_server_user_cannot_read_is_refused_with_a_403(models_endpoint):
+    response = load(models_endpoint.url, "private", "/opt/ml/models/private/model")
+    assert response.status_code == 403, response.text
+    assert "model.safetensors is not readable by the model server's user 'byoc'" in response.json()["error"]
+
+
+def test_python_files_in_a_model_folder_are_never_imported(models_endpoint, small_data):
+    url = models_endpoint.url
+    assert load(url, "planted", "/opt/ml/models/planted/model").status_code == 200
+    bag = next((small_data / "test" / "009.Bag").glob("*.png"))
+    assert post_image(f"{url}/models/planted/invoke", bag).status_code == 200
+    assert requests.delete(f"{url}/models/planted", timeout=60).status_code == 200
+
+
+def test_loading_a_model_twice_is_a_409_and_unloading_an_unknown_one_a_404(models_endpoint):
+    url = models_endpoint.url
+    assert load(url, "again", "/opt/ml/models/ten/model").status_code == 200
+    assert load(url, "again", "/opt/ml/models/three/model").status_code == 409
+    assert requests.delete(f"{url}/models/again", timeout=60).status_code == 200
+    assert requests.delete(f"{url}/models/again", timeout=60).status_code == 404
+    assert requests.get(f"{url}/models/again", timeout=10).status_code == 404
+
+
+def test_no_memory_to_load_a_model_is_a_507_and_unloading_another_makes_room(docker_client, trained,
+                                                                              tmp_path_factory):
+    """SageMaker answers a 507 by unloading models and loading again: in a 700 MiB container one
+    model fits, a second does not until the first is gone."""
+    models = tmp_path_factory.mktemp("small-host")
+    for name in ("a", "b"):
+        shutil.copytree(trained.opt_ml / "model", models / name / "model")
+    for folder in [models, *models.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o755)
+    endpoint = start_serving(docker_client, None, environment={"SAGEMAKER_MULTI_MODEL": "true"},
+                             volumes={str(models): {"bind": "/opt/ml/models", "mode": "ro"}}, mem_limit="700m")
+    try:
+        url = endpoint.url
+        assert load(url, "a", "/opt/ml/models/a/model").status_code == 200
+        refused = load(url, "b", "/opt/ml/models/b/model")
+        assert refused.status_code == 507, refused.text
+        assert "needs about" in refused.json()["error"] and "MiB free" in refused.json()["error"]
+        assert requests.delete(f"{url}/models/a", timeout=60).status_code == 200
+        assert load(url, "b", "/opt/ml/models/b/model").status_code == 200
+        endpoint.container.reload()
+        assert not endpoint.container.attrs["State"]["OOMKilled"]
+    finally:
+        endpoint.container.remove(force=True)

@@ -19,7 +19,7 @@ def classifier():
 
 
 def test_images_and_arrays_become_one_model_batch(classifier):
-    images = Payload(images=[Image.new("L", (40, 30)), Image.new("RGB", (28, 28))])
+    images = Payload(images=[("Image 0", Image.new("L", (40, 30))), ("Image 1", Image.new("RGB", (28, 28)))])
     array = Payload(array=np.zeros((3, 3, 28, 28), np.float32))
     assert classifier.to_batch(images).shape == (2, 3, 28, 28)
     assert classifier.to_batch(array).shape == (3, 3, 28, 28)
@@ -36,3 +36,15 @@ def test_predictions_are_sorted_top_k_probabilities(classifier):
     for top in classifier.top_k(probabilities, 4):
         values = [p.probability for p in top]
         assert len(top) == 4 and values == sorted(values, reverse=True) and len({p.label for p in top}) == 4
+
+
+def test_running_out_of_memory_while_loading_is_a_memory_error_for_mms():
+    """MMS answers a load's MemoryError with 507 (SageMaker then unloads other models)."""
+    from byoc.serving.handler import _as_memory_error
+
+    assert isinstance(_as_memory_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")),
+                      MemoryError)
+    assert isinstance(_as_memory_error(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to "
+                                                    "allocate 1 GB")), MemoryError)
+    other = RuntimeError("size mismatch for fc.weight")
+    assert _as_memory_error(other) is other

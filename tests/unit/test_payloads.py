@@ -1,20 +1,28 @@
 import base64
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from byoc.serving import payloads
+from byoc.contract import Preprocessing
+from byoc.serving import images, payloads
 from byoc.serving.errors import RequestError
+from byoc.serving.settings import Limits
 
-LIMIT = 1 << 20
+LIMITS = Limits(max_payload_bytes=1 << 20, max_image_pixels=1_000_000, max_request_pixels=2_000_000,
+                max_aspect_ratio=20, max_images=8)
+PREP = Preprocessing(32, 28)
 
 
-def encoded(fmt: str, size=(28, 28)) -> bytes:
+def encoded(fmt: str, size=(28, 28), mode="RGB") -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(buffer, fmt)
+    pixels = np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(buffer, fmt)
     return buffer.getvalue()
 
 
@@ -24,60 +32,159 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def multipart(parts: list[tuple[str, bytes]], boundary="XyZ") -> tuple[bytes, str]:
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x\"\r\n"
+                    f"Content-Type: {kind}\r\n\r\n".encode() + data + b"\r\n" for kind, data in parts)
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def png_header(width: int, height: int, extra: bytes = b"") -> bytes:
+    """A PNG whose header declares width x height, with no pixel data to speak of."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + extra
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def decoded(payload) -> list:
+    return [images.decode(image, PREP, name) for name, image in payload.images]
+
+
 @pytest.mark.parametrize("content_type, fmt", [("image/jpeg", "JPEG"), ("image/png", "PNG"),
-                                               ("application/x-image", "PNG"), ("image/png; charset=x", "PNG")])
+                                               ("application/x-image", "PNG"), ("application/x-image", "JPEG"),
+                                               ("IMAGE/PNG; charset=x", "PNG")])
 def test_encoded_images_decode(content_type, fmt):
-    payload = payloads.decode(encoded(fmt), content_type, LIMIT)
-    assert len(payload.images) == 1 and payload.images[0].size == (28, 28) and not payload.many
+    payload = payloads.decode(encoded(fmt), content_type, LIMITS)
+    assert len(payload.images) == 1 and not payload.many
+    assert decoded(payload)[0].shape == (3, 28, 28)
 
 
 def test_json_carries_one_or_several_base64_images():
-    one = payloads.decode(json.dumps({"image": base64.b64encode(encoded("PNG")).decode()}).encode(),
-                          "application/json", LIMIT)
-    several = payloads.decode(json.dumps({"images": [base64.b64encode(encoded("JPEG")).decode()] * 3}).encode(),
-                              "application/json", LIMIT)
+    one = payloads.decode(json.dumps({"image": b64(encoded("PNG"))}).encode(), "application/json", LIMITS)
+    several = payloads.decode(json.dumps({"images": [b64(encoded("JPEG"))] * 3}).encode(), "application/json",
+                              LIMITS)
     assert (len(one.images), one.many) == (1, False) and (len(several.images), several.many) == (3, True)
 
 
+def test_a_multipart_upload_of_one_image_is_that_image():
+    png = encoded("PNG")
+    body, content_type = multipart([("image/png", png)])
+    via_form = decoded(payloads.decode(body, content_type, LIMITS))[0]
+    direct = decoded(payloads.decode(png, "image/png", LIMITS))[0]
+    assert via_form.equal(direct)  # the part's bytes, exactly (binary, CR and LF included)
+
+
 def test_npy_carries_one_array_or_a_batch():
-    one = payloads.decode(npy(np.zeros((3, 8, 8), np.float32)), "application/x-npy", LIMIT)
-    batch = payloads.decode(npy(np.zeros((4, 3, 8, 8), np.float32)), "application/x-npy", LIMIT)
+    one = payloads.decode(npy(np.zeros((3, 8, 8), np.float32)), "application/x-npy", LIMITS)
+    batch = payloads.decode(npy(np.zeros((4, 3, 8, 8), np.float32)), "application/x-npy", LIMITS)
     assert one.array.shape == (1, 3, 8, 8) and not one.many
     assert batch.array.shape == (4, 3, 8, 8) and batch.many
 
 
-def bomb() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("1", (10_000, 10_000)).save(buffer, "PNG")  # 100 Mpx in a few kB
-    return buffer.getvalue()
+def npy_claiming(shape, data=b"") -> bytes:
+    """A .npy header that declares `shape` of float32, followed by `data` only."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
 
 
-@pytest.mark.parametrize(
-    "body, content_type, status, says",
-    [
-        (b"abc", "text/plain", 415, "'text/plain' is not supported"),
-        (b"abc", None, 415, "'(none)' is not supported"),
-        (b"", "image/png", 400, "empty"),
-        (b"x" * (LIMIT + 1), "image/png", 413, "at most"),
-        (b"\x00garbage\xff" * 10, "image/jpeg", 400, "could not be decoded"),
-        (encoded("JPEG", (64, 64))[:200], "image/jpeg", 400, "could not be decoded"),
-        (bomb(), "image/png", 400, "too large"),
-        (b"{not json", "application/json", 400, "not valid JSON"),
-        (b'{"pictures": []}', "application/json", 400, 'Send {"image"'),
-        (b'{"images": []}', "application/json", 400, 'Send {"image"'),
-        (b'{"image": "***"}', "application/json", 400, "not a non-empty base64"),
-        (json.dumps({"images": ["aGVsbG8="] * 65}).encode(), "application/json", 400, "at most 64"),
-        (json.dumps({"image": base64.b64encode(b"hello").decode()}).encode(), "application/json", 400,
-         "could not be decoded"),
-        (b"\x93NUMPY garbage", "application/x-npy", 400, "not a .npy array"),
-        (npy(np.array([{"a": 1}], dtype=object)), "application/x-npy", 400, "not a .npy array"),
-        (npy(np.zeros((3, 8, 8), np.int64)), "application/x-npy", 400, "must be float32"),
-        (npy(np.zeros((8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
-        (npy(np.zeros((0, 3, 8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
-        (npy(np.full((3, 8, 8), np.nan, np.float32)), "application/x-npy", 400, "NaN"),
-    ],
-)
-def test_bad_bodies_are_client_errors(body, content_type, status, says):
+def deep_json(depth: int) -> bytes:
+    return b'{"images": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+BAD = [
+    (b"abc", "text/plain", 415, "'text/plain' is not supported"),
+    (b"abc", None, 415, "'(none)' is not supported"),
+    (b"a=1&b=%zz", "application/x-www-form-urlencoded", 415, "curl --data-binary"),
+    (b"", "image/png", 400, "empty"),
+    (b"x" * ((1 << 20) + 1), "image/png", 413, "BYOC_MAX_PAYLOAD_MB"),
+    (b"\x00garbage\xff" * 10, "image/jpeg", 400, "not a JPEG image"),
+    (encoded("PNG"), "image/jpeg", 400, "not a JPEG image (it looks like PNG)"),
+    (encoded("JPEG"), "image/png", 400, "not a PNG image (it looks like JPEG)"),
+    (encoded("GIF"), "application/x-image", 400, "not a JPEG or PNG image (it looks like GIF)"),
+    (encoded("TIFF"), "image/png", 400, "looks like TIFF"),
+    (encoded("BMP"), "image/png", 400, "looks like BMP"),
+    (encoded("WEBP"), "image/png", 400, "looks like WebP"),
+    (encoded("ICO", (32, 32)), "image/png", 400, "looks like ICO"),
+    (png_header(1001, 1000), "image/png", 413, "1,001,000 pixels; at most 1,000,000"),
+    (png_header(1, 1000), "image/png", 400, "aspect ratio of 1000.0:1"),
+    (png_header(0, 10), "image/png", 400, "damaged PNG header"),
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b'{"image": "a", "image": "b"}', "application/json", 400, "duplicate key 'image'"),
+    (b'{"images": [NaN]}', "application/json", 400, "NaN is not JSON"),
+    (b'{"images": [' + b"9" * 5000 + b"]}", "application/json", 400, "not valid JSON"),
+    (deep_json(100_000), "application/json", 400, "nested too deeply"),
+    (b'{"pictures": []}', "application/json", 400, 'Send {"image"'),
+    (b'{"images": []}', "application/json", 400, 'Send {"image"'),
+    (json.dumps({"image": "aGk=", "top_k": 3}).encode(), "application/json", 400, "nothing else"),
+    (b'{"image": "***"}', "application/json", 400, "not a non-empty base64"),
+    (json.dumps({"images": ["aGVsbG8="] * 9}).encode(), "application/json", 413, "at most 8 (BYOC_MAX_IMAGES)"),
+    (json.dumps({"images": [b64(png_header(1000, 1000))] * 3}).encode(), "application/json", 413,
+     "3,000,000 pixels; at most 2,000,000 per request"),
+    (json.dumps({"image": b64(b"hello")}).encode(), "application/json", 400, "not a JPEG or PNG"),
+    (b"\x93NUMPY garbage", "application/x-npy", 400, "not a .npy array"),
+    (npy(np.array([{"a": 1}], dtype=object)), "application/x-npy", 400, "Python objects"),
+    (npy(np.zeros((3, 8, 8), np.int64)), "application/x-npy", 400, "must be float32"),
+    (npy(np.zeros((3, 8, 8), ">f4")), "application/x-npy", 400, "must be float32"),
+    (npy(np.zeros((8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
+    (npy(np.zeros((0, 3, 8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
+    (npy(np.full((3, 8, 8), np.nan, np.float32)), "application/x-npy", 400, "NaN"),
+    (npy_claiming((4, 3, 100000, 100000)), "application/x-npy", 413, "BYOC_MAX_REQUEST_PIXELS"),
+    (npy_claiming((9, 3, 8, 8)), "application/x-npy", 413, "at most 8"),
+    (npy_claiming((2, 3, 8, 8), b"\0" * 16), "application/x-npy", 400, "declares (2, 3, 8, 8)"),
+    (b"--X\r\n\r\n", "multipart/form-data", 400, "needs a boundary"),
+    (b"no parts here", "multipart/form-data; boundary=X", 400, "malformed"),
+    (*multipart([("image/png", encoded("PNG"))] * 2), 400, "has 2 parts"),
+    (*multipart([("application/octet-stream", encoded("PNG"))]), 415, "'application/octet-stream'"),
+    (*multipart([("image/png", encoded("JPEG"))]), 400, "not a PNG image"),
+]
+
+
+@pytest.mark.parametrize("body, content_type, status, says", BAD)
+def test_bad_bodies_are_client_errors_naming_the_problem(body, content_type, status, says):
     with pytest.raises(RequestError) as error:
-        payloads.decode(body, content_type, LIMIT)
-    assert error.value.status == status and says in error.value.message
+        payloads.decode(body, content_type, LIMITS)
+    assert error.value.status == status and says in error.value.message, error.value.message
+
+
+def test_an_npy_header_claiming_terabytes_allocates_nothing():
+    """np.load would allocate the declared shape first; the check refuses from the header alone."""
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(RequestError):
+        payloads.decode(npy_claiming((64, 3, 100000, 100000)), "application/x-npy", LIMITS)
+    assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    tracemalloc.stop()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad data"])
+def test_images_whose_pixels_are_damaged_fail_when_decoded_as_400(damage):
+    data = encoded("JPEG", (64, 64))
+    data = data[:300] if damage == "truncated" else data[:400] + b"\xff\xd9" + data[402:]
+    try:
+        payload = payloads.decode(data, "image/jpeg", LIMITS)
+        decoded(payload)
+    except RequestError as error:
+        assert error.status == 400
+    # Some damage JPEG decoders simply paint over; what matters is no other exception.
+
+
+def test_images_of_every_mode_become_rgb_crops():
+    for mode in ("1", "L", "LA", "P", "RGBA", "I;16"):
+        data = encoded("PNG", (40, 30), mode)
+        assert decoded(payloads.decode(data, "image/png", LIMITS))[0].shape == (3, 28, 28), mode
+    cmyk = encoded("JPEG", (40, 30), "CMYK")
+    assert decoded(payloads.decode(cmyk, "image/jpeg", LIMITS))[0].shape == (3, 28, 28)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 32768, np.uint16)).save(buffer, "PNG")
+    crop = decoded(payloads.decode(buffer.getvalue(), "image/png", LIMITS))[0]
+    expected = (128 / 255 - torch.tensor(PREP.mean)) / torch.tensor(PREP.std)  # 32768 >> 8 = 128
+    torch.testing.assert_close(crop, expected.view(3, 1, 1).expand(3, 28, 28), atol=1e-4, rtol=0)

@@ -1,31 +1,109 @@
+import socket
+
 import pytest
 
-from byoc.serving import settings
+from byoc.serving import serve, settings
+
+NAMES = ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_SAFE_PORT_RANGE", "SAGEMAKER_MODEL_SERVER_WORKERS",
+         "SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "BYOC_MAX_BATCH_SIZE",
+         "BYOC_MAX_PAYLOAD_MB", "SAGEMAKER_MULTI_MODEL", "BYOC_SERVER_USER", "BYOC_MAX_IMAGE_PIXELS")
 
 
-def test_defaults(monkeypatch):
-    for name in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "BYOC_MAX_BATCH_SIZE",
-                 "BYOC_MAX_PAYLOAD_MB", "SAGEMAKER_MULTI_MODEL"):
+@pytest.fixture(autouse=True)
+def clean(monkeypatch):
+    for name in NAMES:
         monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults():
     s = settings.from_environment()
-    assert (s.port, s.max_batch_size, s.max_payload_bytes, s.multi_model) == (8080, 8, 6 * 1024 * 1024, False)
-    assert s.workers >= 1 and s.torch_threads >= 1
+    assert (s.port, s.safe_ports, s.timeout_s, s.max_batch_size, s.multi_model) == (8080, None, 60, 8, False)
+    assert s.limits == settings.Limits(6 * 1024 * 1024, 40_000_000, 100_000_000, 20.0, 64)
+    assert s.workers >= 1 and s.torch_threads >= 1 and s.server_user == "byoc"
 
 
 def test_values_are_read(monkeypatch):
-    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9000")
-    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "2")
-    monkeypatch.setenv("BYOC_TORCH_THREADS", "3")
-    monkeypatch.setenv("BYOC_MAX_BATCH_DELAY_MS", "0")
-    monkeypatch.setenv("SAGEMAKER_MULTI_MODEL", "TRUE")
+    for name, value in {"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+                        "BYOC_TORCH_THREADS": "3", "BYOC_MAX_BATCH_DELAY_MS": "0", "SAGEMAKER_MULTI_MODEL": "TRUE",
+                        "SAGEMAKER_SAFE_PORT_RANGE": "10000-10999", "BYOC_MAX_IMAGE_PIXELS": "1000"}.items():
+        monkeypatch.setenv(name, value)
     s = settings.from_environment()
     assert (s.port, s.workers, s.torch_threads, s.max_batch_delay_ms, s.multi_model) == (9000, 2, 3, 0, True)
+    assert s.safe_ports == (10000, 10999) and s.limits.max_image_pixels == 1000
+    assert s.server_user == "byoc", "multi-model endpoints drop root too"
 
 
-@pytest.mark.parametrize("name, value, says", [("SAGEMAKER_MODEL_SERVER_WORKERS", "two", "whole number"),
-                                               ("BYOC_MAX_BATCH_SIZE", "0", "at least 1"),
-                                               ("SAGEMAKER_MULTI_MODEL", "yes", "true or false")])
+@pytest.mark.parametrize("names", [("SAGEMAKER_MODEL_SERVER_TIMEOUT",), ("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS",),
+                                   ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS")])
+def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
+    for name in names:
+        monkeypatch.setenv(name, "7")
+    s = settings.from_environment()
+    assert s.timeout_s == 7
+    properties = serve.mms_properties(s, 10001)
+    assert "byoc_timeout_seconds=7\n" in properties  # the frontend answers 504 then
+    assert "default_response_timeout_seconds=301\n" in properties  # MMS's backstop, loads included
+    assert "default_response_timeout=" not in properties  # MMS reads that one in minutes
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "two", "whole number"),
+    ("BYOC_MAX_BATCH_SIZE", "0", "at least 1"),
+    ("SAGEMAKER_MULTI_MODEL", "yes", "true or false"),
+    ("SAGEMAKER_BIND_TO_PORT", "0", "at least 1"),
+    ("SAGEMAKER_BIND_TO_PORT", "40000", "at most 32766"),
+    ("SAGEMAKER_BIND_TO_PORT", "80a", "whole number"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "10000", "LOW-HIGH"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "11000-10000", "LOW-HIGH within 1-65535"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "8080-8080", "other than SAGEMAKER_BIND_TO_PORT=8080"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "40000-40010", "up to 32766"),
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0", "at least 1"),
+    ("BYOC_MAX_ASPECT_RATIO", "nan", "at least 1"),
+])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)
     with pytest.raises(settings.SettingError, match=f"{name}.*{says}"):
         settings.from_environment()
+
+
+def test_two_timeouts_that_disagree_are_refused(monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "30")
+    with pytest.raises(settings.SettingError, match="disagree"):
+        settings.from_environment()
+
+
+def taken_low_port() -> socket.socket:
+    """A socket holding a loopback port MMS could bind (below 32767), whose next port is free."""
+    for port in range(20000, 32000, 7):
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", port))
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+            return holder
+        except OSError:
+            holder.close()
+    pytest.fail("no free low ports")
+
+
+def test_the_management_port_comes_from_the_safe_range_and_skips_taken_ones(monkeypatch):
+    with taken_low_port() as taken:
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("SAGEMAKER_SAFE_PORT_RANGE", f"{port}-{port + 1}")
+        assert serve.management_port(settings.from_environment()) == port + 1
+
+
+def test_without_a_safe_range_the_management_port_is_the_first_free_one_above_the_serving_port(monkeypatch):
+    with taken_low_port() as taken:
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", str(port - 1))
+        assert serve.management_port(settings.from_environment()) == port + 1
+
+
+def test_the_management_api_is_on_loopback_and_workers_get_no_pythonpath():
+    properties = serve.mms_properties(settings.from_environment(), 10001)
+    assert "management_address=http://127.0.0.1:10001\n" in properties
+    assert "inference_address=http://0.0.0.0:8080\n" in properties
+    assert "blacklist_env_vars=PYTHONPATH\n" in properties
+    assert f"max_request_size={6 * 1024 * 1024}\n" in properties

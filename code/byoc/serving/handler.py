@@ -5,9 +5,18 @@ handle(requests, context) with the requests it batched (BYOC_MAX_BATCH_SIZE,
 BYOC_MAX_BATCH_DELAY_MS). All valid images of all requests go through one
 forward pass; every request gets its own status and JSON body, so a bad one
 answers 4xx without spoiling the rest.
+
+Each call runs under an alarm: a forward pass that hangs half a second past
+SAGEMAKER_MODEL_SERVER_TIMEOUT is killed by the kernel (SIGALRM's default action,
+which needs nothing from the stuck process), so it frees its memory. The frontend
+has answered its requests 504 at the timeout; MMS sees the worker go and starts a
+new one, which loads the model again. A load gets settings.MODEL_LOAD_TIMEOUT_S.
 """
 import json
 import logging
+import os
+import signal
+import threading
 import time
 
 import torch
@@ -18,8 +27,23 @@ from byoc.serving.errors import RequestError, error_body
 from byoc.serving.inference import Classifier, Prepared
 
 logger = logging.getLogger(__name__)
+ALARM_GRACE_S = 0.5  # after the frontend's 504 at the timeout
 _classifier: Classifier | None = None
 _settings: settings.Settings | None = None
+
+
+def _arm(seconds: float) -> None:
+    """Kill this worker process after `seconds` (plus the grace) unless disarmed (0)."""
+    signal.setitimer(signal.ITIMER_REAL, seconds + ALARM_GRACE_S if seconds else 0)
+
+
+def _as_memory_error(error: Exception) -> Exception:
+    """Out-of-memory while loading is MemoryError, which MMS answers 507 (SageMaker then unloads
+    other models); torch says it with its own exception types."""
+    text = str(error).lower()
+    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text:
+        return MemoryError(f"not enough memory to load the model: {str(error)[:300]}")
+    return error
 
 
 def _device(context) -> torch.device:
@@ -37,11 +61,25 @@ def _device(context) -> torch.device:
 def _load(context) -> None:
     global _classifier, _settings
     _settings = settings.from_environment()
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     torch.set_num_threads(_settings.torch_threads)
     device = _device(context)
-    _classifier = Classifier.load(context.system_properties["model_dir"], device)
+    _arm(settings.MODEL_LOAD_TIMEOUT_S)
+    try:
+        _classifier = Classifier.load(context.system_properties["model_dir"], device)
+    except (RuntimeError, MemoryError) as error:
+        raise _as_memory_error(error) from None
+    finally:
+        _arm(0)
     logger.info("model loaded on %s: %s, %d classes, %d torch threads", device,
                 _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads)
+
+
+def _stall_if_testing() -> None:
+    """Test hook (BYOC_TEST_STALL_FILE): while that file exists, block like a hung forward pass."""
+    if _settings.stall_file and os.path.exists(_settings.stall_file):
+        logger.warning("test hook: %s exists, this forward pass blocks", _settings.stall_file)
+        threading.Event().wait()
 
 
 def _headers(context, index: int) -> dict[str, str]:
@@ -65,7 +103,7 @@ def _body(request) -> bytes:
 def _prepare(request, headers: dict[str, str]) -> Prepared:
     request_options.check_accept(headers.get("accept"))
     k = request_options.top_k(headers.get(contract.CUSTOM_ATTRIBUTES_HEADER.lower()), _classifier.num_classes)
-    payload = payloads.decode(_body(request), headers.get("content-type"), _settings.max_payload_bytes)
+    payload = payloads.decode(_body(request), headers.get("content-type"), _settings.limits)
     return _classifier.prepare(payload, k)
 
 
@@ -74,7 +112,14 @@ def handle(data, context):
         _load(context)
     if data is None:  # the load-time call
         return None
+    _arm(_settings.timeout_s)
+    try:
+        return _answer(data, context)
+    finally:
+        _arm(0)
 
+
+def _answer(data, context) -> list:
     started = time.perf_counter()
     responses: list[str | None] = [None] * len(data)
 
@@ -97,6 +142,7 @@ def handle(data, context):
 
     prepared = time.perf_counter()
     try:
+        _stall_if_testing()
         answers = _classifier.answer(list(pending.values()))
     except Exception:
         logger.exception("forward pass failed for %d request(s)", len(pending))

@@ -10,7 +10,7 @@ import torch
 
 from byoc import model_package
 from byoc.contract import ModelSpec
-from byoc.preprocessing import eval_transform
+from byoc.serving import images
 from byoc.serving.errors import RequestError
 from byoc.serving.payloads import Payload
 
@@ -48,13 +48,18 @@ class Classifier:
         return len(self.spec.class_names)
 
     def to_batch(self, payload: Payload) -> torch.Tensor:
-        """(N, 3, crop, crop) float32 on the CPU, whatever the payload held."""
+        """(N, 3, crop, crop) float32 on the CPU, whatever the payload held. Images are decoded one
+        at a time, each freed before the next (their headers were checked when the payload was read)."""
         if payload.images is not None:
-            return torch.stack([eval_transform(image, self.spec.preprocessing) for image in payload.images])
+            tensors = []
+            while payload.images:
+                name, image = payload.images.pop(0)
+                tensors.append(images.decode(image, self.spec.preprocessing, name))
+            return torch.stack(tensors)
         if payload.array.shape[1:] != self.input_shape:
             raise RequestError(400, f"Each array must have shape {self.input_shape} for this model, "
                                     f"not {payload.array.shape[1:]}.")
-        return torch.from_numpy(np.ascontiguousarray(payload.array))
+        return torch.from_numpy(np.array(payload.array, order="C"))  # a copy: the body's view is read-only
 
     def prepare(self, payload: Payload, top_k: int) -> Prepared:
         return Prepared(self.to_batch(payload), payload.many, top_k)

@@ -1,32 +1,39 @@
-"""Request bodies -> images or a preprocessed array, by Content-Type.
+"""Request bodies -> images (headers checked, pixels not yet decoded) or a preprocessed array,
+by Content-Type, and only the formats it names:
 
-  image/jpeg, image/png, application/x-image   one encoded image
-  application/json                             {"image": "<base64>"} or {"images": ["<base64>", ...]}
-  application/x-npy                            a float32 array (3, H, W) or (N, 3, H, W), already
-                                               resized and normalised as model.json describes
+  image/jpeg, image/png            one image of that format
+  application/x-image              one JPEG or PNG image
+  multipart/form-data              one part holding a JPEG or PNG image, of its own Content-Type
+                                   (what `curl -F image=@dog.jpg` sends)
+  application/json                 {"image": "<base64>"} or {"images": ["<base64>", ...]}: JPEG or PNG
+  application/x-npy                a float32 array (3, H, W) or (N, 3, H, W), already resized and
+                                   normalised as model.json describes (byoc.serving.arrays)
 
-Every way a body can be wrong raises RequestError with a 4xx status.
+Every way a body can be wrong raises RequestError: 415 for a content type not listed above, 413
+over a limit (settings.Limits, each named), 400 otherwise.
 """
 import base64
 import binascii
-import io
-import json
+import email.parser
+import email.policy
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from byoc.contract import CONTENT_TYPES, JSON_TYPE, NPY_TYPE
+from byoc.contract import CONTENT_TYPES, IMAGE_TYPES, JSON_TYPE, MULTIPART_TYPE, NPY_TYPE
+from byoc.serving import arrays, images
 from byoc.serving.errors import RequestError
+from byoc.serving.json_bodies import strict_json
+from byoc.serving.settings import Limits
 
-MAX_ITEMS = 64  # images or array rows in one request
-# Refuse images whose pixel count would exhaust memory when decoded (decompression bombs).
-Image.MAX_IMAGE_PIXELS = 40_000_000
+FORMATS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "application/x-image": ("JPEG", "PNG")}
+ANY_IMAGE = ("JPEG", "PNG")
 
 
 @dataclass
 class Payload:
-    images: list[Image.Image] | None = None
+    images: list[tuple[str, Image.Image]] | None = None  # (name for messages, opened image)
     array: np.ndarray | None = None  # (N, 3, H, W) float32
     many: bool = False  # the client sent a list: answer a list
 
@@ -36,72 +43,87 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None, max_bytes: int) -> Payload:
+def unsupported(kind: str) -> RequestError:
+    hint = (" (curl --data-binary sends this unless told otherwise: add -H 'Content-Type: image/jpeg')"
+            if kind == "application/x-www-form-urlencoded" else "")
+    return RequestError(415, f"Content-Type {kind or '(none)'!r} is not supported{hint}; "
+                             f"send one of {', '.join(CONTENT_TYPES)}.")
+
+
+def decode(body: bytes, content_type: str | None, limits: Limits) -> Payload:
     kind = media_type(content_type)
     if kind not in CONTENT_TYPES:
-        raise RequestError(415, f"Content-Type {kind or '(none)'!r} is not supported; "
-                                f"send one of {', '.join(CONTENT_TYPES)}.")
+        raise unsupported(kind)
     if not body:
         raise RequestError(400, "The request body is empty.")
-    if len(body) > max_bytes:
-        raise RequestError(413, f"The body has {len(body)} bytes; at most {max_bytes} are accepted.")
+    if len(body) > limits.max_payload_bytes:
+        raise RequestError(413, f"The body has {len(body)} bytes; at most {limits.max_payload_bytes} are "
+                                "accepted (BYOC_MAX_PAYLOAD_MB).")
     if kind == JSON_TYPE:
-        return _from_json(body)
+        return _from_json(body, limits)
     if kind == NPY_TYPE:
-        return _from_npy(body)
-    return Payload(images=[decode_image(body)])
+        array, many = arrays.from_npy(body, limits)
+        return Payload(array=array, many=many)
+    if kind == MULTIPART_TYPE:
+        body, kind = _from_multipart(body, content_type or "")
+    return _checked_images([images.open_checked(body, FORMATS[kind], limits, "The image")], ["The image"],
+                           False, limits)
 
 
-def decode_image(data: bytes) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()  # decode now: a truncated file fails here, not in the model
-    except Image.DecompressionBombError:
-        raise RequestError(400, f"The image is too large; at most {Image.MAX_IMAGE_PIXELS} pixels.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-        raise RequestError(400, "The body could not be decoded as an image.") from None
-    return image
+def _checked_images(opened: list[Image.Image], names: list[str], many: bool, limits: Limits) -> Payload:
+    total = sum(image.width * image.height for image in opened)
+    if total > limits.max_request_pixels:
+        raise RequestError(413, f"The images hold {total:,} pixels; at most {limits.max_request_pixels:,} per "
+                                "request (BYOC_MAX_REQUEST_PIXELS).")
+    return Payload(images=list(zip(names, opened)), many=many)
 
 
-def _from_json(body: bytes) -> Payload:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RequestError(400, f"The body is not valid JSON: {error}.") from None
-    if isinstance(document, dict) and isinstance(document.get("image"), str):
+def _from_json(body: bytes, limits: Limits) -> Payload:
+    document = strict_json(body)
+    shape = 'Send {"image": "<base64>"} or {"images": ["<base64>", ...]}'
+    if not isinstance(document, dict) or len(document) != 1:
+        raise RequestError(400, f"{shape}: an object with one of those keys and nothing else.")
+    if isinstance(document.get("image"), str):
         encoded, many = [document["image"]], False
-    elif isinstance(document, dict) and isinstance(document.get("images"), list) and document["images"]:
+    elif isinstance(document.get("images"), list) and document["images"]:
         encoded, many = document["images"], True
     else:
-        raise RequestError(400, 'Send {"image": "<base64>"} or {"images": ["<base64>", ...]}.')
-    if len(encoded) > MAX_ITEMS:
-        raise RequestError(400, f"{len(encoded)} images in one request; at most {MAX_ITEMS}.")
-    images = []
-    for position, text in enumerate(encoded):
-        try:
-            data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
-        except (binascii.Error, ValueError):
-            data = None
-        if not data:
-            raise RequestError(400, f"Image {position} is not a non-empty base64 string.")
-        images.append(decode_image(data))
-    return Payload(images=images, many=many)
+        raise RequestError(400, f"{shape}: 'image' a base64 string, 'images' a non-empty list of them.")
+    if len(encoded) > limits.max_images:
+        raise RequestError(413, f"{len(encoded)} images in one request; at most {limits.max_images} "
+                                "(BYOC_MAX_IMAGES).")
+    names = [f"Image {i}" if many else "The image" for i in range(len(encoded))]
+    opened = [images.open_checked(_base64(text, name), ANY_IMAGE, limits, name) for text, name in zip(encoded, names)]
+    return _checked_images(opened, names, many, limits)
 
 
-def _from_npy(body: bytes) -> Payload:
+def _base64(text, name: str) -> bytes:
     try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)  # object arrays would need unpickling
-    except (ValueError, OSError, EOFError) as error:
-        raise RequestError(400, f"The body is not a .npy array without objects: {error}.") from None
-    if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-        raise RequestError(400, f"The array must be float32, not {getattr(array, 'dtype', type(array).__name__)}.")
-    many = array.ndim == 4
-    if array.ndim == 3:
-        array = array[None]
-    if array.ndim != 4 or len(array) == 0:
-        raise RequestError(400, f"The array must have shape (3, H, W) or (N, 3, H, W), not {array.shape}.")
-    if len(array) > MAX_ITEMS:
-        raise RequestError(400, f"{len(array)} arrays in one request; at most {MAX_ITEMS}.")
-    if not np.isfinite(array).all():
-        raise RequestError(400, "The array holds NaN or infinite values.")
-    return Payload(array=array, many=many)
+        data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
+    except (binascii.Error, ValueError):
+        data = None
+    if not data:
+        raise RequestError(400, f"{name} is not a non-empty base64 string.")
+    return data
+
+
+def _from_multipart(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The one part of a multipart/form-data body, and its own image type."""
+    if "boundary=" not in content_type.lower():
+        raise RequestError(400, "multipart/form-data needs a boundary parameter in its Content-Type.")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if message.defects or not parts:
+        raise RequestError(400, "The multipart/form-data body is malformed (no parts, or no closing boundary).")
+    if len(parts) != 1:
+        raise RequestError(400, f"The multipart/form-data body has {len(parts)} parts; send exactly one, the "
+                                "image (curl -F image=@dog.jpg).")
+    kind = parts[0].get_content_type()
+    if kind not in IMAGE_TYPES:
+        raise RequestError(415, f"The multipart part's Content-Type is {kind!r}; send {', '.join(IMAGE_TYPES)} "
+                                "(curl -F 'image=@dog.jpg;type=image/jpeg').")
+    data = parts[0].get_payload(decode=True)
+    if not data:
+        raise RequestError(400, "The multipart part holding the image is empty.")
+    return data, kind

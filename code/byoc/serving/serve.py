@@ -1,19 +1,26 @@
-"""`serve`: multi-model-server with our handler, on SageMaker's port.
+"""`serve`: multi-model-server with our handler, on SageMaker's port, as the container's PID 1.
 
-Single-model endpoint: the model in /opt/ml/model is registered through MMS's
-management API (on loopback only) with the batching settings, which MMS
-cannot take for a model named on its command line. Multi-model endpoint
-(SAGEMAKER_MULTI_MODEL=true): SageMaker loads and unloads models itself
-through /models on the same port. Either way /ping answers 200 only once the
-model can answer (our MMS plugin, see containers/serving/mms-plugins).
+SageMaker runs `docker run IMAGE serve` and sends SIGTERM to stop it; its docs rule out tini as
+the entrypoint. So `serve` is PID 1 itself: it starts MMS's Java frontend (with our patched
+classes, containers/serving/mms), reaps every orphan the process tree leaves it, and on SIGTERM
+stops the whole tree.
 
-The container starts as root, as SageMaker expects; MMS and its workers run
-as BYOC_SERVER_USER. Settings: byoc.serving.settings.
+The serving port answers SageMaker's protocol only (byoc.mms.SageMakerApi in the frontend).
+MMS's own management API listens on loopback, on a port from SAGEMAKER_SAFE_PORT_RANGE; a
+single-model endpoint registers its model there, with the batching settings MMS takes for
+registered models only. Multi-model endpoints (SAGEMAKER_MULTI_MODEL=true) load models through
+SageMaker's /models on the serving port instead. /ping answers 200 only once the model can
+answer.
+
+The container starts as root, as SageMaker expects; MMS and its workers run as BYOC_SERVER_USER.
+Settings: byoc.serving.settings.
 """
+import importlib.util
 import json
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -31,31 +38,65 @@ from byoc.serving import settings as server_settings
 
 HANDLER = "byoc.serving.handler:handle"
 MODEL_NAME = "model"
-PLUGINS = Path(os.environ.get("BYOC_MMS_PLUGINS", "/opt/byoc/mms-plugins"))
-LOG_CONFIG = PLUGINS / "log4j2.xml"  # all of MMS's log, workers' included, to stdout
+MMS_JAVA = Path(os.environ.get("BYOC_MMS_JAVA", "/opt/byoc/mms"))  # patched jar, our jar, log config
 MULTI_MODEL_STORE = Path("/opt/ml/models")
 
 
-def mms_properties(s: server_settings.Settings) -> str:
-    inference = f"http://0.0.0.0:{s.port}"
-    # SageMaker's multi-model protocol is MMS's management API on the serving port;
-    # a single-model endpoint keeps that API on loopback, one port up.
-    management = inference if s.multi_model else f"http://127.0.0.1:{s.port + 1}"
+def management_port(s: server_settings.Settings) -> int:
+    """The first free loopback port of SAGEMAKER_SAFE_PORT_RANGE, else the first above the serving port."""
+    first, last = s.safe_ports or (s.port + 1, server_settings.MAX_PORT)
+    for port in range(first, min(last, server_settings.MAX_PORT) + 1):
+        if port == s.port:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    sys.exit(f"serve: no free loopback port in {first}-{min(last, server_settings.MAX_PORT)} for the model "
+             "server's management API (SAGEMAKER_SAFE_PORT_RANGE)")
+
+
+def mms_properties(s: server_settings.Settings, management: int) -> str:
     return "\n".join([
-        f"inference_address={inference}",
-        f"management_address={management}",
-        "model_store=/",  # SageMaker names multi-model paths absolutely
+        f"inference_address=http://0.0.0.0:{s.port}",
+        f"management_address=http://127.0.0.1:{management}",  # never reachable from outside
+        "model_store=/",
         f"default_service_handler={HANDLER}",
         f"default_workers_per_model={s.workers}",
-        f"default_response_timeout={s.timeout_s}",
+        # The frontend answers a late request 504 at the timeout (byoc_timeout_seconds); the worker's
+        # alarm kills a hung forward pass half a second later (byoc.serving.handler). MMS's own
+        # timeout of a worker, which also bounds model loads, is only a backstop behind that.
+        # (default_response_timeout would be read in minutes.)
+        f"byoc_timeout_seconds={s.timeout_s}",
+        f"default_response_timeout_seconds={s.worker_timeout_s}",
         f"number_of_gpu={s.gpus}",
-        f"plugins_path={PLUGINS}",
         "decode_input_request=false",  # hand the handler raw bytes
-        # Netty cuts bodies above this with an empty 413; the handler answers JSON up to it.
-        f"max_request_size={2 * s.max_payload_bytes}",
-        f"max_response_size={s.max_payload_bytes}",
+        # Our frontend code answers bodies over this with a JSON 413, without reading them.
+        f"max_request_size={s.limits.max_payload_bytes}",
+        f"max_response_size={s.limits.max_payload_bytes}",
+        # Workers get no PYTHONPATH: MMS would put the model's directory on it, ahead of the
+        # standard library, so a model folder's .py files could be imported. byoc comes from a .pth.
+        "blacklist_env_vars=PYTHONPATH",
         "async_logging=true",
+        # Read by our frontend code (byoc.mms.Settings).
+        f"byoc_multi_model={str(s.multi_model).lower()}",
+        f"byoc_model_name={MODEL_NAME}",
+        f"byoc_model_store={MULTI_MODEL_STORE}",
+        f"byoc_workers={s.workers}",
+        f"byoc_batch_size={s.max_batch_size}",
+        f"byoc_max_batch_delay_ms={s.max_batch_delay_ms}",
     ]) + "\n"
+
+
+def java_command(config: Path, run_dir: Path) -> list[str]:
+    """MMS's frontend, launched as its own launcher would, with our classes first on the class path."""
+    mms_home = Path(importlib.util.find_spec("mms").origin).parent.parent
+    return ["java", f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
+            f"-Dlog4j.configurationFile=file://{MMS_JAVA / 'log4j2.xml'}",
+            "-cp", f"{MMS_JAVA / 'model-server.jar'}:{MMS_JAVA / 'byoc-mms.jar'}",
+            "com.amazonaws.ml.mms.ModelServer", "--python", sys.executable, "-f", str(config)]
 
 
 def readable_by(path: Path, user: pwd.struct_passwd) -> bool:
@@ -72,7 +113,8 @@ def readable_by(path: Path, user: pwd.struct_passwd) -> bool:
 
 
 def server_user(s: server_settings.Settings, model_dir: Path | None) -> pwd.struct_passwd | None:
-    """The unprivileged account for MMS, or None to stay root."""
+    """The unprivileged account for MMS, or None to stay root. Multi-model: each load checks its
+    own files as this user (byoc.serving.load_request)."""
     if os.geteuid() != 0 or s.server_user == "root":
         return None
     try:
@@ -86,51 +128,89 @@ def server_user(s: server_settings.Settings, model_dir: Path | None) -> pwd.stru
     return user
 
 
-def register(s: server_settings.Settings, model_dir: Path, server: subprocess.Popen) -> None:
-    """Hand the model to MMS with batching; workers load it in the background."""
+def register(s: server_settings.Settings, model_dir: Path, server: subprocess.Popen, management: int) -> None:
+    """Hand the model to MMS with batching; workers load it in the background. No response_timeout:
+    as a query parameter MMS reads it in minutes; the default (default_response_timeout_seconds) holds."""
     query = urllib.parse.urlencode({
-        "url": str(model_dir), "model_name": MODEL_NAME, "initial_workers": s.workers,
-        "batch_size": s.max_batch_size, "max_batch_delay": s.max_batch_delay_ms,
-        "response_timeout": s.timeout_s, "synchronous": "false",
+        "url": str(model_dir), "model_name": MODEL_NAME, "handler": HANDLER, "runtime": "python",
+        "initial_workers": s.workers, "batch_size": s.max_batch_size, "max_batch_delay": s.max_batch_delay_ms,
+        "synchronous": "false",
     })
-    url = f"http://127.0.0.1:{s.port + 1}/models?{query}"
+    request = urllib.request.Request(f"http://127.0.0.1:{management}/models?{query}", method="POST")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
             sys.exit(f"serve: the model server exited with {server.returncode} before the model was registered")
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 print(f"serve: model registered: {json.loads(response.read()).get('status')}", flush=True)
-                break
+                return
         except urllib.error.HTTPError as error:
             sys.exit(f"serve: the model server refused the model: {error.read().decode(errors='replace')}")
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)  # the management API is not up yet
-    else:
-        sys.exit("serve: the model server's management API did not come up within 120 s")
-    # /invocations carries no model name: tell MMS which model answers it (our plugin).
-    name_url = f"http://127.0.0.1:{s.port + 1}/invocations-model?name={MODEL_NAME}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(name_url, method="POST"), timeout=10):
-            pass
-    except (urllib.error.URLError, ConnectionError) as error:
-        sys.exit(f"serve: could not route /invocations to the model (byoc MMS plugin): {error}")
+    sys.exit("serve: the model server's management API did not come up within 120 s")
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Terminate MMS's launcher, the Java frontend and its Python workers."""
-    try:
-        tree = psutil.Process(process.pid).children(recursive=True) + [psutil.Process(process.pid)]
-    except psutil.NoSuchProcess:
-        return
-    for p in tree:
+def stop_tree() -> None:
+    """Terminate every process below this one (MMS's frontend, its Python servers and workers, and
+    any orphan reparented to us), wait up to 20 s (SageMaker kills at 30 s), kill the rest, reap."""
+    tree = psutil.Process().children(recursive=True)
+    for process in tree:
         try:
-            p.terminate()
+            process.terminate()
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(tree, timeout=20)
-    for p in alive:
-        p.kill()
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    reap()
+
+
+def reap() -> None:
+    """Collect every exited child, ours or an orphan's (PID 1's duty), without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def supervise(server: subprocess.Popen) -> int:
+    """Wait for the model server to exit, reaping orphans meanwhile; its exit status."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return server.returncode or 0
+        if pid == server.pid:
+            server.returncode = os.waitstatus_to_exitcode(status)
+            return server.returncode
+
+
+def on_signal(signum, _frame) -> None:
+    print(f"serve: signal {signum}, stopping the model server", flush=True)
+    stop_tree()
+    sys.exit(0)
+
+
+def prepare_run_dir(s: server_settings.Settings, user: pwd.struct_passwd | None, management: int) -> Path:
+    run_dir = Path(tempfile.mkdtemp(prefix="byoc-mms-"))
+    (run_dir / "config.properties").write_text(mms_properties(s, management))
+    if user:
+        os.chown(run_dir, user.pw_uid, user.pw_gid)
+        os.chown(run_dir / "config.properties", user.pw_uid, user.pw_gid)
+    return run_dir
+
+
+def server_environment(s: server_settings.Settings, run_dir: Path, choice: cuda.Choice) -> dict[str, str]:
+    """The model server's environment (its workers inherit it, less PYTHONPATH): the device
+    choice's libraries first on LD_LIBRARY_PATH, MMS's pid file and logs in the run directory."""
+    return dict(cuda.environment(choice, os.environ), TMPDIR=str(run_dir), HOME=str(run_dir),
+                OMP_NUM_THREADS=str(s.torch_threads))
 
 
 def choose_device() -> cuda.Choice:
@@ -159,35 +239,23 @@ def main() -> None:
             contract.load_spec(model_dir)  # fail here, clearly, rather than in every worker
         except contract.ModelPackageError as error:
             sys.exit(f"serve: cannot serve: {error}")
-    # Multi-model: SageMaker adds models as it goes; their files are its business.
     user = server_user(s, None if s.multi_model else model_dir)
-
-    run_dir = Path(tempfile.mkdtemp(prefix="byoc-mms-"))
-    (run_dir / "config.properties").write_text(mms_properties(s))
-    env = dict(cuda.environment(choice, os.environ), TMPDIR=str(run_dir), HOME=str(run_dir),  # MMS's pid file, logs
-               OMP_NUM_THREADS=str(s.torch_threads))
-    if user:
-        os.chown(run_dir, user.pw_uid, user.pw_gid)
-        os.chown(run_dir / "config.properties", user.pw_uid, user.pw_gid)
-    command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
-               "--mms-config", str(run_dir / "config.properties"), "--log-config", str(LOG_CONFIG)]
+    management = management_port(s)
+    run_dir = prepare_run_dir(s, user, management)
     mode = "multi-model" if s.multi_model else f"model {model_dir}, batches of up to {s.max_batch_size}"
-    print(f"serve: port {s.port}, {s.workers} worker(s) x {s.torch_threads} thread(s), {mode}, "
-          f"as {user.pw_name if user else 'root'}", flush=True)
-    server = subprocess.Popen(command, cwd=run_dir, env=env,
-                              user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-                              extra_groups=[] if user else None)
-
-    def on_signal(signum, _frame):
-        print(f"serve: signal {signum}, stopping the model server", flush=True)
-        stop(server)
-        sys.exit(0)
-
+    print(f"serve: port {s.port} (management on 127.0.0.1:{management}), {s.workers} worker(s) x "
+          f"{s.torch_threads} thread(s), timeout {s.timeout_s} s, {mode}, as {user.pw_name if user else 'root'}",
+          flush=True)
+    # Before the model server starts: PID 1 ignores a signal it has no handler for.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir), cwd=run_dir,
+                              env=server_environment(s, run_dir, choice),
+                              user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                              extra_groups=[] if user else None)
     if not s.multi_model:
-        register(s, model_dir, server)
-    sys.exit(server.wait())
+        register(s, model_dir, server, management)
+    sys.exit(supervise(server))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+""".npy bodies: the header is read and checked (float32, (3, H, W) or (N, 3, H, W), the data really
+there, within the limits) before anything is allocated; the array is then a view of the body.
+
+np.load would allocate the shape the header declares before reading any data (a tiny body could
+ask for terabytes), and would need pickle for object arrays (refused here without unpickling).
+"""
+import io
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from byoc.serving.errors import RequestError
+from byoc.serving.settings import Limits
+
+FLOAT32 = np.dtype("<f4")
+
+
+def _header(body: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    stream = io.BytesIO(body)
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unknown .npy version {version}")
+    except Exception as error:  # any malformed header, whatever numpy raises for it
+        raise RequestError(400, f"The body is not a .npy array: {str(error)[:200]}.") from None
+    return shape, fortran, dtype, stream.tell()
+
+
+def from_npy(body: bytes, limits: Limits) -> tuple[np.ndarray, bool]:
+    """(array (N, 3, H, W) float32, many) from a .npy body; many: the client sent a batch."""
+    shape, fortran, dtype, offset = _header(body)
+    if dtype.hasobject:
+        raise RequestError(400, "The array holds Python objects; send a float32 array.")
+    if dtype != FLOAT32:
+        raise RequestError(400, f"The array must be float32 (little-endian), not {dtype}.")
+    if len(shape) not in (3, 4) or shape[-3] != 3 or 0 in shape:
+        raise RequestError(400, f"The array must have shape (3, H, W) or (N, 3, H, W), not {shape}.")
+    many = len(shape) == 4
+    rows, height, width = (shape[0] if many else 1), shape[-2], shape[-1]
+    if rows > limits.max_images:
+        raise RequestError(413, f"{rows} arrays in one request; at most {limits.max_images} (BYOC_MAX_IMAGES).")
+    if rows * height * width > limits.max_request_pixels:
+        raise RequestError(413, f"The arrays hold {rows * height * width:,} pixels; at most "
+                                f"{limits.max_request_pixels:,} per request (BYOC_MAX_REQUEST_PIXELS).")
+    expected = rows * 3 * height * width * FLOAT32.itemsize
+    if len(body) - offset != expected:
+        raise RequestError(400, f"The header declares {shape} ({expected} bytes of data) but the body holds "
+                                f"{len(body) - offset}.")
+    array = np.frombuffer(body, FLOAT32, offset=offset).reshape(shape, order="F" if fortran else "C")
+    if not np.isfinite(array).all():
+        raise RequestError(400, "The array holds NaN or infinite values.")
+    return (array if many else array[None]), many

@@ -1,0 +1,51 @@
+"""The serving image's MMS frontend: our patched classes are the ones it runs, and the patched
+response decoder survives every split of a reply that breaks MMS 1.1.11's own (containers/serving/mms)."""
+import re
+
+import pytest
+
+from support import LABEL, SERVING_IMAGE
+
+pytestmark = pytest.mark.docker
+CHECK = "byoc.mms.checks.DecoderSplitCheck"
+PATCHED = "/opt/byoc/mms/model-server.jar"
+# The wheel's own jar, left in the venv and unused by `serve`.
+ORIGINAL = "$(python3 -c 'import mms, os; print(os.path.dirname(mms.__file__))')/frontend/model-server.jar"
+
+
+def split_check(docker_client, jar: str) -> tuple[int, str]:
+    container = docker_client.containers.run(
+        SERVING_IMAGE, ["sh", "-c", f"java -cp /opt/byoc/mms/byoc-mms-checks.jar:{jar} {CHECK}"],
+        detach=True, labels=LABEL)
+    try:
+        code = container.wait(timeout=120)["StatusCode"]
+        return code, container.logs(stderr=False).decode()
+    finally:
+        container.remove(force=True)
+
+
+def test_the_patched_decoder_decodes_a_batched_reply_split_at_every_byte_offset(docker_client):
+    code, output = split_check(docker_client, PATCHED)
+    done, total = map(int, re.search(r"(\d+) of (\d+) split replies decoded correctly", output).groups())
+    assert code == 0 and done == total > 1000, output
+
+
+def test_mms_own_decoder_fails_the_same_check(docker_client):
+    """The check can fail: against the unpatched class it does, as the frontend did under load."""
+    code, output = split_check(docker_client, ORIGINAL)
+    done, total = map(int, re.search(r"(\d+) of (\d+) split replies decoded correctly", output).groups())
+    assert code == 1 and done < total, output
+    assert "Invalid message size" in output
+
+
+def test_serve_runs_the_patched_jar_first_on_the_class_path(docker_client):
+    container = docker_client.containers.run(
+        SERVING_IMAGE, ["python3", "-c", "from pathlib import Path; from byoc.serving import serve;"
+                        "print(' '.join(serve.java_command(Path('/c'), Path('/r'))))"],
+        detach=True, labels=LABEL, network_mode="none")
+    try:
+        container.wait(timeout=60)
+        command = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert f"-cp {PATCHED}:/opt/byoc/mms/byoc-mms.jar com.amazonaws.ml.mms.ModelServer" in command
