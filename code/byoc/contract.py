@@ -124,6 +124,8 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 # MMS cannot bind a port from 32767 up (its Connector compares with Short.MAX_VALUE).
 MAX_SERVER_PORT = 32766
+# A transform job's MaxPayloadInMB is at most this, and so is MaxConcurrentTransforms x MaxPayloadInMB.
+MAX_BATCH_PAYLOAD_MB = 100
 
 # --- settings the images read from their environment --------------------------------------
 # The names the serving image's settings and the training image read, and what byoc-cloud checks
@@ -219,7 +221,8 @@ SERVING_SETTINGS = {s.name: s for s in (
             choices=("byoc", "root")),
     _DEVICE,
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
-    Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB", "", minimum=0,
+    Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB (0: chunked, up to 100)", "", minimum=0,
+            maximum=MAX_BATCH_PAYLOAD_MB,
             set_by="SageMaker, from the transform job's MaxPayloadInMB (byoc-cloud transform --max-payload-mb)"),
     Setting(BATCH_STRATEGY_SETTING, "SINGLE_RECORD or MULTI_RECORD", "",
             set_by="SageMaker, from the transform job's BatchStrategy (byoc-cloud transform --batch-strategy)"),
@@ -241,16 +244,19 @@ TRAINING_SETTINGS = {s.name: s for s in (
 # be safe), async 1 GB (the input object in S3), batch transform MaxPayloadInMB up to 100 MB.
 HOSTING_MODES = ("realtime", "async", "serverless", "batch")
 MAX_REQUEST_BYTES = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1000 * 1000, "async": 1000 ** 3,
-                     "batch": 100 * 1024 * 1024}
+                     "batch": MAX_BATCH_PAYLOAD_MB * 1024 * 1024}
 
 
 # --- requests to the endpoint ------------------------------------------------------------
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
+# One JSON object per line, answered line by line: batch transform's SplitType=Line with
+# BatchStrategy=MultiRecord sends many lines in one request (under application/json too).
+JSON_LINES_TYPE = "application/jsonlines"
 NPY_TYPE = "application/x-npy"
 MULTIPART_TYPE = "multipart/form-data"  # one part holding an image (curl -F image=@dog.jpg)
-CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, NPY_TYPE, MULTIPART_TYPE)
-RESPONSE_TYPE = JSON_TYPE
+CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, JSON_LINES_TYPE, NPY_TYPE, MULTIPART_TYPE)
+RESPONSE_TYPE = JSON_TYPE  # JSON Lines requests are answered in JSON Lines
 # InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 DEFAULT_TOP_K = 5

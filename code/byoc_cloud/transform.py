@@ -4,12 +4,14 @@ serving image, writing S3OutputPath/<key>.out for each input object <key>.
 Two input layouts:
 - one image per object (--split None, the default): JPEG and PNG alike with ContentType
   application/x-image, answered with one JSON document per image;
-- JSON Lines (--split Line): one {"image": "<base64>"} per line, ContentType application/json,
-  answered one JSON document per line, in order (AssembleWith Line).
+- JSON Lines (--split Line): one {"image": "<base64>"} per line, ContentType application/json
+  (or application/jsonlines), answered one JSON document per line, in order (AssembleWith Line),
+  also when MultiRecord packs many lines into one request; a line the image cannot read is
+  answered by an error line.
 
 BatchStrategy, MaxPayloadInMB and MaxConcurrentTransforms are sent only when given: otherwise
-SageMaker asks the container (GET /execution-parameters) and falls back to its own defaults (one
-request at a time per instance, 6 MB). When given they are held to SageMaker's limits: a payload
+SageMaker asks the container (GET /execution-parameters: MultiRecord, the serving image's payload
+limit, and workers x batch size concurrent requests within the bound below). When given they are held to SageMaker's limits: a payload
 of at most 100 MB, and concurrency x payload at most 100 MB.
 """
 from byoc import contract
@@ -18,7 +20,7 @@ from byoc_cloud.calls import Call, LaunchError, timestamped
 from byoc_cloud.hosting_modes import S3_URI
 from byoc_cloud.preflight import add_skip_check, preflight
 
-MAX_PAYLOAD_MB = 100  # MaxPayloadInMB's maximum, and of MaxConcurrentTransforms x MaxPayloadInMB
+MAX_PAYLOAD_MB = contract.MAX_BATCH_PAYLOAD_MB  # also of MaxConcurrentTransforms x MaxPayloadInMB
 SPLITS = {"None": "application/x-image", "Line": contract.JSON_TYPE}  # split type -> default content type
 
 
@@ -26,7 +28,7 @@ def _check(args) -> None:
     for flag, uri in (("--input", args.input), ("--output", args.output)):
         if not S3_URI.fullmatch(uri):
             raise LaunchError(f"{flag} {uri!r}: expected s3://bucket/prefix")
-    allowed = contract.CONTENT_TYPES if args.split == "None" else (contract.JSON_TYPE,)
+    allowed = contract.CONTENT_TYPES if args.split == "None" else (contract.JSON_TYPE, contract.JSON_LINES_TYPE)
     if args.content_type not in allowed:
         raise LaunchError(f"--content-type {args.content_type} with --split {args.split}: the serving image takes "
                           f"{', '.join(allowed)} here")
@@ -69,8 +71,8 @@ def launch(args, clients, prices) -> list[Call]:
     unset = [f for f, v in (("BatchStrategy", args.batch_strategy), ("MaxPayloadInMB", args.max_payload_mb),
                             ("MaxConcurrentTransforms", args.max_concurrent_transforms)) if v is None]
     if unset:
-        print(f"{', '.join(unset)}: not set, so SageMaker asks the container (GET /execution-parameters), else "
-              "uses its defaults (1 request at a time per instance, 6 MB)")
+        print(f"{', '.join(unset)}: not set, so SageMaker asks the container (GET /execution-parameters: "
+              "MultiRecord, its payload limit, workers x batch size requests at a time)")
     print(prices.transform_estimate(args.instance_type, args.instance_count))
     args.job_name = args.job_name or timestamped("byoc-transform")  # also the name a --wait would follow
     data = endpoints.model_data(clients["sagemaker"], args)

@@ -22,7 +22,7 @@ def test_an_image_folder_is_scored_on_a_gpu_with_the_ami_it_needs(launch_env, ca
     out = capsys.readouterr().out
     assert "TransformAmiVersion: al2-ami-sagemaker-batch-gpu-535" in out
     assert ("BatchStrategy, MaxPayloadInMB, MaxConcurrentTransforms: not set, so SageMaker asks the container "
-            "(GET /execution-parameters)") in out
+            "(GET /execution-parameters: MultiRecord") in out
     assert ("estimated cost: 2 x ml.g4dn.xlarge at 0.736 USD/h (us-east-1): 1.47 USD per hour the job runs") in out
     sagemaker = boto3.client("sagemaker")
     job = sagemaker.describe_transform_job(TransformJobName="byoc-transform-gpu")
@@ -75,7 +75,7 @@ def test_the_model_of_a_training_job(launch_env, capsys):
     (("--max-payload-mb", "101"), "--max-payload-mb 101: 1 to 100"),
     (("--max-concurrent-transforms", "0"), "--max-concurrent-transforms 0: 1 to 100"),
     (("--max-concurrent-transforms", "8", "--max-payload-mb", "16"), "= 128 MB; SageMaker allows at most 100 MB"),
-    (("--split", "Line", "--content-type", "application/x-npy"), "the serving image takes application/json here"),
+    (("--split", "Line", "--content-type", "application/x-npy"), "the serving image takes application/json, application/jsonlines here"),
     (("--content-type", "text/csv"), "the serving image takes image/jpeg, image/png"),
     (("--input", "/data/images"), "--input '/data/images': expected s3://bucket/prefix"),
     (("--instance-count", "0"), "--instance-count 0: at least 1"),

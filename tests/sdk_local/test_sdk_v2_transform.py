@@ -5,9 +5,9 @@ One driver run makes one transform job per case; each case then checks its own o
 an input layout as `byoc-cloud transform` sends it: a folder of real PNG and JPEG files, one image
 per request (SplitType None, ContentType application/x-image); JSON Lines of {"image": "<base64>"}
 one line per request (SplitType Line, SingleRecord), answered one line each (AssembleWith Line);
-and the same JSON Lines as MultiRecord requests of many lines, which the serving image does not
-answer line by line yet (issue 16's container half): xfail, strict, so that it fails the day it
-passes."""
+the same JSON Lines as MultiRecord requests of many lines, answered line by line; and a job that
+sets no BatchStrategy or MaxPayloadInMB, so that local mode takes them from the container's
+GET /execution-parameters (MultiRecord), as SageMaker does."""
 import base64
 import io
 import json
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.docker
 class Case:
     name: str
     split_type: str | None
-    strategy: str
+    strategy: str | None  # None: the container's GET /execution-parameters decides
     content_type: str
     assemble_with: str | None = None
 
@@ -41,7 +41,9 @@ class Case:
 IMAGES = Case("images", None, "SingleRecord", "application/x-image")
 JSON_LINES = Case("json-lines", "Line", "SingleRecord", "application/json", "Line")
 JSON_LINES_BATCHED = Case("json-lines-batched", "Line", "MultiRecord", "application/json", "Line")
-CASES = (IMAGES, JSON_LINES, JSON_LINES_BATCHED)
+JSON_LINES_UNSET = Case("json-lines-unset", "Line", None, "application/jsonlines", "Line")
+CASES = (IMAGES, JSON_LINES, JSON_LINES_BATCHED, JSON_LINES_UNSET)
+LINE_CASES = (JSON_LINES, JSON_LINES_BATCHED, JSON_LINES_UNSET)
 
 
 def image_inputs(small_data: Path, folder: Path) -> dict[str, bytes]:
@@ -80,7 +82,8 @@ def transformed(trained, small_data, sdk_docker, tmp_path_factory):
             tar.add(path, arcname=path.name)
     images = image_inputs(small_data, root / "in" / IMAGES.name)
     lines = json_lines(images, root / "in" / JSON_LINES.name)
-    json_lines(images, root / "in" / JSON_LINES_BATCHED.name)
+    for case in LINE_CASES[1:]:
+        json_lines(images, root / "in" / case.name)
     outbound = OutboundRecorder(free_port()).start()
     try:
         run = run_script("v2", "drive_sdk_v2_transform.py", sdk_docker, root,
@@ -101,6 +104,8 @@ def test_local_transform_jobs_ran_with_the_serving_image(transformed):
     assert {name: job["status"] for name, job in run.result["jobs"].items()} == {
         case.job(transformed["root"])["name"]: "Completed" for case in CASES}
     assert [c["image"] for c in run.containers] == [SERVING_IMAGE] * len(CASES)  # a container per job
+    unset = run.result["jobs"][JSON_LINES_UNSET.job(transformed["root"])["name"]]
+    assert unset["batch_strategy"] == "MultiRecord"  # from the container's /execution-parameters
     assert transformed["running"] == [] and transformed["outbound"] == []
 
 
@@ -113,9 +118,7 @@ def test_an_image_folder_is_scored_file_by_file(transformed):
         support.assert_same_predictions(answer["predictions"], expected["predictions"])
 
 
-@pytest.mark.parametrize("case", [JSON_LINES, pytest.param(JSON_LINES_BATCHED, marks=pytest.mark.xfail(
-    strict=True, reason="MultiRecord: several JSON lines in one request; the serving image answers them as one "
-                        "JSON document today (issue 16's container half)"))], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", LINE_CASES, ids=lambda c: c.name)
 def test_json_lines_are_answered_line_by_line(transformed, case):
     output = (transformed["root"] / "out" / case.name / "images.jsonl.out").read_bytes()
     answers = [json.loads(line) for line in output.splitlines() if line.strip()]

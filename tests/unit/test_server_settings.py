@@ -1,3 +1,4 @@
+import json
 import socket
 
 import pytest
@@ -6,7 +7,8 @@ from byoc.serving import serve, settings
 
 NAMES = ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_SAFE_PORT_RANGE", "SAGEMAKER_MODEL_SERVER_WORKERS",
          "SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "BYOC_MAX_BATCH_SIZE",
-         "BYOC_MAX_PAYLOAD_MB", "SAGEMAKER_MULTI_MODEL", "BYOC_SERVER_USER", "BYOC_MAX_IMAGE_PIXELS")
+         "BYOC_MAX_PAYLOAD_MB", "SAGEMAKER_MULTI_MODEL", "BYOC_SERVER_USER", "BYOC_MAX_IMAGE_PIXELS",
+         "SAGEMAKER_MAX_PAYLOAD_IN_MB")
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +61,8 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("SAGEMAKER_SAFE_PORT_RANGE", "40000-40010", "up to 32766"),
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0", "at least 1"),
     ("BYOC_MAX_ASPECT_RATIO", "nan", "at least 1"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "at most 100"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-1", "at least 0"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)
@@ -107,3 +111,38 @@ def test_the_management_api_is_on_loopback_and_workers_get_no_pythonpath():
     assert "inference_address=http://0.0.0.0:8080\n" in properties
     assert "blacklist_env_vars=PYTHONPATH\n" in properties
     assert f"max_request_size={6 * 1024 * 1024}\n" in properties
+
+
+@pytest.mark.parametrize("own, batch, limit_mb", [(None, None, 6), (None, "20", 20), ("50", "20", 50),
+                                                  (None, "0", 100), (None, "1", 6)])
+def test_a_transform_jobs_payload_limit_raises_the_body_limit(monkeypatch, own, batch, limit_mb):
+    """SAGEMAKER_MAX_PAYLOAD_IN_MB (a job's MaxPayloadInMB; 0: chunked, so SageMaker's 100 MB) is
+    honoured where it is larger than BYOC_MAX_PAYLOAD_MB, never lowers it."""
+    for name, value in (("BYOC_MAX_PAYLOAD_MB", own), ("SAGEMAKER_MAX_PAYLOAD_IN_MB", batch)):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    s = settings.from_environment()
+    assert s.limits.max_payload_bytes == limit_mb * 1024 * 1024
+    assert f"max_request_size={limit_mb * 1024 * 1024}\n" in serve.mms_properties(s, 10001)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, {"MaxConcurrentTransforms": 8, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}),
+    ({"SAGEMAKER_MODEL_SERVER_WORKERS": "4"}, {"MaxConcurrentTransforms": 16, "BatchStrategy": "MultiRecord",
+                                               "MaxPayloadInMB": 6}),  # 32 x 6 MB would pass 100 MB
+    ({"BYOC_MAX_BATCH_SIZE": "1"}, {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord",
+                                    "MaxPayloadInMB": 6}),
+    ({"BYOC_MAX_PAYLOAD_MB": "500"}, {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord",
+                                      "MaxPayloadInMB": 100}),
+])
+def test_execution_parameters_follow_the_servers_own_limits(monkeypatch, env, expected):
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "1")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = settings.from_environment()
+    parameters = s.execution_parameters()
+    assert parameters == expected
+    assert parameters["MaxConcurrentTransforms"] * parameters["MaxPayloadInMB"] <= 100  # SageMaker's bound
+    assert parameters["MaxPayloadInMB"] * 1024 * 1024 <= s.limits.max_payload_bytes
+    line = next(l for l in serve.mms_properties(s, 10001).splitlines() if l.startswith("byoc_execution_parameters="))
+    assert json.loads(line.partition("=")[2]) == expected  # what the frontend answers, as is

@@ -22,7 +22,7 @@ import time
 import torch
 
 from byoc import contract
-from byoc.serving import payloads, request_options, settings
+from byoc.serving import json_lines, payloads, request_options, settings
 from byoc.serving.errors import RequestError, error_body
 from byoc.serving.inference import Classifier, Prepared
 
@@ -100,11 +100,21 @@ def _body(request) -> bytes:
     return bytes(body) if isinstance(body, (bytes, bytearray)) else str(body).encode()
 
 
-def _prepare(request, headers: dict[str, str]) -> Prepared:
+def _read(request, headers: dict[str, str]) -> tuple[payloads.Payload, int]:
     request_options.check_accept(headers.get("accept"))
     k = request_options.top_k(headers.get(contract.CUSTOM_ATTRIBUTES_HEADER.lower()), _classifier.num_classes)
-    payload = payloads.decode(_body(request), headers.get("content-type"), _settings.limits)
-    return _classifier.prepare(payload, k)
+    return payloads.decode(_body(request), headers.get("content-type"), _settings.limits), k
+
+
+def _answer_lines(by_line: dict, context, responses: list, fail) -> None:
+    for index, (lines, k) in by_line.items():
+        try:
+            _stall_if_testing()
+            responses[index] = json_lines.answer(_classifier, lines, k, _settings.limits)
+            context.set_response_content_type(index, contract.JSON_LINES_TYPE)
+        except Exception:
+            logger.exception("JSON Lines request %d failed", index)
+            fail(index, 500, "The model failed on this request.")
 
 
 def handle(data, context):
@@ -128,15 +138,21 @@ def _answer(data, context) -> list:
         responses[index] = error_body(status, message)
 
     pending: dict[int, Prepared] = {}
+    by_line: dict[int, tuple[list[bytes], int]] = {}  # JSON Lines requests: answered after the batch
     for index, request in enumerate(data):
         context.set_response_content_type(index, contract.RESPONSE_TYPE)
         try:
-            pending[index] = _prepare(request, _headers(context, index))
+            payload, k = _read(request, _headers(context, index))
+            if payload.lines is not None:
+                by_line[index] = payload.lines, k
+            else:
+                pending[index] = _classifier.prepare(payload, k)
         except RequestError as error:
             fail(index, error.status, error.message)
         except Exception:  # a decoder bug must not take the batch down, nor leak a traceback
             logger.exception("request %d could not be prepared", index)
             fail(index, 500, "The request could not be processed.")
+    _answer_lines(by_line, context, responses, fail)
     if not pending:
         return responses
 

@@ -6,6 +6,10 @@ by Content-Type, and only the formats it names:
   multipart/form-data              one part holding a JPEG or PNG image, of its own Content-Type
                                    (what `curl -F image=@dog.jpg` sends)
   application/json                 {"image": "<base64>"} or {"images": ["<base64>", ...]}: JPEG or PNG
+  application/jsonlines            one such object per line, each answered on its own line
+                                   (byoc.serving.json_lines); so is an application/json body of
+                                   several lines whose first line is a whole JSON value (batch
+                                   transform's MultiRecord requests over SplitType=Line input)
   application/x-npy                a float32 array (3, H, W) or (N, 3, H, W), already resized and
                                    normalised as model.json describes (byoc.serving.arrays)
 
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from byoc.contract import CONTENT_TYPES, IMAGE_TYPES, JSON_TYPE, MULTIPART_TYPE, NPY_TYPE
+from byoc.contract import CONTENT_TYPES, IMAGE_TYPES, JSON_LINES_TYPE, JSON_TYPE, MULTIPART_TYPE, NPY_TYPE
 from byoc.serving import arrays, images
 from byoc.serving.errors import RequestError
 from byoc.serving.json_bodies import strict_json
@@ -36,6 +40,7 @@ class Payload:
     images: list[tuple[str, Image.Image]] | None = None  # (name for messages, opened image)
     array: np.ndarray | None = None  # (N, 3, H, W) float32
     many: bool = False  # the client sent a list: answer a list
+    lines: list[bytes] | None = None  # JSON Lines: each line a body of its own, not yet read
 
 
 def media_type(content_type: str | None) -> str:
@@ -59,8 +64,15 @@ def decode(body: bytes, content_type: str | None, limits: Limits) -> Payload:
     if len(body) > limits.max_payload_bytes:
         raise RequestError(413, f"The body has {len(body)} bytes; at most {limits.max_payload_bytes} are "
                                 "accepted (BYOC_MAX_PAYLOAD_MB).")
+    if kind == JSON_LINES_TYPE:
+        return Payload(lines=json_lines(body))
     if kind == JSON_TYPE:
-        return _from_json(body, limits)
+        try:
+            return _from_json(body, limits)
+        except RequestError as error:
+            if error.status == 400 and _several_json_lines(body):
+                return Payload(lines=json_lines(body))
+            raise
     if kind == NPY_TYPE:
         array, many = arrays.from_npy(body, limits)
         return Payload(array=array, many=many)
@@ -95,6 +107,23 @@ def _from_json(body: bytes, limits: Limits) -> Payload:
     names = [f"Image {i}" if many else "The image" for i in range(len(encoded))]
     opened = [images.open_checked(_base64(text, name), ANY_IMAGE, limits, name) for text, name in zip(encoded, names)]
     return _checked_images(opened, names, many, limits)
+
+
+def json_lines(body: bytes) -> list[bytes]:
+    """The lines of a JSON Lines body (a final newline ends the last line; it does not start one)."""
+    return [line.rstrip(b"\r") for line in body.rstrip(b"\r\n").split(b"\n")]
+
+
+def _several_json_lines(body: bytes) -> bool:
+    """An application/json body that is not one JSON value but lines of them (MultiRecord)."""
+    lines = json_lines(body)
+    if len(lines) < 2:
+        return False
+    try:
+        strict_json(lines[0])
+    except RequestError:
+        return False
+    return True
 
 
 def _base64(text, name: str) -> bytes:

@@ -3,15 +3,15 @@
 InvokeEndpoint forwards `Accept` and `CustomAttributes` (as the header
 X-Amzn-SageMaker-Custom-Attributes); query strings do not reach the container.
 """
-from byoc.contract import DEFAULT_TOP_K, RESPONSE_TYPE
+from byoc.contract import DEFAULT_TOP_K, JSON_LINES_TYPE, RESPONSE_TYPE
 from byoc.serving.errors import RequestError
 
 
 def check_accept(accept: str | None) -> None:
-    """Only JSON is answered: refuse an Accept that excludes it."""
+    """Only JSON is answered (one line of it: also JSON Lines): refuse an Accept that excludes both."""
     if not accept:
         return
-    allowed = {RESPONSE_TYPE, "application/*", "*/*"}
+    allowed = {RESPONSE_TYPE, JSON_LINES_TYPE, "application/*", "*/*"}
     if not any(part.split(";")[0].strip().lower() in allowed for part in accept.split(",")):
         raise RequestError(406, f"Accept {accept!r} cannot be met; responses are {RESPONSE_TYPE}.")
 

@@ -87,6 +87,7 @@ def mms_properties(s: server_settings.Settings, management: int) -> str:
         f"byoc_workers={s.workers}",
         f"byoc_batch_size={s.max_batch_size}",
         f"byoc_max_batch_delay_ms={s.max_batch_delay_ms}",
+        f"byoc_execution_parameters={json.dumps(s.execution_parameters())}",
     ]) + "\n"
 
 

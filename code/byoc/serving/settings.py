@@ -80,9 +80,20 @@ class Limits:
     max_images: int  # BYOC_MAX_IMAGES: images in a JSON list, rows in a .npy batch
 
 
+def _payload_mb() -> int:
+    """BYOC_MAX_PAYLOAD_MB, raised to a transform job's MaxPayloadInMB (SAGEMAKER_MAX_PAYLOAD_IN_MB;
+    0 means chunked bodies of any size SageMaker sends, so its maximum)."""
+    own = _whole_number(contract.MAX_PAYLOAD_SETTING, 6, maximum=1024)
+    raw = _raw(contract.BATCH_MAX_PAYLOAD_SETTING)
+    if not raw:
+        return own
+    batch = _whole_number(contract.BATCH_MAX_PAYLOAD_SETTING, 0, minimum=0, maximum=contract.MAX_BATCH_PAYLOAD_MB)
+    return max(own, batch or contract.MAX_BATCH_PAYLOAD_MB)
+
+
 def limits_from_environment() -> Limits:
     return Limits(
-        max_payload_bytes=_whole_number(contract.MAX_PAYLOAD_SETTING, 6, maximum=1024) * 1024 * 1024,
+        max_payload_bytes=_payload_mb() * 1024 * 1024,
         max_image_pixels=_whole_number(contract.MAX_IMAGE_PIXELS_SETTING, 40_000_000),
         max_request_pixels=_whole_number(contract.MAX_REQUEST_PIXELS_SETTING, 100_000_000),
         max_aspect_ratio=_number(contract.MAX_ASPECT_RATIO_SETTING, 20.0, minimum=1.0),
@@ -135,6 +146,16 @@ class Settings:
     server_user: str
     gpus: int
     stall_file: str  # test only (BYOC_TEST_STALL_FILE)
+
+    def execution_parameters(self) -> dict:
+        """GET /execution-parameters: what a transform job that sets none of these should use. Each
+        request fills a batch slot, so workers x batch size requests keep every worker busy, within
+        SageMaker's bound on concurrency x payload. "MultiRecord" is the API's own spelling, which
+        SDK local mode also requires (the developer guide's example writes MULTI_RECORD)."""
+        payload_mb = min(self.limits.max_payload_bytes // (1024 * 1024), contract.MAX_BATCH_PAYLOAD_MB)
+        concurrency = min(self.workers * self.max_batch_size, contract.MAX_BATCH_PAYLOAD_MB // payload_mb)
+        return {"MaxConcurrentTransforms": max(1, concurrency), "BatchStrategy": "MultiRecord",
+                "MaxPayloadInMB": payload_mb}
 
     @property
     def worker_timeout_s(self) -> int:

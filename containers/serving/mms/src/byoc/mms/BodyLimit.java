@@ -23,7 +23,7 @@ final class BodyLimit extends HttpObjectAggregator {
 
     private String tooLarge() {
         return "The request body is larger than " + maxContentLength() + " bytes, the most this endpoint"
-                + " accepts (BYOC_MAX_PAYLOAD_MB).";
+                + " accepts (BYOC_MAX_PAYLOAD_MB, or a transform job's MaxPayloadInMB if larger).";
     }
 
     @Override

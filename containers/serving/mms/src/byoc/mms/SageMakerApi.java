@@ -18,6 +18,7 @@ import org.slf4j.LoggerFactory;
  *
  * <pre>
  *   GET  /ping                    200 when the endpoint can answer, else 503
+ *   GET  /execution-parameters    what a batch transform job should send (serve computes it)
  *   POST /invocations             the model (single-model endpoints)
  *   GET, POST /models             list, load          (multi-model endpoints: MultiModels)
  *   GET, DELETE /models/NAME      describe, unload
@@ -58,6 +59,10 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
             if (allowed(ctx, method, "GET")) {
                 Readiness.answer(ctx, settings);
             }
+        } else if (path.equals(List.of("execution-parameters"))) {
+            if (allowed(ctx, method, "GET")) {
+                Replies.send(ctx, 200, settings.executionParameters);
+            }
         } else if (path.equals(List.of("invocations")) && !settings.multiModel) {
             if (allowed(ctx, method, "POST")) {
                 Invocations.dispatch(ctx, request, settings.modelName, false);
@@ -66,7 +71,7 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
             MultiModels.route(ctx, request, path, settings);
         } else {
             Replies.error(ctx, 404, "No such resource: " + new QueryStringDecoder(request.uri()).rawPath()
-                    + ". This endpoint answers GET /ping and " + (settings.multiModel
+                    + ". This endpoint answers GET /ping, GET /execution-parameters and " + (settings.multiModel
                     ? "SageMaker's multi-model API (GET, POST /models; GET, DELETE /models/NAME; "
                             + "POST /models/NAME/invoke)."
                     : "POST /invocations."));

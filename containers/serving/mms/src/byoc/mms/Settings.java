@@ -22,6 +22,7 @@ public final class Settings {
     public final int timeoutSeconds; // SAGEMAKER_MODEL_SERVER_TIMEOUT: requests are answered by then
     public final int workerTimeoutSeconds; // MMS's own timeout of a busy worker, a backstop after it
     public final int maxRequestBytes;
+    public final String executionParameters; // GET /execution-parameters, as serve computed it (JSON)
 
     private Settings(ConfigManager config) {
         multiModel = Boolean.parseBoolean(config.getProperty("byoc_multi_model", "false"));
@@ -35,6 +36,7 @@ public final class Settings {
         timeoutSeconds = number(config, "byoc_timeout_seconds", 60);
         workerTimeoutSeconds = number(config, "default_response_timeout_seconds", timeoutSeconds + 1);
         maxRequestBytes = config.getMaxRequestSize();
+        executionParameters = config.getProperty("byoc_execution_parameters", "{}");
     }
 
     public static synchronized Settings get() {

@@ -1,0 +1,61 @@
+"""What a batch transform job sees of the serving image: GET /execution-parameters, the body limit
+raised by SAGEMAKER_MAX_PAYLOAD_IN_MB, and MultiRecord requests of many JSON lines answered line
+by line (a bad line by an error line), with no worker lost."""
+import base64
+import json
+
+import pytest
+import requests
+
+import support
+from support import start_serving
+
+pytestmark = pytest.mark.docker
+
+
+def test_execution_parameters_describe_the_server(endpoint):
+    response = requests.get(f"{endpoint.url}/execution-parameters", timeout=5)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"MaxConcurrentTransforms": 8, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
+    assert requests.post(f"{endpoint.url}/execution-parameters", timeout=5).status_code == 405
+
+
+def test_a_transform_jobs_payload_limit_is_honoured(docker_client, trained, small_data):
+    """MaxPayloadInMB 20: a 10 MB body, over the real-time 6 MB, is read; the parameters say 20."""
+    endpoint = start_serving(docker_client, trained.opt_ml / "model",
+                             environment={"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+                                          "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD"})
+    try:
+        parameters = requests.get(f"{endpoint.url}/execution-parameters", timeout=5).json()
+        assert parameters == {"MaxConcurrentTransforms": 5, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 20}
+        image = next((small_data / "test" / "001.T-shirt_top").glob("*.png")).read_bytes()
+        padded = image + b"\0" * (10 * 1024 * 1024)  # PNG decoders stop at IEND: trailing bytes are ignored
+        response = requests.post(f"{endpoint.url}/invocations", data=padded,
+                                 headers={"Content-Type": "image/png"}, timeout=60)
+        assert response.status_code == 200, response.text
+        over = requests.post(f"{endpoint.url}/invocations", data=b"\0" * (21 * 1024 * 1024),
+                             headers={"Content-Type": "image/png"}, timeout=60)
+        assert over.status_code == 413 and "BYOC_MAX_PAYLOAD_MB" in over.json()["error"]
+    finally:
+        endpoint.container.remove(force=True)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
+def test_a_multi_record_request_is_answered_line_by_line(endpoint, trained, small_data, content_type):
+    images = sorted((small_data / "test").glob("*/*.png"))[:150:5]
+    lines = [json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in images]
+    bad = {3: b'{"image": "not base64!"}', 11: b"{truncated", 17: json.dumps({"picture": "x"}).encode()}
+    for number, text in bad.items():
+        lines.insert(number - 1, text)
+    response = requests.post(f"{endpoint.url}/invocations", data=b"\n".join(lines) + b"\n",
+                             headers={"Content-Type": content_type, "Accept": "application/jsonlines"}, timeout=60)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/jsonlines")
+    answers = [json.loads(text) for text in response.text.split("\n")]
+    assert len(answers) == len(lines)
+    for number, (answer, text) in enumerate(zip(answers, lines), start=1):
+        if number in bad:
+            assert answer["status"] == 400 and answer["error"].startswith(f"Line {number}: "), answer
+        else:
+            expected = support.expected_answer(trained.opt_ml / "model", text, "application/json")
+            support.assert_same_predictions(answer["predictions"], expected["predictions"])
+    assert "Retry worker" not in endpoint.container.logs().decode(errors="replace")
