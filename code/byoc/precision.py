@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CHOICES = ("auto", "fp32", "bf16")
-DEFAULT_MIN_AGREEMENT = 0.995
+from byoc.contract import DEFAULT_MIN_AGREEMENT_PERCENT, PRECISION_CHOICES
+
+CHOICES = PRECISION_CHOICES
+DEFAULT_MIN_AGREEMENT = DEFAULT_MIN_AGREEMENT_PERCENT / 100
 CPU_FLAGS = Path("/proc/cpuinfo")
 
 
@@ -36,9 +38,12 @@ def native_bf16(device: torch.device) -> bool:
     return cpu_has_bf16() and torch.backends.mkldnn.is_available()
 
 
-def reduced(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A copy of the model with weights in `dtype` (the fp32 model stays as it is)."""
-    return copy.deepcopy(model).to(dtype)
+def prepare(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The model as run() runs it in `dtype`: channels_last (oneDNN and cuDNN convolutions are faster
+    on NHWC); for bf16 a copy with bf16 weights, so the fp32 model stays as it is."""
+    if dtype != torch.float32:
+        model = copy.deepcopy(model).to(dtype)
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 @torch.inference_mode()
@@ -49,15 +54,18 @@ def run(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model(batch).float()
 
 
-def agreement(model: nn.Module, loader, device: torch.device, reduce=lambda t: t) -> dict:
+def agreement(model: nn.Module, loader, device: torch.device, reduce=lambda t: t, stop=None) -> dict:
     """bf16 against fp32 on a labelled loader: top-1 agreement, both accuracies, the image count.
-    `reduce` sums the counts over the ranks that each evaluated a shard."""
+    `reduce` sums the counts over the ranks that each evaluated a shard; a stop request
+    (stop.requested_here) ends the pass early, as in byoc.training.engine.evaluate."""
     model.eval()
-    low = reduced(model, torch.bfloat16)
+    full_model, low = prepare(model, torch.float32), prepare(model, torch.bfloat16)
     counts = torch.zeros(4, dtype=torch.float64)  # images, agreeing, fp32 correct, bf16 correct
     for images, labels in loader:
+        if stop is not None and stop.requested_here:
+            break
         images, labels = images.to(device), labels.to(device)
-        full, half = run(model, images).argmax(1), run(low, images).argmax(1)
+        full, half = run(full_model, images).argmax(1), run(low, images).argmax(1)
         counts += torch.tensor([len(labels), (full == half).sum().item(), (full == labels).sum().item(),
                                 (half == labels).sum().item()], dtype=torch.float64)
     images, agree, fp32_correct, bf16_correct = reduce(counts).tolist()
