@@ -61,7 +61,7 @@ def test_early_stopping_ends_the_job_when_validation_stops_improving(docker_clie
 
 def test_compile_trains_an_epoch_on_the_cpu(docker_client, three_classes, tmp_path):
     """compile=true builds inductor's C++ kernels while the job runs: the image carries a compiler
-    and Python's headers (without them the first step fails with inductor's CppCompileError)."""
+    and Python's headers (without them the first step fails: inductor's InvalidCxxCompiler)."""
     run = run_training(docker_client, tmp_path, {"compile": True, "epochs": 1, "batch_size": 30},
                        {"train": three_classes, "valid": three_classes})
     assert run.exit_code == 0, (run.failure or "") + run.logs[-3000:]
