@@ -61,7 +61,7 @@ def test_auto_serves_bf16_only_where_native_and_agreeing(docker_client, trained,
             assert "below BYOC_PRECISION_MIN_AGREEMENT" in line and f"{agreement:.2%}" in line, line
         folders = sorted((small_data / "test").iterdir())
         images = [next(folder.iterdir()) for folder in folders]
-        answers = [post_image(endpoint.url, image) for image in images]
+        answers = [post_image(f"{endpoint.url}/invocations", image) for image in images]
         assert all(a.status_code == 200 for a in answers), [(a.status_code, a.text[:200]) for a in answers]
         right = sum(a.json()["predictions"][0]["label"] == label_of(f) for a, f in zip(answers, folders))
         assert right >= 6  # a trained model in either precision: well above chance (1 of 10)
