@@ -14,6 +14,9 @@ Runs on the host (the dev environment: docker SDK). Steps:
 Clients keep their connection open, as SageMaker's front end does. By default they talk to
 the container's own address: the published port adds Docker's userland proxy, which is not
 on SageMaker's path (--target port measures through it, and works on Docker Desktop too).
+The bare model runs in the precision the server picks (BYOC_PRECISION, byoc.precision); the
+bench model has random weights and no measured agreement, so `auto` serves it in fp32:
+`--env BYOC_PRECISION=bf16` measures the fast path.
 Prints and writes one JSON object (bench-results/serve.json).
 """
 import argparse

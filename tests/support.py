@@ -194,13 +194,17 @@ def label_of(class_folder: Path) -> str:
 
 def expected_answer(model_dir: Path, body: bytes, content_type: str = "image/png",
                     top_k: int = contract.DEFAULT_TOP_K) -> dict:
-    """What the endpoint should answer: the product's own chain (decode, Classifier.predict) run here."""
+    """What the endpoint should answer: the product's own chain (decode, Classifier.predict) run here,
+    in the precision the server picks on this host by default (BYOC_PRECISION=auto: bf16 where the
+    CPU has it and the model's recorded agreement clears the bar; same torch, same kernels)."""
     import torch
 
     from byoc.serving import payloads, settings
     from byoc.serving.inference import Classifier
 
-    classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"))
+    served = settings.from_environment()
+    classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"), served.precision,
+                                                                served.min_agreement)
     _classifiers[model_dir] = classifier
     return classifier.predict(payloads.decode(body, content_type, settings.limits_from_environment()), top_k)
 

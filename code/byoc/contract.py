@@ -39,6 +39,9 @@ class ModelSpec:
     class_names: list[str]
     preprocessing: Preprocessing
     architecture_args: dict = field(default_factory=dict)
+    # The training job's bf16-against-fp32 measurement (byoc.precision.agreement): {"dtype": "bf16",
+    # "images", "agreement", "fp32_accuracy", "accuracy", "split", "device"}; {} in older packages.
+    precision: dict = field(default_factory=dict)
 
     def document(self) -> str:
         return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -67,13 +70,23 @@ def load_spec(model_dir: str | Path) -> ModelSpec:
             class_names=list(document["class_names"]),
             preprocessing=Preprocessing(**document["preprocessing"]),
             architecture_args=dict(document.get("architecture_args", {})),
+            precision=dict(document.get("precision") or {}),
         )
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ModelPackageError(f"{path} lacks a field or has a wrong one: {error}") from None
+    if spec.precision and not _measured(spec.precision):
+        raise ModelPackageError(f"{path} has a precision record without a numeric agreement (0-1) and image count: "
+                                f"{spec.precision!r}")
     if spec.architecture not in ARCHITECTURES:
         raise ModelPackageError(f"{path} names architecture {spec.architecture!r}; this code builds "
                                 f"{', '.join(ARCHITECTURES)}")
     return spec
+
+
+def _measured(record: dict) -> bool:
+    numbers = [record.get(name) for name in ("agreement", "images")]
+    return all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers) \
+        and 0 <= numbers[0] <= 1 and numbers[1] >= 0
 
 
 # --- classes -----------------------------------------------------------------------------
@@ -120,6 +133,14 @@ def archs_cover(archs, gpu: tuple[int, int]) -> bool:
 # BYOC_DEVICE: auto (the GPUs when the container has them, else the CPU), cpu (on purpose), cuda.
 DEVICE_SETTING = "BYOC_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+# BYOC_PRECISION: auto (bf16 where the CPU or GPU runs it natively and the model's measured agreement
+# with fp32 clears BYOC_PRECISION_MIN_AGREEMENT, else fp32), fp32, bf16 (byoc.precision).
+PRECISION_SETTING = "BYOC_PRECISION"
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+MIN_AGREEMENT_SETTING = "BYOC_PRECISION_MIN_AGREEMENT"
+DEFAULT_MIN_AGREEMENT_PERCENT = 99.5
 
 
 # MMS cannot bind a port from 32767 up (its Connector compares with Short.MAX_VALUE).
@@ -220,6 +241,10 @@ SERVING_SETTINGS = {s.name: s for s in (
     Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,
+    Setting(PRECISION_SETTING, "auto: bf16 where native and the model's measured agreement clears the bar, "
+            "else fp32; fp32; bf16", "auto", choices=PRECISION_CHOICES),
+    Setting(MIN_AGREEMENT_SETTING, "percent of validation images on which bf16 must agree with fp32 for auto "
+            "to serve bf16", f"{DEFAULT_MIN_AGREEMENT_PERCENT:g}", minimum=0.0, maximum=100),
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
     Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB (0: chunked, up to 100)", "", minimum=0,
             maximum=MAX_BATCH_PAYLOAD_MB,

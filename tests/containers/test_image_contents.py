@@ -35,3 +35,38 @@ def test_the_training_image_has_no_serving_code(docker_client):
 def test_the_serving_image_has_no_training_code(docker_client):
     found = contents(docker_client, SERVING_IMAGE)
     assert found == {"byoc.contract", "byoc.models", "byoc.serving.handler", "serve"}, found
+
+
+STAND_INS = """
+import subprocess, sys, sysconfig
+from pathlib import Path
+site = Path(sysconfig.get_paths()["purelib"])
+for name in ("nvidia/nccl/lib/libnccl.so.2", "nvidia/cusparselt/lib/libcusparseLt.so.0"):
+    print(name, (site / name).stat().st_size)
+print("triton", (site / "triton").exists())
+import torch, torchvision
+print("resnet50", tuple(torchvision.models.resnet50().eval()(torch.randn(1, 3, 64, 64)).shape))
+call = subprocess.run([sys.executable, "-c", "import torch; torch.cuda.nccl.unique_id()"], capture_output=True, text=True)
+print("nccl_call", call.returncode, call.stderr.strip().splitlines()[-1] if call.stderr.strip() else "")
+"""
+
+
+def test_the_serving_image_has_stand_ins_for_what_a_server_never_calls(docker_client):
+    """NCCL and cuSPARSELt are small stand-ins and Triton is gone (README: Serving image size): torch
+    still imports and runs a model; a call into a stand-in aborts, naming the library."""
+    output = docker_client.containers.run(SERVING_IMAGE, ["python3", "-c", STAND_INS], entrypoint=[], remove=True,
+                                          labels=LABEL, network_mode="none").decode()
+    lines = dict(line.split(" ", 1) for line in output.strip().splitlines() if " " in line)
+    assert int(lines["nvidia/nccl/lib/libnccl.so.2"]) < 100_000, output  # the real one is 410 MiB
+    assert int(lines["nvidia/cusparselt/lib/libcusparseLt.so.0"]) < 100_000, output
+    assert lines["triton"] == "False" and lines["resnet50"] == "(1, 1000)", output
+    code, message = lines["nccl_call"].split(" ", 1)
+    assert int(code) != 0 and "libnccl.so.2 is a stand-in in this image" in message, output
+
+
+def test_the_training_image_keeps_the_real_nccl(docker_client):
+    """Training on several GPUs needs NCCL itself."""
+    output = docker_client.containers.run(
+        TRAINING_IMAGE, ["python3", "-c", STAND_INS.split("import torch, torchvision")[0]], entrypoint=[], remove=True,
+        labels=LABEL, network_mode="none").decode()
+    assert int(output.split()[1]) > 100_000_000 and "triton True" in output, output

@@ -1,5 +1,6 @@
-"""The serving image's MMS frontend: our patched classes are the ones it runs, and the patched
-response decoder survives every split of a reply that breaks MMS 1.1.11's own (containers/serving/mms)."""
+"""The serving image's MMS frontend: our patched classes are the ones it runs, the patched
+response decoder survives every split of a reply that breaks MMS 1.1.11's own, and the patched
+batch collection sends a lone request at once where MMS's waits the whole delay (containers/serving/mms)."""
 import re
 
 import pytest
@@ -8,14 +9,15 @@ from support import LABEL, SERVING_IMAGE
 
 pytestmark = pytest.mark.docker
 CHECK = "byoc.mms.checks.DecoderSplitCheck"
+BATCH_CHECK = "byoc.mms.checks.BatchCollectionCheck"
 PATCHED = "/opt/byoc/mms/model-server.jar"
 # The wheel's own jar, left in the venv and unused by `serve`.
 ORIGINAL = "$(python3 -c 'import mms, os; print(os.path.dirname(mms.__file__))')/frontend/model-server.jar"
 
 
-def split_check(docker_client, jar: str) -> tuple[int, str]:
+def split_check(docker_client, jar: str, check: str = CHECK) -> tuple[int, str]:
     container = docker_client.containers.run(
-        SERVING_IMAGE, ["sh", "-c", f"java -cp /opt/byoc/mms/byoc-mms-checks.jar:{jar} {CHECK}"],
+        SERVING_IMAGE, ["sh", "-c", f"java -cp /opt/byoc/mms/byoc-mms-checks.jar:{jar} {check}"],
         detach=True, labels=LABEL)
     try:
         code = container.wait(timeout=120)["StatusCode"]
@@ -36,6 +38,16 @@ def test_mms_own_decoder_fails_the_same_check(docker_client):
     done, total = map(int, re.search(r"(\d+) of (\d+) split replies decoded correctly", output).groups())
     assert code == 1 and done < total, output
     assert "Invalid message size" in output
+
+
+def test_the_patched_model_sends_a_lone_request_at_once_and_still_batches_under_load(docker_client):
+    code, output = split_check(docker_client, PATCHED, BATCH_CHECK)
+    assert code == 0 and "batches collected as promised" in output and "FAIL" not in output, output
+
+
+def test_mms_own_model_waits_the_whole_delay_for_a_lone_request(docker_client):
+    code, output = split_check(docker_client, ORIGINAL, BATCH_CHECK)
+    assert code == 1 and "FAIL a lone request is sent at once" in output, output
 
 
 def test_serve_runs_the_patched_jar_first_on_the_class_path(docker_client):

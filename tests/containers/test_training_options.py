@@ -1,4 +1,4 @@
-"""Options that change what a job does: fine-tuning from a weights file, early stopping."""
+"""Options that change what a job does: fine-tuning from a weights file, early stopping, torch.compile."""
 import json
 import shutil
 
@@ -57,3 +57,14 @@ def test_early_stopping_ends_the_job_when_validation_stops_improving(docker_clie
     assert "early stopping: validation accuracy has not improved for 1 epochs" in run.logs
     metrics = json.loads((tmp_path / "output/data/metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+
+
+def test_compile_trains_an_epoch_on_the_cpu(docker_client, three_classes, tmp_path):
+    """compile=true builds inductor's C++ kernels while the job runs: the image carries a compiler
+    and Python's headers (without them the first step fails: inductor's InvalidCxxCompiler)."""
+    run = run_training(docker_client, tmp_path, {"compile": True, "epochs": 1, "batch_size": 30},
+                       {"train": three_classes, "valid": three_classes})
+    assert run.exit_code == 0, (run.failure or "") + run.logs[-3000:]
+    metrics = json.loads((tmp_path / "output/data/metrics.json").read_text())
+    assert metrics["hyperparameters"]["compile"] is True and [e["epoch"] for e in metrics["epochs"]] == [1]
+    assert metrics["epochs"][0]["train_loss"] > 0 and (tmp_path / "model/model.safetensors").is_file()

@@ -24,6 +24,17 @@ def test_defaults():
     assert s.workers >= 1 and s.torch_threads >= 1 and s.server_user == "byoc"
 
 
+def test_the_precision_settings_default_to_auto_and_99_5_percent(monkeypatch):
+    monkeypatch.delenv("BYOC_PRECISION", raising=False)
+    monkeypatch.delenv("BYOC_PRECISION_MIN_AGREEMENT", raising=False)
+    s = settings.from_environment()
+    assert (s.precision, s.min_agreement) == ("auto", pytest.approx(0.995))
+    monkeypatch.setenv("BYOC_PRECISION", "BF16")
+    monkeypatch.setenv("BYOC_PRECISION_MIN_AGREEMENT", "99.9")
+    s = settings.from_environment()
+    assert (s.precision, s.min_agreement) == ("bf16", pytest.approx(0.999))
+
+
 def test_values_are_read(monkeypatch):
     for name, value in {"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                         "BYOC_TORCH_THREADS": "3", "BYOC_MAX_BATCH_DELAY_MS": "0", "SAGEMAKER_MULTI_MODEL": "TRUE",
@@ -63,6 +74,9 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_MAX_ASPECT_RATIO", "nan", "at least 1"),
     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "at most 100"),
     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-1", "at least 0"),
+    ("BYOC_PRECISION", "fp16", "one of auto, fp32, bf16"),
+    ("BYOC_PRECISION_MIN_AGREEMENT", "101", "at most 100"),
+    ("BYOC_PRECISION_MIN_AGREEMENT", "-1", "at least 0"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)

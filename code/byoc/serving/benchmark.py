@@ -2,7 +2,8 @@
 
   --make-model DIR   write a model package (random weights: speed does not depend on them)
   --model DIR        time the bare model: batch-1 latency (p50, p99) and batch-B throughput on
-                     preprocessed tensors, with the torch threads one server worker gets
+                     preprocessed tensors, with the torch threads one server worker gets, in the
+                     precision the server picks (BYOC_PRECISION and its guard, byoc.precision)
 Prints one JSON object.
 """
 import argparse
@@ -14,6 +15,7 @@ import torch
 
 from byoc import model_package
 from byoc.contract import ModelSpec, Preprocessing
+from byoc.serving import settings
 from byoc.serving.inference import Classifier
 
 
@@ -30,7 +32,8 @@ def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
 
 def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:
     torch.set_num_threads(threads)
-    classifier = Classifier.load(model_dir, torch.device("cpu"))
+    served = settings.from_environment()
+    classifier = Classifier.load(model_dir, torch.device("cpu"), served.precision, served.min_agreement)
     one = torch.randn(1, *classifier.input_shape)
     many = torch.randn(batch, *classifier.input_shape)
     for _ in range(3):
@@ -44,7 +47,7 @@ def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: fl
     while time.perf_counter() - started < seconds or images < 5 * batch:
         classifier.probabilities(many)
         images += batch
-    return {"torch_threads": threads, "batch": batch, "raw_calls": calls,
+    return {"torch_threads": threads, "batch": batch, "raw_calls": calls, "precision": classifier.precision.reason,
             "raw_latency_ms_p50": round(statistics.median(latencies), 1),
             "raw_latency_ms_p99": round(percentile(latencies, 0.99), 1),
             "raw_images_per_sec": round(images / (time.perf_counter() - started), 2)}

@@ -66,13 +66,15 @@ def _load(context) -> None:
     device = _device(context)
     _arm(settings.MODEL_LOAD_TIMEOUT_S)
     try:
-        _classifier = Classifier.load(context.system_properties["model_dir"], device)
+        _classifier = Classifier.load(context.system_properties["model_dir"], device, _settings.precision,
+                                      _settings.min_agreement)
     except (RuntimeError, MemoryError) as error:
         raise _as_memory_error(error) from None
     finally:
         _arm(0)
-    logger.info("model loaded on %s: %s, %d classes, %d torch threads", device,
-                _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads)
+    logger.info("model loaded on %s: %s, %d classes, %d torch threads; precision %s", device,
+                _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads,
+                _classifier.precision.reason)
 
 
 def _stall_if_testing() -> None:

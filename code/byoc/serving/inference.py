@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from byoc import model_package
+from byoc import model_package, precision
 from byoc.contract import ModelSpec
 from byoc.serving import images
 from byoc.serving.errors import RequestError
@@ -31,17 +31,21 @@ class Prepared:
 
 
 class Classifier:
-    def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: torch.device):
-        # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC.
-        self.model = model.to(memory_format=torch.channels_last)
-        self.spec, self.device = spec, device
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: torch.device,
+                 choice: precision.Choice = precision.Choice(torch.float32, "fp32")):
+        # The model as the training job measured it (byoc.precision.run): channels_last, in the chosen dtype.
+        self.model = precision.prepare(model, choice.dtype)
+        self.spec, self.device, self.precision = spec, device, choice
         side = spec.preprocessing.crop_size
         self.input_shape = (3, side, side)
 
     @classmethod
-    def load(cls, model_dir: str, device: torch.device) -> "Classifier":
+    def load(cls, model_dir: str, device: torch.device, setting: str = "fp32",
+             min_agreement: float = precision.DEFAULT_MIN_AGREEMENT) -> "Classifier":
+        """The model in the precision `setting` picks for this device (BYOC_PRECISION; fp32 by default
+        here, so host-side callers get the reference answers)."""
         model, spec = model_package.load(model_dir, device)
-        return cls(model, spec, device)
+        return cls(model, spec, device, precision.choose(setting, device, spec.precision, min_agreement))
 
     @property
     def num_classes(self) -> int:
@@ -77,10 +81,8 @@ class Classifier:
             answers.append({"predictions": top if request.many else top[0]})
         return answers
 
-    @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model(batch).float().softmax(dim=1).cpu()
+        return precision.run(self.model, batch.to(self.device)).softmax(dim=1).cpu()
 
     def top_k(self, probabilities: torch.Tensor, k: int) -> list[list[Prediction]]:
         values, indices = probabilities.topk(min(k, self.num_classes), dim=1)

@@ -15,6 +15,9 @@ names: byoc.contract).
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
                                   keeps root)
   BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
+  BYOC_PRECISION                  auto (bf16 where native and the model's      auto (byoc.precision)
+                                  measured agreement clears the bar), fp32, bf16
+  BYOC_PRECISION_MIN_AGREEMENT    percent agreement with fp32 auto needs       99.5
 Per-request limits (Limits): BYOC_MAX_PAYLOAD_MB, BYOC_MAX_IMAGE_PIXELS, BYOC_MAX_REQUEST_PIXELS,
 BYOC_MAX_ASPECT_RATIO, BYOC_MAX_IMAGES.
 Test only: BYOC_TEST_STALL_FILE (while that file exists, every forward pass blocks; SageMaker
@@ -146,6 +149,8 @@ class Settings:
     server_user: str
     gpus: int
     stall_file: str  # test only (BYOC_TEST_STALL_FILE)
+    precision: str = "auto"  # BYOC_PRECISION
+    min_agreement: float = contract.DEFAULT_MIN_AGREEMENT_PERCENT / 100  # BYOC_PRECISION_MIN_AGREEMENT, a fraction
 
     def execution_parameters(self) -> dict:
         """GET /execution-parameters: what a transform job that sets none of these should use. Each
@@ -184,4 +189,20 @@ def from_environment() -> Settings:
         server_user=_raw(contract.SERVER_USER_SETTING) or "byoc",
         gpus=gpus,
         stall_file=_raw(contract.STALL_FILE_SETTING),
+        precision=_choice(contract.PRECISION_SETTING, contract.PRECISION_CHOICES),
+        min_agreement=_percent(contract.MIN_AGREEMENT_SETTING, contract.DEFAULT_MIN_AGREEMENT_PERCENT) / 100,
     )
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    raw = _raw(name).lower() or choices[0]
+    if raw not in choices:
+        raise SettingError(f"{name}={_raw(name)!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def _percent(name: str, default: float) -> float:
+    value = _number(name, default, minimum=0.0)
+    if value > 100:
+        raise SettingError(f"{name}={_raw(name)!r} must be at most 100 (a percentage)")
+    return value

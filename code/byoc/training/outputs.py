@@ -2,9 +2,9 @@
 it is stopped, the model and metrics so far."""
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from byoc import model_package
+from byoc import model_package, precision
 from byoc.training import metrics, report
 from byoc.training.engine import evaluate
 from byoc.training.progress import Progress
@@ -52,8 +52,27 @@ def results(job: Job, progress: Progress, stop=None) -> dict:
         logger.info(metrics.final_line(found))
         job.board.scalars(len(progress.history) * job.steps_per_epoch,
                           {"test/loss": test["loss"], "test/acc": test["acc"]})
+    found["precision"] = measure_precision(job, stop)
+    if found["precision"] and stop:
+        found["stopped"] = {"signal": stop.signum, "during": "the bf16 agreement pass", "model": found["model"]}
+        found["precision"] = {}
+        logger.warning("stopped during the bf16 agreement pass: writing the trained model without it")
     job.board.close()
     return found
+
+
+def measure_precision(job: Job, stop=None) -> dict:
+    """How the model fares in bf16 against fp32 on the validation set, else the test set, over all
+    ranks: model.json records it, and serving's BYOC_PRECISION=auto uses bf16 only when it clears
+    the bar. {} without either set."""
+    split = next((name for name in ("valid", "test") if name in job.eval_loaders), None)
+    if split is None:
+        logger.info("no validation or test channel: bf16 agreement not measured (serving stays fp32 unless asked)")
+        return {}
+    found = precision.agreement(job.model, job.eval_loaders[split], job.device, job.group.sum, stop)
+    logger.info("bf16 against fp32 on %d %s images: agreement %.4f, accuracy %.4f (fp32 %.4f)", found["images"],
+                split, found["agreement"], found["accuracy"], found["fp32_accuracy"])
+    return {**found, "split": split}
 
 
 def write_metrics(job: Job, found: dict) -> None:
@@ -68,7 +87,7 @@ def write_metrics(job: Job, found: dict) -> None:
 
 def write_outputs(job: Job, found: dict) -> None:
     """The model package to /opt/ml/model, metrics and pictures to /opt/ml/output/data (rank 0 only)."""
-    model_package.save(job.model, job.spec, job.model_dir)
+    model_package.save(job.model, replace(job.spec, precision=found.get("precision", {})), job.model_dir)
     write_metrics(job, found)
     logger.info("model written to %s, metrics to %s", job.model_dir, job.output_data_dir / "metrics.json")
 

@@ -1,0 +1,69 @@
+"""The fast path, guarded by accuracy: the training job records how bf16 agrees with fp32, and
+`serve` (BYOC_PRECISION=auto) serves bf16 only where the CPU has it natively and that agreement
+clears BYOC_PRECISION_MIN_AGREEMENT; the log says which and why."""
+import json
+import shutil
+import time
+
+import pytest
+
+from byoc import precision
+from support import label_of, post_image, start_serving
+
+pytestmark = pytest.mark.docker
+
+
+def test_the_training_job_records_the_bf16_agreement_in_model_json(trained):
+    record = json.loads((trained.opt_ml / "model/model.json").read_text())["precision"]
+    metrics = json.loads((trained.opt_ml / "output/data/metrics.json").read_text())
+    assert record["split"] == "valid" and record["images"] == 300 and record["dtype"] == "bf16"  # 30 a class
+    assert 0.9 <= record["agreement"] <= 1 and record == metrics["precision"]
+    # The fp32 figure is the shipped (best validated) weights' validation accuracy, measured again.
+    assert record["fp32_accuracy"] == pytest.approx(metrics["model"]["valid_acc"], abs=2 / 300)
+    assert "bf16 against fp32 on 300 valid images: agreement" in trained.logs
+
+
+def _with_agreement(trained, tmp_path, agreement: float):
+    model = tmp_path / f"model-{agreement}"
+    shutil.copytree(trained.opt_ml / "model", model)
+    spec = json.loads((model / "model.json").read_text())
+    spec["precision"]["agreement"] = agreement
+    (model / "model.json").write_text(json.dumps(spec))
+    return model
+
+
+def _precision_line(container) -> str:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        lines = [line for line in container.logs().decode(errors="replace").splitlines() if "; precision " in line]
+        if lines:
+            return lines[-1]
+        time.sleep(0.3)
+    raise AssertionError(container.logs().decode(errors="replace")[-3000:])
+
+
+@pytest.mark.parametrize("agreement, environment, serves", [
+    (1.0, {}, "bf16"),
+    (0.99, {}, "fp32"),  # below the default 99.5 %
+    (0.999, {"BYOC_PRECISION_MIN_AGREEMENT": "99.95"}, "fp32"),
+    (0.5, {"BYOC_PRECISION": "bf16"}, "bf16"),  # asked for: the guard is auto's
+])
+def test_auto_serves_bf16_only_where_native_and_agreeing(docker_client, trained, small_data, tmp_path, agreement,
+                                                         environment, serves):
+    native = precision.cpu_has_bf16()  # the container sees this host's CPU
+    if serves == "bf16" and not environment and not native:
+        serves = "fp32"
+    endpoint = start_serving(docker_client, _with_agreement(trained, tmp_path, agreement), environment=environment)
+    try:
+        line = _precision_line(endpoint.container)
+        assert f"; precision {serves}" in line or f"; precision BYOC_PRECISION={serves}" in line, line
+        if serves == "fp32" and native and not environment.get("BYOC_PRECISION"):
+            assert "below BYOC_PRECISION_MIN_AGREEMENT" in line and f"{agreement:.2%}" in line, line
+        folders = sorted((small_data / "test").iterdir())
+        images = [next(folder.iterdir()) for folder in folders]
+        answers = [post_image(f"{endpoint.url}/invocations", image) for image in images]
+        assert all(a.status_code == 200 for a in answers), [(a.status_code, a.text[:200]) for a in answers]
+        right = sum(a.json()["predictions"][0]["label"] == label_of(f) for a, f in zip(answers, folders))
+        assert right >= 6  # a trained model in either precision: well above chance (1 of 10)
+    finally:
+        endpoint.container.remove(force=True)
