@@ -5,9 +5,11 @@ computed by the product's own Classifier.
 Each training test gets a temporary /opt/ml tree laid out as SageMaker lays it out:
 input/config/*.json, one read-only folder per channel, model/ and output/.
 """
+import io
 import json
 import os
 import socket
+import tarfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -221,3 +223,19 @@ def assert_same_predictions(got: list, expected: list) -> None:
         return
     assert [p["label"] for p in got] == [p["label"] for p in expected]
     assert all(abs(g["probability"] - e["probability"]) < 1e-4 for g, e in zip(got, expected)), (got, expected)
+
+
+def tiny_image(client, content: str, prefix: str, labels: dict | None = None) -> str:
+    """A few-byte image (FROM scratch) holding `content`, so each gets its own ID; tagged
+    PREFIX:<random>, labelled byoc-test=1 (and `labels`) for the tests' clean-up."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"{prefix}:{uuid.uuid4().hex[:8]}"
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True,
+                        labels={**(labels or {}), "byoc-test": "1"})
+    return tag

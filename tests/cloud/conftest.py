@@ -52,24 +52,12 @@ CUDA_13_0 = {"torch": "2.13.0+cu130", "cuda": "13.0", "archs": ["sm_75", "sm_80"
 
 def labelled_image(client, content: str, facts: dict) -> str:
     """A few-byte image (FROM scratch) carrying the byoc.* labels of a build with these facts."""
-    import io
-    import tarfile
-    import uuid
-
     from byoc import cuda
+    from support import tiny_image
 
     flags = cuda.build_flags(facts)
     labels = dict(flags[i + 1].split("=", 1) for i in range(0, len(flags), 2) if flags[i] == "--label")
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    tag = f"byoc-launch-test:{uuid.uuid4().hex[:8]}"
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, labels={**labels, "byoc-test": "1"})
-    return tag
+    return tiny_image(client, content, "byoc-launch-test", labels)
 
 
 @pytest.fixture(scope="session")

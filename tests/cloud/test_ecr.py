@@ -10,9 +10,7 @@ run as against AWS, and the gate decides on what boto3 returned.
 """
 import datetime as dt
 import fnmatch
-import io
 import json
-import tarfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,6 +22,7 @@ import requests
 from byoc_cloud import image_protection
 from byoc_cloud.calls import LaunchError
 from cli_requests import ROLE, ecr_image
+from support import tiny_image
 from ecr import cli, repositories, scan_gate
 
 MANIFEST = json.dumps({
@@ -94,17 +93,8 @@ def test_ensure_refuses_to_pretend_it_changed_encryption(ecr, tmp_path, capsys):
 
 
 def small_image(client, content: str) -> str:
-    """A few-byte image (FROM scratch) with its own content, so each gets its own ID."""
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    tag = f"byoc-ecr-test:{uuid.uuid4().hex[:8]}"
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, labels={"byoc-test": "1"})
-    return tag
+    """A few-byte image with its own content, so each gets its own ID."""
+    return tiny_image(client, content, "byoc-ecr-test")
 
 
 @pytest.mark.docker
