@@ -61,14 +61,19 @@ class Client:
         response.read()
         return response.status
 
-    def invoke(self, body: bytes) -> float:
-        """Milliseconds for one JPEG's prediction."""
-        started = time.perf_counter()
+    def answer(self, body: bytes) -> bytes:
+        """The server's answer to one JPEG."""
         self.connection.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
         response = self.connection.getresponse()
         answer = response.read()
         if response.status != 200:
             raise RuntimeError(f"/invocations answered {response.status}: {answer[:300]!r}")
+        return answer
+
+    def invoke(self, body: bytes) -> float:
+        """Milliseconds for one JPEG's prediction."""
+        started = time.perf_counter()
+        self.answer(body)
         return 1000 * (time.perf_counter() - started)
 
 
@@ -143,10 +148,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def measure(client, args, model_dir: Path, bodies: list[bytes]) -> dict:
+def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMAGE) -> dict:
     """Start the server, time it at concurrency 1 and 8, then time the bare model in the same container."""
     started = time.perf_counter()
-    container = client.containers.run(IMAGE, ["serve"], detach=True, environment=args.environment,
+    container = client.containers.run(image, ["serve"], detach=True, environment=args.environment,
                                       ports={"8080/tcp": ("127.0.0.1", args.port)},
                                       volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
     try:
@@ -154,6 +159,7 @@ def measure(client, args, model_dir: Path, bodies: list[bytes]) -> dict:
         wait_for_first_answer(container, host, port, bodies[0], started)
         found = {"start_to_first": time.perf_counter() - started, "host": host, "port": port}
         c1_client = Client(host, port)
+        found["first_answer"] = json.loads(c1_client.answer(bodies[0]))
         for i in range(args.warm_up):
             c1_client.invoke(bodies[i % len(bodies)])
         log_mark = len(container.logs())

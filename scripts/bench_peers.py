@@ -1,0 +1,235 @@
+"""make bench-peers: the serving image beside AWS's own PyTorch serving stacks, on this machine.
+
+Every stack serves the same ResNet-50 (133 classes, 224 px, random weights: speed does not depend
+on them) to the same 200 JPEGs through bench_serve's keep-alive clients at the container's own
+address, on the serving image's own Python and torch (containers/peers/Dockerfile builds the peers
+FROM it):
+  byoc-serving in fp32, and in its fast path where this CPU has one (bf16: native BF16 only);
+  sagemaker-inference 1.10.1 + MMS 1.1.11 with sagemaker-pytorch-inference 1.5.1's handler;
+  sagemaker-pytorch-inference 2.0.25 + TorchServe 0.12.0, the stack of AWS's PyTorch DLCs;
+each peer at its defaults and tuned to one worker with every core, serving a typical user script
+(containers/peers/inference.py). A round runs every stack once, in turn; rounds repeat it, so
+drift on a shared machine spreads over all. Each run: start to first answer, c1 p50 / p99 after
+a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure).
+Checks that every stack answers the same top class, then writes bench-results/peers.json and
+peers.md: the CPU and its flags, the table with ratios, and issue 18's goals, met or not.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+import bench_serve
+from byoc.serving.benchmark import percentile
+
+SERVING = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
+MMS_PEER = os.environ.get("MMS_PEER_IMAGE", "byoc-peer-mms:latest")
+TORCHSERVE_PEER = os.environ.get("TORCHSERVE_PEER_IMAGE", "byoc-peer-torchserve:latest")
+USER_SCRIPT = Path(__file__).resolve().parents[1] / "containers" / "peers" / "inference.py"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+PEER_THREADS = re.compile(r"peer model loaded: torch threads (\d+)")
+FAST, FP32 = "byoc-serving, fast path", "byoc-serving, fp32"
+
+
+@dataclass
+class Stack:
+    name: str
+    image: str
+    environment: dict = field(default_factory=dict)
+    kit: bool = False  # the kit's image: its own model package, and the bare model timed too
+    tuned: bool = False
+
+
+def stacks(cores: int, fast_path: bool) -> list[Stack]:
+    every_core = {"OMP_NUM_THREADS": str(cores)}
+    mms, torchserve = "sagemaker-inference 1.10.1 + MMS 1.1.11", "sagemaker-pytorch-inference 2.0.25 + TorchServe 0.12.0"
+    found = [Stack(FP32, SERVING, {"BYOC_PRECISION": "fp32"}, kit=True)]
+    if fast_path:
+        found.append(Stack(FAST, SERVING, {"BYOC_PRECISION": "bf16"}, kit=True))
+    return found + [
+        Stack(f"{mms}, defaults", MMS_PEER),
+        Stack(f"{mms}, tuned", MMS_PEER, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **every_core}, tuned=True),
+        Stack(f"{torchserve}, defaults", TORCHSERVE_PEER),
+        # TorchServe batches up to 8 requests for one worker; AWS's transformer still runs them one by one.
+        Stack(f"{torchserve}, tuned", TORCHSERVE_PEER,
+              {"SAGEMAKER_TS_MIN_WORKERS": "1", "SAGEMAKER_TS_MAX_WORKERS": "1", "SAGEMAKER_TS_BATCH_SIZE": "8",
+               "SAGEMAKER_TS_MAX_BATCH_DELAY": "5", **every_core}, tuned=True),
+    ]
+
+
+def cpu() -> dict:
+    text = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", text, re.M).group(1).split())
+    return {"model": model.group(1) if model else "unknown", "cores": os.cpu_count(),
+            "flags": [flag for flag in CPU_FLAGS if flag in flags],
+            "native_bf16": bool(flags & {"avx512_bf16", "amx_bf16"})}
+
+
+def model_dirs(client) -> tuple[Path, Path]:
+    """The kit's benchmark package, and the same weights as a state dict beside the user script."""
+    root = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    os.chmod(root, 0o755)
+    script = ("import torch; from safetensors.torch import load_file; "
+              "torch.save(load_file('/m/kit/model.safetensors'), '/m/peer/model.pth')")
+    client.containers.run(SERVING, ["sh", "-c", "mkdir -p /m/peer/code && python -m byoc.serving.benchmark "
+                                    f"--make-model /m/kit && python -c \"{script}\" && chmod -R a+rX /m"],
+                          volumes={str(root): {"bind": "/m", "mode": "rw"}}, remove=True, network_mode="none")
+    shutil.copy(USER_SCRIPT, root / "peer" / "code" / "inference.py")
+    os.chmod(root / "peer" / "code" / "inference.py", 0o644)
+    return root / "kit", root / "peer"
+
+
+def top_class(answer: dict) -> int:
+    """The class index of the first prediction: the kit names classes class_NNN, the user script numbers them."""
+    first = answer["predictions"][0]
+    return int(str(first.get("class", first.get("label"))).rsplit("_", 1)[-1])
+
+
+def measure_peer(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]) -> dict:
+    started = time.perf_counter()
+    container = client.containers.run(stack.image, ["serve"], detach=True, environment=stack.environment,
+                                      volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
+    try:
+        host, port = bench_serve.address(container, "container", 8080)
+        bench_serve.wait_for_first_answer(container, host, port, bodies[0], started)
+        found = {"start_to_first_invocation_s": round(time.perf_counter() - started, 2)}
+        c1_client = bench_serve.Client(host, port)
+        found["top_class"] = top_class(json.loads(c1_client.answer(bodies[0])))
+        for i in range(args.warm_up):
+            c1_client.invoke(bodies[i % len(bodies)])
+        c1 = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
+        c8, _ = bench_serve.concurrency_8(host, port, bodies, args.seconds)
+        threads = PEER_THREADS.findall(container.logs().decode(errors="replace"))
+        return {**found, "c1_latency_ms_p50": round(statistics.median(c1), 1),
+                "c1_latency_ms_p99": round(percentile(c1, 0.99), 1), "c8_images_per_sec": round(c8, 2),
+                "server": f"{len(threads)} worker(s) x {threads[0] if threads else '?'} thread(s)"}
+    finally:
+        container.remove(force=True)
+
+
+def measure_kit(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]) -> dict:
+    kit_args = argparse.Namespace(**{**vars(args), "environment": stack.environment, "target": "container",
+                                     "port": 18080})
+    found = bench_serve.measure(client, kit_args, model_dir, bodies, stack.image)
+    result = bench_serve.summary(kit_args, found)
+    result["top_class"] = top_class(found["first_answer"])
+    result["server"] = re.search(r"\d+ worker\(s\) x \d+ thread\(s\)", result.pop("server")).group(0)
+    return result
+
+
+def run_rounds(client, args, chosen: list[Stack], bodies: list[bytes]) -> list[dict]:
+    kit_dir, peer_dir = model_dirs(client)
+    rows = []
+    for round_number in range(1, args.rounds + 1):
+        for stack in chosen:
+            load = round(os.getloadavg()[0], 2)
+            print(f"round {round_number}: {stack.name} (load average {load})", flush=True)
+            measure = measure_kit if stack.kit else measure_peer
+            found = measure(client, args, stack, kit_dir if stack.kit else peer_dir, bodies)
+            rows.append({"stack": stack.name, "round": round_number, "tuned": stack.tuned, "kit": stack.kit,
+                         "image": stack.image, "environment": stack.environment, "load_average_at_start": load,
+                         **found})
+    shutil.rmtree(kit_dir.parent, ignore_errors=True)
+    # The same weights give the same class in fp32 everywhere (bf16 may flip a random model's close call).
+    fp32 = [(row["stack"], row["top_class"]) for row in rows if row["stack"] != FAST]
+    if len({found for _, found in fp32}) != 1:
+        raise SystemExit(f"the stacks disagree on the first JPEG's class, so they do not serve the same model: {fp32}")
+    return rows
+
+
+def ours(rows: list[dict], number: int) -> dict | None:
+    """The kit's run that the goals judge in a round: its fast path, else fp32."""
+    this = {row["stack"]: row for row in rows if row["round"] == number and row["kit"]}
+    return this.get(FAST) or this.get(FP32)
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """Issue 18's goals, round by round: each with its measured values and whether every round met it."""
+    found = []
+    for number in sorted({row["round"] for row in rows}):
+        kit = ours(rows, number)
+        if kit is None:
+            continue
+        peers = [row for row in rows if row["round"] == number and not row["kit"]]
+        for peer in peers:
+            target = 1.5 if peer["tuned"] else 2.0
+            ratio = kit["c8_images_per_sec"] / peer["c8_images_per_sec"]
+            found.append((f"c8 images/s >= {target}x {peer['stack']}", number, f"{ratio:.2f}x", ratio >= target))
+        tuned = [row["c1_latency_ms_p50"] for row in peers if row["tuned"]]
+        if tuned:
+            found.append(("c1 p50 at least 20 % below the best tuned peer", number,
+                          f"{kit['c1_latency_ms_p50']} ms vs {min(tuned)} ms", kit["c1_latency_ms_p50"] <= 0.8 * min(tuned)))
+        found.append(("c1 p99 - bare-model p99 <= 5 ms", number, f"{kit['c1_p99_minus_raw_p99_ms']} ms",
+                      kit["c1_p99_minus_raw_p99_ms"] <= 5))
+        found.append(("start to first answer <= 5 s", number, f"{kit['start_to_first_invocation_s']} s",
+                      kit["start_to_first_invocation_s"] <= 5))
+    names = list(dict.fromkeys(name for name, *_ in found))
+    return [{"goal": name, "measured": {n: value for goal, n, value, _ in found if goal == name},
+             "met": all(met for goal, _, _, met in found if goal == name)} for name in names]
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| stack | round | server | start to first answer | c1 p50 / p99 ms | c8 images/s | fast path's c8 ÷ this |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        kit = ours(rows, row["round"])
+        ratio = f"{kit['c8_images_per_sec'] / row['c8_images_per_sec']:.2f}x" if kit else ""
+        lines.append(f"| {row['stack']} | {row['round']} | {row['server']} | {row['start_to_first_invocation_s']} s | "
+                     f"{row['c1_latency_ms_p50']} / {row['c1_latency_ms_p99']} | {row['c8_images_per_sec']} | {ratio} |")
+    for row in (r for r in rows if r["kit"]):
+        lines.append(f"| bare model ({row['precision']}), batch {row['batch']} / batch 1 | {row['round']} | "
+                     f"{row['torch_threads']} thread(s) | | {row['raw_latency_ms_p50']} / {row['raw_latency_ms_p99']} "
+                     f"(batch 1) | {row['raw_images_per_sec']} | |")
+    return lines
+
+
+def report(machine: dict, args, rows: list[dict]) -> str:
+    fast = "bf16 (native BF16)" if machine["native_bf16"] else "none: no native BF16 here, so fp32 is the path measured"
+    lines = [f"CPU: {machine['model']}, {machine['cores']} cores, flags {' '.join(machine['flags']) or 'none of interest'}; "
+             f"fast path: {fast}.",
+             f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
+             f"{args.rounds} round(s).", "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
+    for goal in goals(rows):
+        measured = "; ".join(f"{n}: {value}" for n, value in goal["measured"].items())
+        lines.append(f"| {goal['goal']} | {measured} | {'yes' if goal['met'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("DATA_DIR", "data/fashion-mnist"))
+    parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=150, help="requests at concurrency 1")
+    parser.add_argument("--warm-up", type=int, default=50, help="requests before timing (the JVMs compile hot paths)")
+    parser.add_argument("--seconds", type=float, default=30, help="duration at concurrency 8")
+    parser.add_argument("--only", action="append", default=[], help="stacks whose name contains this (repeatable)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    machine, client = cpu(), docker.from_env()
+    chosen = [s for s in stacks(machine["cores"], machine["native_bf16"])
+              if not args.only or any(part in s.name for part in args.only)]
+    rows = run_rounds(client, args, chosen, bench_serve.jpegs(Path(args.data), 200))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.json").write_text(json.dumps({"cpu": machine, "runs": rows, "goals": goals(rows)}, indent=2) + "\n")
+    text = report(machine, args, rows)
+    (out / "peers.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
