@@ -164,7 +164,7 @@ def goals(rows: list[dict]) -> list[dict]:
         for peer in peers:
             target = 1.5 if peer["tuned"] else 2.0
             ratio = kit["c8_images_per_sec"] / peer["c8_images_per_sec"]
-            found.append((f"c8 images/s >= {target}x {peer['stack']}", number, f"{ratio:.2f}x", ratio >= target))
+            found.append((f"c8 images/s >= {target}x {peer['stack']}", number, f"{ratio:.3f}x", ratio >= target))
         tuned = [row["c1_latency_ms_p50"] for row in peers if row["tuned"]]
         if tuned:
             found.append(("c1 p50 at least 20 % below the best tuned peer", number,
