@@ -30,7 +30,7 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 
 .PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
-        bench-train bench-serve bench-peers bench-soak bench-serverless-memory bench-multi-host bench-stop clean ecr-repos push scan standins standins-down lambda-zip
+        bench-train bench-serve bench-peers peer-images bench-soak bench-serverless-memory bench-multi-host bench-stop clean ecr-repos push scan standins standins-down lambda-zip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -121,12 +121,14 @@ bench-train: build .venv/.synced data  ## training benchmarks through the image 
 bench-serve: build .venv/.synced data  ## serving benchmark through the image (BENCHMARKS.md); results in bench-results/
 	$(UV) run --frozen python scripts/bench_serve.py
 
-bench-peers: build .venv/.synced data  ## the serving image beside AWS's own PyTorch serving stacks, same model and CPU (BENCHMARKS.md)
+bench-peers: build peer-images .venv/.synced data  ## the serving image beside AWS's own PyTorch serving stacks, same model and CPU (BENCHMARKS.md)
+	$(UV) run --frozen python scripts/bench_peers.py
+
+peer-images: engine  ## AWS's two PyTorch serving stacks FROM SERVING_IMAGE, for bench-peers (containers/peers/Dockerfile)
 	for peer in mms torchserve; do \
 	  docker buildx build -q -f containers/peers/Dockerfile --build-arg SERVING_IMAGE=$(SERVING_IMAGE) \
 	    --target $$peer-peer -t byoc-peer-$$peer:latest $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) . || exit 1; \
 	done
-	$(UV) run --frozen python scripts/bench_peers.py
 
 bench-soak: build .venv/.synced data  ## 60 s of good and hostile requests at concurrency 16 (BENCHMARKS.md); results in bench-results/
 	$(UV) run --frozen python scripts/bench_soak.py
