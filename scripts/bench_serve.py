@@ -10,7 +10,9 @@ Runs on the host (the dev environment: docker SDK). Steps:
   5. throughput at concurrency 8;
   6. the bare model in the same container (byoc.serving.benchmark): batch-1 latency
      (p50, p99) and throughput at the mean batch the server formed, with the torch threads
-     of one server worker.
+     of one server worker;
+  7. GET /ping at concurrency 1: the client and MMS's HTTP front end alone, no worker.
+`--architecture small_cnn --crop 28` measures the floor: a model that costs next to nothing.
 Clients keep their connection open, as SageMaker's front end does. By default they talk to
 the container's own address: the published port adds Docker's userland proxy, which is not
 on SageMaker's path (--target port measures through it, and works on Docker Desktop too).
@@ -77,6 +79,12 @@ class Client:
         return 1000 * (time.perf_counter() - started)
 
 
+def timed_ping(client: Client) -> float:
+    started = time.perf_counter()
+    client.get("/ping")
+    return 1000 * (time.perf_counter() - started)
+
+
 def address(container, target: str, port: int) -> tuple[str, int]:
     if target == "port":
         return "127.0.0.1", port
@@ -140,6 +148,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target", choices=["container", "port"], default="container",
                         help="the container's address, or the published port on 127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--architecture", default="resnet50", help="of the model made for the run")
+    parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
     args = parser.parse_args()
     if any("=" not in item for item in args.env):
@@ -165,6 +175,7 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         log_mark = len(container.logs())
         found["c1"] = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
         found["c1_worker"] = worker_lines(container, log_mark, len(found["c1"]))
+        found["ping"] = [timed_ping(c1_client) for _ in range(args.requests)]
 
         log_mark = len(container.logs())
         found["c8_throughput"], c8_requests = concurrency_8(host, port, bodies, args.seconds)
@@ -185,12 +196,14 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
 def summary(args, found: dict) -> dict:
     c1, c1_worker, raw = found["c1"], found["c1_worker"], found["raw"]
     result = {
-        "image": IMAGE, "model": "resnet50, 133 classes, 224 px (random weights)", "environment": args.environment,
+        "image": IMAGE, "model": f"{args.architecture}, 133 classes, {args.crop} px (random weights)",
+        "environment": args.environment,
         "server": found["server_line"], "cores": os.cpu_count(),
         "target": f"{args.target} ({found['host']}:{found['port']}), keep-alive connections",
         "start_to_first_invocation_s": round(found["start_to_first"], 2),
         "c1_requests": len(c1), "c1_latency_ms_p50": round(statistics.median(c1), 1),
         "c1_latency_ms_p99": round(percentile(c1, 0.99), 1),
+        "c1_ping_ms_p50": round(statistics.median(found["ping"]), 2),
     }
     if len(c1_worker) != len(c1):
         print(f"warning: {len(c1_worker)} forward passes logged for {len(c1)} requests; no split of their time")
@@ -220,7 +233,8 @@ def main() -> None:
     bodies = jpegs(Path(args.data), 200)
     model_dir = Path(tempfile.mkdtemp(prefix="bench-serve-model-"))
     os.chmod(model_dir, 0o755)
-    client.containers.run(IMAGE, ["python", "-m", "byoc.serving.benchmark", "--make-model", "/m"],
+    client.containers.run(IMAGE, ["python", "-m", "byoc.serving.benchmark", "--make-model", "/m",
+                                  "--architecture", args.architecture, "--crop", str(args.crop)],
                           volumes={str(model_dir): {"bind": "/m", "mode": "rw"}}, remove=True, network_mode="none")
     result = summary(args, measure(client, args, model_dir, bodies))
     Path(args.out).mkdir(parents=True, exist_ok=True)
