@@ -15,7 +15,6 @@ Checks that every stack answers the same top class, then writes bench-results/pe
 peers.md: the CPU and its flags, the table with ratios, and issue 18's goals, met or not.
 """
 import argparse
-import http.client
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 import docker
 
 import bench_serve
+from byoc import precision
 from byoc.serving.benchmark import percentile
 
 SERVING = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
@@ -72,7 +72,7 @@ def cpu() -> dict:
     flags = set(re.search(r"^flags\s*:\s*(.+)$", text, re.M).group(1).split())
     return {"model": model.group(1) if model else "unknown", "cores": os.cpu_count(),
             "flags": [flag for flag in CPU_FLAGS if flag in flags],
-            "native_bf16": bool(flags & {"avx512_bf16", "amx_bf16"})}
+            "native_bf16": precision.cpu_has_bf16()}  # the test `serve` makes under BYOC_PRECISION=auto
 
 
 def model_dirs(client) -> tuple[Path, Path]:
