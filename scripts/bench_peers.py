@@ -11,7 +11,7 @@ each peer at its defaults and tuned to one worker with every core, serving a typ
 (containers/peers/inference.py). A round runs every stack once, in turn; rounds repeat it, so
 drift on a shared machine spreads over all. Each run: start to first answer, c1 p50 / p99 after
 a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure).
-Checks that every stack answers the same top class, then writes bench-results/peers.json and
+Checks that every stack in fp32 answers the same top class, then writes bench-results/peers.json and
 peers.md: the CPU and its flags, the table with ratios, and issue 18's goals, met or not.
 """
 import argparse
@@ -129,6 +129,18 @@ def measure_kit(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]
 
 def run_rounds(client, args, chosen: list[Stack], bodies: list[bytes]) -> list[dict]:
     kit_dir, peer_dir = model_dirs(client)
+    try:
+        rows = measure_all(client, args, chosen, bodies, kit_dir, peer_dir)
+    finally:  # two copies of ResNet-50's weights, also when a run fails
+        shutil.rmtree(kit_dir.parent, ignore_errors=True)
+    # The same weights give the same class in fp32 everywhere (bf16 may flip a random model's close call).
+    fp32 = [(row["stack"], row["top_class"]) for row in rows if row["stack"] != FAST]
+    if len({found for _, found in fp32}) != 1:
+        raise SystemExit(f"the stacks disagree on the first JPEG's class, so they do not serve the same model: {fp32}")
+    return rows
+
+
+def measure_all(client, args, chosen: list[Stack], bodies: list[bytes], kit_dir: Path, peer_dir: Path) -> list[dict]:
     rows = []
     for round_number in range(1, args.rounds + 1):
         for stack in chosen:
@@ -139,11 +151,6 @@ def run_rounds(client, args, chosen: list[Stack], bodies: list[bytes]) -> list[d
             rows.append({"stack": stack.name, "round": round_number, "tuned": stack.tuned, "kit": stack.kit,
                          "image": stack.image, "environment": stack.environment, "load_average_at_start": load,
                          **found})
-    shutil.rmtree(kit_dir.parent, ignore_errors=True)
-    # The same weights give the same class in fp32 everywhere (bf16 may flip a random model's close call).
-    fp32 = [(row["stack"], row["top_class"]) for row in rows if row["stack"] != FAST]
-    if len({found for _, found in fp32}) != 1:
-        raise SystemExit(f"the stacks disagree on the first JPEG's class, so they do not serve the same model: {fp32}")
     return rows
 
 
