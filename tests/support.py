@@ -206,7 +206,7 @@ def expected_answer(model_dir: Path, body: bytes, content_type: str = "image/png
 
     served = settings.from_environment()
     classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"), served.precision,
-                                                                served.min_agreement)
+                                                                served.min_agreement, served.cpu_graph)
     _classifiers[model_dir] = classifier
     return classifier.predict(payloads.decode(body, content_type, settings.limits_from_environment()), top_k)
 

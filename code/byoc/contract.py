@@ -142,6 +142,11 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16")
 MIN_AGREEMENT_SETTING = "BYOC_PRECISION_MIN_AGREEMENT"
 DEFAULT_MIN_AGREEMENT_PERCENT = 99.5
 
+# BYOC_CPU_GRAPH: how a CPU runs the model: onednn (traced, frozen and fused by oneDNN Graph,
+# byoc.cpu_graph) or eager (plain PyTorch). GPUs always run eagerly.
+CPU_GRAPH_SETTING = "BYOC_CPU_GRAPH"
+CPU_GRAPH_CHOICES = ("onednn", "eager")
+
 
 # MMS cannot bind a port from 32767 up (its Connector compares with Short.MAX_VALUE).
 MAX_SERVER_PORT = 32766
@@ -245,6 +250,8 @@ SERVING_SETTINGS = {s.name: s for s in (
             "else fp32; fp32; bf16", "auto", choices=PRECISION_CHOICES),
     Setting(MIN_AGREEMENT_SETTING, "percent of validation images on which bf16 must agree with fp32 for auto "
             "to serve bf16", f"{DEFAULT_MIN_AGREEMENT_PERCENT:g}", minimum=0.0, maximum=100),
+    Setting(CPU_GRAPH_SETTING, "onednn: on a CPU, the model traced, frozen and fused by oneDNN Graph; eager",
+            "onednn", choices=CPU_GRAPH_CHOICES),
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
     Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB (0: chunked, up to 100)", "", minimum=0,
             maximum=MAX_BATCH_PAYLOAD_MB,

@@ -7,7 +7,8 @@ job measures how often, as the top-1 agreement between the bf16 and the fp32 mod
 validation set (else the test set), and records it in model.json; serving uses bf16 only where it
 is native and that agreement clears the bar (BYOC_PRECISION=auto), or when asked to (bf16).
 
-Both sides run the model the same way (run()), so the agreement measured is the one served.
+Both sides run the model the same way (run(); on the CPU in graph mode, byoc.cpu_graph), so the
+agreement measured is the one served.
 """
 import copy
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from byoc import cpu_graph
 from byoc.contract import DEFAULT_MIN_AGREEMENT_PERCENT, PRECISION_CHOICES
 
 CHOICES = PRECISION_CHOICES
@@ -38,20 +40,33 @@ def native_bf16(device: torch.device) -> bool:
     return cpu_has_bf16() and torch.backends.mkldnn.is_available()
 
 
-def prepare(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+@dataclass
+class Runnable:
+    """A model as run() runs it: channels_last, in `dtype`; with `graph`, traced at its first call
+    and fused by oneDNN Graph (byoc.cpu_graph; CPU only)."""
+    module: nn.Module
+    dtype: torch.dtype
+    graph: bool = False
+
+
+def prepare(model: nn.Module, dtype: torch.dtype, graph: bool = False) -> Runnable:
     """The model as run() runs it in `dtype`: channels_last (oneDNN and cuDNN convolutions are faster
-    on NHWC); for bf16 a copy with bf16 weights, so the fp32 model stays as it is."""
+    on NHWC); for bf16 a copy with bf16 weights, so the fp32 model stays as it is. `graph` applies on
+    the CPU only (GPUs run cuDNN's kernels eagerly)."""
     if dtype != torch.float32:
         model = copy.deepcopy(model).to(dtype)
-    return model.to(memory_format=torch.channels_last).eval()
+    model = model.to(memory_format=torch.channels_last).eval()
+    return Runnable(model, dtype, graph and next(model.parameters()).device.type == "cpu")
 
 
 @torch.inference_mode()
-def run(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Logits in fp32 from a model of any dtype: inputs cast to the model's, channels_last."""
-    dtype = next(model.parameters()).dtype
-    batch = batch.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
-    return model(batch).float()
+def run(model: Runnable, batch: torch.Tensor) -> torch.Tensor:
+    """Logits in fp32: inputs cast to the model's dtype, channels_last."""
+    batch = batch.to(dtype=model.dtype).contiguous(memory_format=torch.channels_last)
+    if model.graph and not isinstance(model.module, torch.jit.ScriptModule):
+        traced = cpu_graph.trace(model.module, batch[:cpu_graph.CHUNK])
+        model.module, model.graph = (traced, True) if traced is not None else (model.module, False)
+    return (cpu_graph.run(model.module, batch) if model.graph else model.module(batch)).float()
 
 
 def agreement(model: nn.Module, loader, device: torch.device, reduce=lambda t: t, stop=None) -> dict:
@@ -59,7 +74,8 @@ def agreement(model: nn.Module, loader, device: torch.device, reduce=lambda t: t
     `reduce` sums the counts over the ranks that each evaluated a shard; a stop request
     (stop.requested_here) ends the pass early, as in byoc.training.engine.evaluate."""
     model.eval()
-    full_model, low = prepare(model, torch.float32), prepare(model, torch.bfloat16)
+    # bf16 as the CPU serves it by default (graph mode); fp32 as trained, the reference.
+    full_model, low = prepare(model, torch.float32), prepare(model, torch.bfloat16, graph=True)
     counts = torch.zeros(4, dtype=torch.float64)  # images, agreeing, fp32 correct, bf16 correct
     for images, labels in loader:
         if stop is not None and stop.requested_here:

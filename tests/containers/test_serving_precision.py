@@ -1,6 +1,7 @@
 """The fast path, guarded by accuracy: the training job records how bf16 agrees with fp32, and
 `serve` (BYOC_PRECISION=auto) serves bf16 only where the CPU has it natively and that agreement
-clears BYOC_PRECISION_MIN_AGREEMENT; the log says which and why."""
+clears BYOC_PRECISION_MIN_AGREEMENT; the log says which and why, and whether the CPU runs the model
+in graph mode (BYOC_CPU_GRAPH)."""
 import json
 import shutil
 import time
@@ -47,16 +48,19 @@ def _precision_line(container) -> str:
     (0.99, {}, "fp32"),  # below the default 99.5 %
     (0.999, {"BYOC_PRECISION_MIN_AGREEMENT": "99.95"}, "fp32"),
     (0.5, {"BYOC_PRECISION": "bf16"}, "bf16"),  # asked for: the guard is auto's
+    (1.0, {"BYOC_CPU_GRAPH": "eager"}, "bf16"),
 ])
 def test_auto_serves_bf16_only_where_native_and_agreeing(docker_client, trained, small_data, tmp_path, agreement,
                                                          environment, serves):
     native = precision.cpu_has_bf16()  # the container sees this host's CPU
-    if serves == "bf16" and not environment and not native:
+    if serves == "bf16" and "BYOC_PRECISION" not in environment and not native:
         serves = "fp32"
     endpoint = start_serving(docker_client, _with_agreement(trained, tmp_path, agreement), environment=environment)
     try:
         line = _precision_line(endpoint.container)
         assert f"; precision {serves}" in line or f"; precision BYOC_PRECISION={serves}" in line, line
+        mode = "eager" if environment.get("BYOC_CPU_GRAPH") == "eager" else "graph mode (oneDNN)"
+        assert line.endswith(f"; {mode}"), line  # the CPU's graph mode unless turned off (byoc.cpu_graph)
         if serves == "fp32" and native and not environment.get("BYOC_PRECISION"):
             assert "below BYOC_PRECISION_MIN_AGREEMENT" in line and f"{agreement:.2%}" in line, line
         folders = sorted((small_data / "test").iterdir())

@@ -35,6 +35,13 @@ def test_the_precision_settings_default_to_auto_and_99_5_percent(monkeypatch):
     assert (s.precision, s.min_agreement) == ("bf16", pytest.approx(0.999))
 
 
+def test_the_cpu_graph_mode_is_on_unless_eager_is_asked_for(monkeypatch):
+    monkeypatch.delenv("BYOC_CPU_GRAPH", raising=False)
+    assert settings.from_environment().cpu_graph is True
+    monkeypatch.setenv("BYOC_CPU_GRAPH", "Eager")
+    assert settings.from_environment().cpu_graph is False
+
+
 def test_values_are_read(monkeypatch):
     for name, value in {"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                         "BYOC_TORCH_THREADS": "3", "BYOC_MAX_BATCH_DELAY_MS": "0", "SAGEMAKER_MULTI_MODEL": "TRUE",
@@ -77,6 +84,7 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_PRECISION", "fp16", "one of auto, fp32, bf16"),
     ("BYOC_PRECISION_MIN_AGREEMENT", "101", "at most 100"),
     ("BYOC_PRECISION_MIN_AGREEMENT", "-1", "at least 0"),
+    ("BYOC_CPU_GRAPH", "inductor", "one of onednn, eager"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)

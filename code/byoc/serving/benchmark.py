@@ -4,6 +4,7 @@
   --model DIR        time the bare model: batch-1 latency (p50, p99) and batch-B throughput on
                      preprocessed tensors, with the torch threads one server worker gets, in the
                      precision the server picks (BYOC_PRECISION and its guard, byoc.precision)
+                     and its CPU graph mode (BYOC_CPU_GRAPH)
 Prints one JSON object.
 """
 import argparse
@@ -33,7 +34,8 @@ def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
 def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:
     torch.set_num_threads(threads)
     served = settings.from_environment()
-    classifier = Classifier.load(model_dir, torch.device("cpu"), served.precision, served.min_agreement)
+    classifier = Classifier.load(model_dir, torch.device("cpu"), served.precision, served.min_agreement,
+                                 served.cpu_graph)
     one = torch.randn(1, *classifier.input_shape)
     many = torch.randn(batch, *classifier.input_shape)
     for _ in range(3):
@@ -48,6 +50,7 @@ def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: fl
         classifier.probabilities(many)
         images += batch
     return {"torch_threads": threads, "batch": batch, "raw_calls": calls, "precision": classifier.precision.reason,
+            "graph": classifier.model.graph,
             "raw_latency_ms_p50": round(statistics.median(latencies), 1),
             "raw_latency_ms_p99": round(percentile(latencies, 0.99), 1),
             "raw_images_per_sec": round(images / (time.perf_counter() - started), 2)}

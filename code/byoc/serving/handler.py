@@ -67,14 +67,14 @@ def _load(context) -> None:
     _arm(settings.MODEL_LOAD_TIMEOUT_S)
     try:
         _classifier = Classifier.load(context.system_properties["model_dir"], device, _settings.precision,
-                                      _settings.min_agreement)
+                                      _settings.min_agreement, _settings.cpu_graph)
     except (RuntimeError, MemoryError) as error:
         raise _as_memory_error(error) from None
     finally:
         _arm(0)
-    logger.info("model loaded on %s: %s, %d classes, %d torch threads; precision %s", device,
+    logger.info("model loaded on %s: %s, %d classes, %d torch threads; precision %s; %s", device,
                 _classifier.spec.architecture, _classifier.num_classes, _settings.torch_threads,
-                _classifier.precision.reason)
+                _classifier.precision.reason, _classifier.mode)
 
 
 def _stall_if_testing() -> None:

@@ -10,7 +10,7 @@ import torch
 
 from byoc import model_package, precision
 from byoc.contract import ModelSpec
-from byoc.serving import images
+from byoc.serving import images, memory
 from byoc.serving.errors import RequestError
 from byoc.serving.payloads import Payload
 
@@ -32,20 +32,38 @@ class Prepared:
 
 class Classifier:
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: torch.device,
-                 choice: precision.Choice = precision.Choice(torch.float32, "fp32")):
-        # The model as the training job measured it (byoc.precision.run): channels_last, in the chosen dtype.
-        self.model = precision.prepare(model, choice.dtype)
+                 choice: precision.Choice = precision.Choice(torch.float32, "fp32"), graph: bool = False):
+        # The model as the training job measured it (byoc.precision.run): channels_last, in the chosen
+        # dtype; with `graph`, on the CPU, traced and fused by oneDNN Graph (byoc.cpu_graph).
+        self.model = precision.prepare(model, choice.dtype, graph)
+        self.mode = "graph mode (oneDNN)" if self.model.graph else "eager"
         self.spec, self.device, self.precision = spec, device, choice
         side = spec.preprocessing.crop_size
         self.input_shape = (3, side, side)
 
     @classmethod
     def load(cls, model_dir: str, device: torch.device, setting: str = "fp32",
-             min_agreement: float = precision.DEFAULT_MIN_AGREEMENT) -> "Classifier":
-        """The model in the precision `setting` picks for this device (BYOC_PRECISION; fp32 by default
-        here, so host-side callers get the reference answers)."""
+             min_agreement: float = precision.DEFAULT_MIN_AGREEMENT, graph: bool = False) -> "Classifier":
+        """The model in the precision `setting` picks for this device (BYOC_PRECISION) and, with `graph`,
+        in the CPU's graph mode (BYOC_CPU_GRAPH), warmed up. fp32 and eager by default here, so
+        host-side callers get the reference answers."""
         model, spec = model_package.load(model_dir, device)
-        return cls(model, spec, device, precision.choose(setting, device, spec.precision, min_agreement))
+        choice = precision.choose(setting, device, spec.precision, min_agreement)
+        no_room = memory.graph_fits(_weights_bytes(model, choice.dtype)) if graph and device.type == "cpu" else None
+        classifier = cls(model, spec, device, choice, graph and no_room is None)
+        if classifier.model.graph:
+            classifier.warm_up()
+            if not classifier.model.graph:
+                classifier.mode = "eager: the model could not be traced (the warning above says why)"
+        elif no_room:
+            classifier.mode = f"eager: {no_room}"
+        return classifier
+
+    def warm_up(self) -> None:
+        """Trace, then let TorchScript profile and fuse the batch-1 graph (its first two calls), so the
+        first request runs the fused model."""
+        for _ in range(3):
+            self.probabilities(torch.zeros(1, *self.input_shape))
 
     @property
     def num_classes(self) -> int:
@@ -90,3 +108,7 @@ class Classifier:
             [Prediction(self.spec.class_names[i], round(p, 6)) for p, i in zip(row_p.tolist(), row_i.tolist())]
             for row_p, row_i in zip(values, indices)
         ]
+
+
+def _weights_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    return sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=dtype).element_size()

@@ -5,6 +5,9 @@ shared memory, not the page cache the kernel can drop (files read, libraries map
 limit, the host's MemAvailable counts. A model needs, per worker, a worker process with torch
 imported (and MMS's backend server for it) and twice its weights while they load (the file's
 tensors and the model's parameters).
+
+Graph mode on the CPU (byoc.cpu_graph) costs more as it meets new batch sizes: oneDNN keeps packed
+weights for each. A worker uses it only where the container has that room too (graph_fits).
 """
 from pathlib import Path
 
@@ -15,6 +18,11 @@ MIB = 1024 * 1024
 # the weights: each small model loaded added 360-380 MiB to the container (serving image, CPU).
 WORKER_BYTES = 384 * MIB
 CGROUP = Path("/sys/fs/cgroup")
+# Graph mode's cost beyond the eager model, in copies of the weights (in the serving dtype): ResNet-50
+# kept 8.5 (fp32) and 10.2 (bf16) copies more than eagerly after batches of 1 to 8 images (cpu_graph.CHUNK
+# sizes); 11 leaves a margin. Plus room for one full batch's activations.
+GRAPH_WEIGHT_COPIES = 11
+GRAPH_ACTIVATIONS_BYTES = 256 * MIB
 
 
 def _number(path: Path) -> int | None:
@@ -67,3 +75,16 @@ def check_room(name: str, weights_bytes: int, workers: int) -> None:
                                 f"each {WORKER_BYTES // MIB} MiB plus twice its {weights_bytes // MIB} MiB of "
                                 f"weights) and the container has {max(0, free) // MIB} MiB free: unload "
                                 "other models or use an instance with more memory.")
+
+
+def graph_need(weights_bytes: int) -> int:
+    return GRAPH_WEIGHT_COPIES * weights_bytes + GRAPH_ACTIVATIONS_BYTES
+
+
+def graph_fits(weights_bytes: int, free: int | None = None) -> str | None:
+    """None if graph mode fits in what the container has free, else why not (for the log)."""
+    needed, free = graph_need(weights_bytes), available() if free is None else free
+    if needed <= free:
+        return None
+    return (f"graph mode would need about {needed // MIB} MiB more, and the container has {max(0, free) // MIB} "
+            "MiB free")

@@ -18,6 +18,8 @@ names: byoc.contract).
   BYOC_PRECISION                  auto (bf16 where native and the model's      auto (byoc.precision)
                                   measured agreement clears the bar), fp32, bf16
   BYOC_PRECISION_MIN_AGREEMENT    percent agreement with fp32 auto needs       99.5
+  BYOC_CPU_GRAPH                  onednn (on a CPU, the model traced, frozen   onednn (byoc.cpu_graph)
+                                  and fused by oneDNN Graph), eager
 Per-request limits (Limits): BYOC_MAX_PAYLOAD_MB, BYOC_MAX_IMAGE_PIXELS, BYOC_MAX_REQUEST_PIXELS,
 BYOC_MAX_ASPECT_RATIO, BYOC_MAX_IMAGES.
 Test only: BYOC_TEST_STALL_FILE (while that file exists, every forward pass blocks; SageMaker
@@ -151,6 +153,7 @@ class Settings:
     stall_file: str  # test only (BYOC_TEST_STALL_FILE)
     precision: str = "auto"  # BYOC_PRECISION
     min_agreement: float = contract.DEFAULT_MIN_AGREEMENT_PERCENT / 100  # BYOC_PRECISION_MIN_AGREEMENT, a fraction
+    cpu_graph: bool = True  # BYOC_CPU_GRAPH=onednn
 
     def execution_parameters(self) -> dict:
         """GET /execution-parameters: what a transform job that sets none of these should use. Each
@@ -191,6 +194,7 @@ def from_environment() -> Settings:
         stall_file=_raw(contract.STALL_FILE_SETTING),
         precision=_choice(contract.PRECISION_SETTING, contract.PRECISION_CHOICES),
         min_agreement=_percent(contract.MIN_AGREEMENT_SETTING, contract.DEFAULT_MIN_AGREEMENT_PERCENT) / 100,
+        cpu_graph=_choice(contract.CPU_GRAPH_SETTING, contract.CPU_GRAPH_CHOICES) == "onednn",
     )
 
 
