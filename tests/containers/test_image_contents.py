@@ -70,3 +70,28 @@ def test_the_training_image_keeps_the_real_nccl(docker_client):
         TRAINING_IMAGE, ["python3", "-c", STAND_INS.split("import torch, torchvision")[0]], entrypoint=[], remove=True,
         labels=LABEL, network_mode="none").decode()
     assert int(output.split()[1]) > 100_000_000 and "triton True" in output, output
+
+
+EAGER_ONLY = """
+import sys, torch
+import byoc.serving.handler
+from byoc import precision
+from byoc.models import build_model
+model = precision.prepare(build_model("resnet50", 3), torch.float32, graph=True)
+precision.run(model, torch.zeros(1, 3, 64, 64))
+print("dynamo imported" if "torch._dynamo" in sys.modules else "no dynamo", model.graph)
+import torchvision.ops
+features = torch.arange(16.0).reshape(1, 1, 4, 4)
+box = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]])
+print(torchvision.ops.roi_align(features, box, output_size=1, aligned=True).item(), features.mean().item())
+"""
+
+
+def test_the_serving_worker_never_imports_torch_dynamo(docker_client):
+    """torchvision imports dynamo only when roi_align needs it (containers/serving/lazy_dynamo_import.py):
+    a worker's imports, model and graph mode leave it out; roi_align still works, importing it then."""
+    output = docker_client.containers.run(SERVING_IMAGE, ["python3", "-c", EAGER_ONLY], entrypoint=[], remove=True,
+                                          labels=LABEL, network_mode="none").decode().split("\n")
+    assert output[0] == "no dynamo True", output
+    pooled, mean = map(float, output[1].split())
+    assert pooled == pytest.approx(mean), output  # one bin over the whole map: its mean

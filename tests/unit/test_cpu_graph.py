@@ -13,6 +13,7 @@ from byoc.models import ARCHITECTURES, build_model
 from byoc.serving import memory
 from byoc.serving.inference import Classifier
 
+FUSED = "prim::oneDNNFusionGroup"  # a node of TorchScript's graph that oneDNN Graph runs as one kernel
 CROPS = {"small_cnn": 28, "resnet_small": 32, "wrn28_10": 32, "resnet50": 64}
 
 
@@ -39,6 +40,8 @@ def test_graph_mode_answers_as_eager_does(architecture, dtype, tolerance):
         assert fused.dtype == torch.float32
         assert (fused - eager).abs().max().item() < tolerance * max(1.0, eager.abs().max().item())
         assert torch.equal(fused.argmax(1), eager.argmax(1))
+    if dtype == torch.float32 or precision.cpu_has_bf16():  # oneDNN Graph really fused it
+        assert FUSED in str(torch.jit.last_executed_optimized_graph())
 
 
 def test_a_batch_larger_than_a_chunk_reaches_the_graph_in_chunks():
@@ -93,6 +96,7 @@ def test_the_classifier_warms_its_graph_up_at_load(tmp_path):
     served = Classifier.load(_package(tmp_path), torch.device("cpu"), "fp32", graph=True)
     assert served.model.graph and isinstance(served.model.module, torch.jit.ScriptModule)
     assert served.mode == "graph mode (oneDNN)"
+    assert FUSED in str(torch.jit.last_executed_optimized_graph())  # the warm-up's last call ran fused
     reference = Classifier.load(_package(tmp_path), torch.device("cpu"))
     assert not reference.model.graph  # host-side callers get eager fp32 unless they ask
     batch = torch.randn(5, 3, 28, 28)

@@ -62,7 +62,7 @@ class Classifier:
     def warm_up(self) -> None:
         """Trace, then let TorchScript profile and fuse the batch-1 graph (its first two calls), so the
         first request runs the fused model."""
-        for _ in range(3):
+        for _ in range(2):
             self.probabilities(torch.zeros(1, *self.input_shape))
 
     @property
