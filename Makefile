@@ -30,7 +30,7 @@ export TRAINING_IMAGE SERVING_IMAGE CUDA_IMAGE LOCAL_BASE_IMAGE BASE_IMAGE DATA_
 comma := ,
 
 .PHONY: help demo engine venv sdk-venvs base-image build data fashion-mnist-idx train train-multi serve predict stop test \
-        bench-train bench-serve bench-peers peer-images bench-soak bench-serverless-memory bench-multi-host bench-stop clean ecr-repos push scan standins standins-down lambda-zip
+        bench-train bench-serve bench-peers bench-cpu-graph peer-images bench-soak bench-serverless-memory bench-multi-host bench-stop clean ecr-repos push scan standins standins-down lambda-zip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -123,6 +123,11 @@ bench-serve: build .venv/.synced data  ## serving benchmark through the image (B
 
 bench-peers: build peer-images .venv/.synced data  ## the serving image beside AWS's own PyTorch serving stacks, same model and CPU (BENCHMARKS.md)
 	$(UV) run --frozen python scripts/bench_peers.py
+
+bench-cpu-graph: build  ## each architecture eager against graph mode on this CPU, in the serving image (BENCHMARKS.md)
+	@mkdir -p bench-results
+	docker run --rm --network none --entrypoint python $(SERVING_IMAGE) -m byoc.serving.benchmark --compare-graph \
+	  | tee bench-results/cpu_graph.json
 
 peer-images: engine  ## AWS's two PyTorch serving stacks FROM SERVING_IMAGE, for bench-peers (containers/peers/Dockerfile)
 	for peer in mms torchserve; do \

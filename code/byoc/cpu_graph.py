@@ -1,12 +1,12 @@
 """The CPU's graph mode: the model traced and frozen to TorchScript, for oneDNN Graph to fuse.
 
 Frozen, the weights are constants: batch norm folds into the convolutions, and oneDNN Graph runs
-convolution, bias, residual add and ReLU as one kernel on weights it packed once. On this kit's
-architectures that is 1.3-1.8x eager PyTorch on the CPU, in fp32 and bf16, with the same top-1
-(BENCHMARKS.md). Unlike torch.compile's inductor it needs no C compiler: oneDNN writes its own
-machine code at run time.
+convolution, bias, residual add and ReLU as one kernel on weights it packed once. ResNet-50 runs
+1.4-1.7x as fast as eager PyTorch on a CPU, in fp32 and bf16, with the same top-1 (BENCHMARKS.md).
+Unlike torch.compile's inductor it needs no C compiler: oneDNN writes its own machine code at run
+time.
 
-TorchScript specialises the fused graph to each input shape it meets (about 0.1-0.2 s the first
+TorchScript specialises the fused graph to each input shape it meets (0.05-0.3 s the first
 time, and memory for each shape kept), so run() feeds it at most CHUNK images at a time: a
 worker then holds at most CHUNK shapes whatever the requests' sizes.
 """

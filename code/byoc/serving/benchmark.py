@@ -5,6 +5,9 @@
                      preprocessed tensors, with the torch threads one server worker gets, in the
                      precision the server picks (BYOC_PRECISION and its guard, byoc.precision)
                      and its CPU graph mode (BYOC_CPU_GRAPH)
+  --compare-graph    each architecture the kit builds, eager against graph mode (byoc.cpu_graph), in
+                     fp32 and bf16 at batch 1 and --batch: ms per call (median of --calls after
+                     three warm-ups), the largest logit difference, whether top-1 agrees (make bench-cpu-graph)
 Prints one JSON object.
 """
 import argparse
@@ -14,8 +17,9 @@ import time
 
 import torch
 
-from byoc import model_package
+from byoc import model_package, precision
 from byoc.contract import ModelSpec, Preprocessing
+from byoc.models import ARCHITECTURES, build_model
 from byoc.serving import settings
 from byoc.serving.inference import Classifier
 
@@ -56,6 +60,44 @@ def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: fl
             "raw_images_per_sec": round(images / (time.perf_counter() - started), 2)}
 
 
+# Each architecture at the input size it is built for (the dog-breed ResNet-50 at 224 px).
+CROPS = {"small_cnn": 28, "resnet_small": 32, "wrn28_10": 32, "resnet50": 224}
+
+
+def _median_ms(model: precision.Runnable, batch: torch.Tensor, calls: int) -> tuple[float, torch.Tensor]:
+    for _ in range(3):  # graph mode: traced, profiled, fused
+        logits = precision.run(model, batch)
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        precision.run(model, batch)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times), logits
+
+
+def compare_graph(batch: int, threads: int, calls: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rows = []
+    for architecture in ARCHITECTURES:
+        model = build_model(architecture, 133).eval()
+        for module in model.modules():  # batch-norm statistics other than the identity, as after training
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+        for dtype in (torch.float32, torch.bfloat16):
+            for size in (1, batch):
+                inputs = torch.randn(size, 3, CROPS[architecture], CROPS[architecture])
+                eager_ms, eager = _median_ms(precision.prepare(model, dtype), inputs, calls)
+                graph_ms, graph = _median_ms(precision.prepare(model, dtype, graph=True), inputs, calls)
+                rows.append({"architecture": architecture, "dtype": str(dtype).split(".")[1], "batch": size,
+                             "eager_ms": round(eager_ms, 2), "graph_ms": round(graph_ms, 2),
+                             "speedup": round(eager_ms / graph_ms, 2),
+                             "max_logit_difference": float(f"{(graph - eager).abs().max().item():.3g}"),
+                             "top1_agrees": bool(torch.equal(graph.argmax(1), eager.argmax(1)))})
+    return {"torch_threads": threads, "calls": calls, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--make-model")
@@ -67,7 +109,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--calls", type=int, default=200, help="timed batch-1 calls")
     parser.add_argument("--seconds", type=float, default=15, help="time spent at --batch")
+    parser.add_argument("--compare-graph", action="store_true")
     args = parser.parse_args()
+    if args.compare_graph:
+        print(json.dumps(compare_graph(args.batch, args.threads, min(args.calls, 20))))
     if args.make_model:
         make_model(args.make_model, args.architecture, args.classes, args.crop)
     if args.model:
