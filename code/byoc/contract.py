@@ -171,6 +171,8 @@ MAX_ASPECT_RATIO_SETTING = "BYOC_MAX_ASPECT_RATIO"
 MAX_IMAGES_SETTING = "BYOC_MAX_IMAGES"
 TORCH_THREADS_SETTING = "BYOC_TORCH_THREADS"
 SERVER_USER_SETTING = "BYOC_SERVER_USER"
+# BYOC_ACCESS_LOG: true logs a line per request (MMS's access log and its worker thread's timing).
+ACCESS_LOG_SETTING = "BYOC_ACCESS_LOG"
 STALL_FILE_SETTING = "BYOC_TEST_STALL_FILE"  # tests only: while that file exists, forward passes block
 # Batch transform: SageMaker sets these from CreateTransformJob's fields (your-algorithms-batch-code).
 BATCH_SETTING = "SAGEMAKER_BATCH"
@@ -243,6 +245,8 @@ SERVING_SETTINGS = {s.name: s for s in (
     Setting(MAX_ASPECT_RATIO_SETTING, "an image's long side over its short side", "20", minimum=1.0),
     Setting(MAX_IMAGES_SETTING, "images in one JSON list or rows in one .npy batch", "64", minimum=1),
     Setting(TORCH_THREADS_SETTING, "torch threads in each worker", "cores / workers", minimum=1),
+    Setting(ACCESS_LOG_SETTING, "true: a log line per request, /ping included (MMS's access log)", "false",
+            choices=("true", "false")),
     Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,

@@ -137,3 +137,25 @@ def test_a_bad_port_or_timeout_stops_serve_naming_it(docker_client, trained, nam
         assert f"serve: {name}={value!r}" in container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_requests_are_logged_one_line_each_only_when_asked(docker_client, trained, small_data, access_log):
+    """BYOC_ACCESS_LOG=true: MMS's access log and its worker thread's timing, a line per request (they
+    cost a lone request 0.5-0.8 ms, so they are off by default); the worker's own line stays either way."""
+    environment = {"BYOC_ACCESS_LOG": "true"} if access_log else {}
+    endpoint = start_serving(docker_client, trained.opt_ml / "model", environment=environment)
+    try:
+        image = next((small_data / "test" / "004.Dress").glob("*.png"))
+        assert post_image(f"{endpoint.url}/invocations", image).status_code == 200
+        deadline, logs = time.monotonic() + 10, ""
+        while time.monotonic() < deadline and "forward pass:" not in logs:
+            time.sleep(0.2)
+            logs = endpoint.container.logs().decode(errors="replace")
+        assert "forward pass: 1 request(s), 1 image(s)" in logs, logs[-2000:]
+        time.sleep(0.5)  # the frontend logs after it answers
+        logs = endpoint.container.logs().decode(errors="replace")
+        assert ('"POST /invocations HTTP/1.1" 200' in logs) is access_log, logs[-2000:]
+        assert ("Backend response time" in logs) is access_log, logs[-2000:]
+    finally:
+        endpoint.container.remove(force=True)

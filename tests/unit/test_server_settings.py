@@ -42,6 +42,13 @@ def test_the_cpu_graph_mode_is_on_unless_eager_is_asked_for(monkeypatch):
     assert settings.from_environment().cpu_graph is False
 
 
+def test_the_access_log_is_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("BYOC_ACCESS_LOG", raising=False)
+    assert settings.from_environment().access_log is False
+    monkeypatch.setenv("BYOC_ACCESS_LOG", "TRUE")
+    assert settings.from_environment().access_log is True
+
+
 def test_values_are_read(monkeypatch):
     for name, value in {"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                         "BYOC_TORCH_THREADS": "3", "BYOC_MAX_BATCH_DELAY_MS": "0", "SAGEMAKER_MULTI_MODEL": "TRUE",
@@ -85,6 +92,7 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_PRECISION_MIN_AGREEMENT", "101", "at most 100"),
     ("BYOC_PRECISION_MIN_AGREEMENT", "-1", "at least 0"),
     ("BYOC_CPU_GRAPH", "inductor", "one of onednn, eager"),
+    ("BYOC_ACCESS_LOG", "yes", "one of false, true"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)

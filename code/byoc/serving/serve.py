@@ -91,11 +91,14 @@ def mms_properties(s: server_settings.Settings, management: int) -> str:
     ]) + "\n"
 
 
-def java_command(config: Path, run_dir: Path) -> list[str]:
-    """MMS's frontend, launched as its own launcher would, with our classes first on the class path."""
+def java_command(config: Path, run_dir: Path, access_log: bool = False) -> list[str]:
+    """MMS's frontend, launched as its own launcher would, with our classes first on the class path.
+    Its per-request lines (log4j2.xml) are written on the request's own threads: 0.5-0.8 ms of a
+    lone request (BENCHMARKS.md), so they are off unless BYOC_ACCESS_LOG=true."""
     mms_home = Path(importlib.util.find_spec("mms").origin).parent.parent
     return ["java", f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
             f"-Dlog4j.configurationFile=file://{MMS_JAVA / 'log4j2.xml'}",
+            f"-Dbyoc.request_log_level={'info' if access_log else 'warn'}",
             "-cp", f"{MMS_JAVA / 'model-server.jar'}:{MMS_JAVA / 'byoc-mms.jar'}",
             "com.amazonaws.ml.mms.ModelServer", "--python", sys.executable, "-f", str(config)]
 
@@ -250,7 +253,7 @@ def main() -> None:
     # Before the model server starts: PID 1 ignores a signal it has no handler for.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir), cwd=run_dir,
+    server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir, s.access_log), cwd=run_dir,
                               env=server_environment(s, run_dir, choice),
                               user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                               extra_groups=[] if user else None)

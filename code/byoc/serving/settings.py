@@ -12,6 +12,8 @@ names: byoc.contract).
   BYOC_MAX_BATCH_SIZE             requests run together in one forward pass    8
   BYOC_MAX_BATCH_DELAY_MS         how long a worker waits to fill a batch      2
   BYOC_TORCH_THREADS              torch threads per worker                     cores / workers
+  BYOC_ACCESS_LOG                 "true": a log line per request (MMS's        false
+                                  access log), /ping included
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
                                   keeps root)
   BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
@@ -154,6 +156,7 @@ class Settings:
     precision: str = "auto"  # BYOC_PRECISION
     min_agreement: float = contract.DEFAULT_MIN_AGREEMENT_PERCENT / 100  # BYOC_PRECISION_MIN_AGREEMENT, a fraction
     cpu_graph: bool = True  # BYOC_CPU_GRAPH=onednn
+    access_log: bool = False  # BYOC_ACCESS_LOG
 
     def execution_parameters(self) -> dict:
         """GET /execution-parameters: what a transform job that sets none of these should use. Each
@@ -195,6 +198,7 @@ def from_environment() -> Settings:
         precision=_choice(contract.PRECISION_SETTING, contract.PRECISION_CHOICES),
         min_agreement=_percent(contract.MIN_AGREEMENT_SETTING, contract.DEFAULT_MIN_AGREEMENT_PERCENT) / 100,
         cpu_graph=_choice(contract.CPU_GRAPH_SETTING, contract.CPU_GRAPH_CHOICES) == "onednn",
+        access_log=_choice(contract.ACCESS_LOG_SETTING, ("false", "true")) == "true",
     )
 
 
