@@ -195,19 +195,21 @@ def label_of(class_folder: Path) -> str:
 
 
 def expected_answer(model_dir: Path, body: bytes, content_type: str = "image/png",
-                    top_k: int = contract.DEFAULT_TOP_K) -> dict:
+                    top_k: int = contract.DEFAULT_TOP_K, multi_model: bool = False) -> dict:
     """What the endpoint should answer: the product's own chain (decode, Classifier.predict) run here,
     in the precision the server picks on this host by default (BYOC_PRECISION=auto: bf16 where the
-    CPU has it and the model's recorded agreement clears the bar; same torch, same kernels)."""
+    CPU has it and the model's recorded agreement clears the bar; same torch, same kernels), in the
+    CPU graph mode the endpoint's settings choose (multi_model: a multi-model endpoint's default)."""
     import torch
 
     from byoc.serving import payloads, settings
     from byoc.serving.inference import Classifier
 
     served = settings.from_environment()
-    classifier = _classifiers.get(model_dir) or Classifier.load(str(model_dir), torch.device("cpu"), served.precision,
-                                                                served.min_agreement, served.cpu_graph)
-    _classifiers[model_dir] = classifier
+    graph = settings.cpu_graph_default(multi_model)  # as the endpoint's own settings choose it
+    classifier = _classifiers.get((model_dir, graph)) or Classifier.load(
+        str(model_dir), torch.device("cpu"), served.precision, served.min_agreement, graph)
+    _classifiers[(model_dir, graph)] = classifier
     return classifier.predict(payloads.decode(body, content_type, settings.limits_from_environment()), top_k)
 
 

@@ -143,7 +143,8 @@ MIN_AGREEMENT_SETTING = "BYOC_PRECISION_MIN_AGREEMENT"
 DEFAULT_MIN_AGREEMENT_PERCENT = 99.5
 
 # BYOC_CPU_GRAPH: how a CPU runs the model: onednn (traced, frozen and fused by oneDNN Graph,
-# byoc.cpu_graph) or eager (plain PyTorch). GPUs always run eagerly.
+# byoc.cpu_graph) or eager (plain PyTorch). GPUs always run eagerly. A multi-model endpoint defaults
+# to eager: a graph's memory grows with the batch sizes it meets, after the load that found room.
 CPU_GRAPH_SETTING = "BYOC_CPU_GRAPH"
 CPU_GRAPH_CHOICES = ("onednn", "eager")
 
@@ -255,7 +256,7 @@ SERVING_SETTINGS = {s.name: s for s in (
     Setting(MIN_AGREEMENT_SETTING, "percent of validation images on which bf16 must agree with fp32 for auto "
             "to serve bf16", f"{DEFAULT_MIN_AGREEMENT_PERCENT:g}", minimum=0.0, maximum=100),
     Setting(CPU_GRAPH_SETTING, "onednn: on a CPU, the model traced, frozen and fused by oneDNN Graph; eager",
-            "onednn", choices=CPU_GRAPH_CHOICES),
+            "onednn (eager with multi-model)", choices=CPU_GRAPH_CHOICES),
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),
     Setting(BATCH_MAX_PAYLOAD_SETTING, "a transform job's MaxPayloadInMB (0: chunked, up to 100)", "", minimum=0,
             maximum=MAX_BATCH_PAYLOAD_MB,

@@ -63,7 +63,8 @@ def test_compose_rehearses_a_multi_model_endpoint(trained, small_data, tmp_path,
                                headers={"Content-Type": "image/png"}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert_same_predictions(answer.json()["predictions"],
-                                expected_answer(trained.opt_ml / "model", image.read_bytes())["predictions"])
+                                expected_answer(trained.opt_ml / "model", image.read_bytes(),
+                                                multi_model=True)["predictions"])
         assert [m["modelName"] for m in requests.get(f"{url}/models", timeout=10).json()["models"]] == ["fashion-v2"]
     finally:
         run("down", "--remove-orphans", timeout=120)

@@ -37,9 +37,18 @@ def test_the_precision_settings_default_to_auto_and_99_5_percent(monkeypatch):
 
 def test_the_cpu_graph_mode_is_on_unless_eager_is_asked_for(monkeypatch):
     monkeypatch.delenv("BYOC_CPU_GRAPH", raising=False)
+    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
     assert settings.from_environment().cpu_graph is True
     monkeypatch.setenv("BYOC_CPU_GRAPH", "Eager")
     assert settings.from_environment().cpu_graph is False
+
+
+def test_a_multi_model_endpoint_runs_eagerly_unless_graph_mode_is_asked_for(monkeypatch):
+    monkeypatch.delenv("BYOC_CPU_GRAPH", raising=False)
+    monkeypatch.setenv("SAGEMAKER_MULTI_MODEL", "true")
+    assert settings.from_environment().cpu_graph is False
+    monkeypatch.setenv("BYOC_CPU_GRAPH", "onednn")
+    assert settings.from_environment().cpu_graph is True
 
 
 def test_the_access_log_is_off_unless_asked_for(monkeypatch):

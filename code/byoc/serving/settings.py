@@ -20,8 +20,8 @@ names: byoc.contract).
   BYOC_PRECISION                  auto (bf16 where native and the model's      auto (byoc.precision)
                                   measured agreement clears the bar), fp32, bf16
   BYOC_PRECISION_MIN_AGREEMENT    percent agreement with fp32 auto needs       99.5
-  BYOC_CPU_GRAPH                  onednn (on a CPU, the model traced, frozen   onednn (byoc.cpu_graph)
-                                  and fused by oneDNN Graph), eager
+  BYOC_CPU_GRAPH                  onednn (on a CPU, the model traced, frozen   onednn (byoc.cpu_graph);
+                                  and fused by oneDNN Graph), eager            eager with multi-model
 Per-request limits (Limits): BYOC_MAX_PAYLOAD_MB, BYOC_MAX_IMAGE_PIXELS, BYOC_MAX_REQUEST_PIXELS,
 BYOC_MAX_ASPECT_RATIO, BYOC_MAX_IMAGES.
 Test only: BYOC_TEST_STALL_FILE (while that file exists, every forward pass blocks; SageMaker
@@ -197,9 +197,17 @@ def from_environment() -> Settings:
         stall_file=_raw(contract.STALL_FILE_SETTING),
         precision=_choice(contract.PRECISION_SETTING, contract.PRECISION_CHOICES),
         min_agreement=_percent(contract.MIN_AGREEMENT_SETTING, contract.DEFAULT_MIN_AGREEMENT_PERCENT) / 100,
-        cpu_graph=_choice(contract.CPU_GRAPH_SETTING, contract.CPU_GRAPH_CHOICES) == "onednn",
+        cpu_graph=cpu_graph_default(multi_model == "true"),
         access_log=_choice(contract.ACCESS_LOG_SETTING, ("false", "true")) == "true",
     )
+
+
+def cpu_graph_default(multi_model: bool) -> bool:
+    """Graph mode unless asked not to; a multi-model endpoint only when asked: each graph's packed weights
+    grow after its load (byoc.cpu_graph), and later loads cannot see the growth still to come."""
+    if not _raw(contract.CPU_GRAPH_SETTING):
+        return not multi_model
+    return _choice(contract.CPU_GRAPH_SETTING, contract.CPU_GRAPH_CHOICES) == "onednn"
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
