@@ -124,10 +124,12 @@ bench-serve: build .venv/.synced data  ## serving benchmark through the image (B
 bench-peers: build peer-images .venv/.synced data  ## the serving image beside AWS's own PyTorch serving stacks, same model and CPU (BENCHMARKS.md)
 	$(UV) run --frozen python scripts/bench_peers.py
 
-bench-cpu-graph: build  ## each architecture eager against graph mode on this CPU, in the serving image (BENCHMARKS.md)
+bench-cpu-graph: build  ## each architecture eager against graph mode on this CPU, and graph mode's memory, in the serving image (BENCHMARKS.md)
 	@mkdir -p bench-results
 	docker run --rm --network none --entrypoint python $(SERVING_IMAGE) -m byoc.serving.benchmark --compare-graph \
 	  | tee bench-results/cpu_graph.json
+	docker run --rm --network none --entrypoint python $(SERVING_IMAGE) -m byoc.serving.benchmark --graph-memory \
+	  --architecture resnet50 | tee bench-results/cpu_graph_memory.json
 
 peer-images: engine  ## AWS's two PyTorch serving stacks FROM SERVING_IMAGE, for bench-peers (containers/peers/Dockerfile)
 	for peer in mms torchserve; do \

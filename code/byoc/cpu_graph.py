@@ -40,4 +40,6 @@ def trace(model: nn.Module, like: torch.Tensor) -> torch.jit.ScriptModule | None
 
 
 def run(traced: torch.jit.ScriptModule, batch: torch.Tensor) -> torch.Tensor:
+    if len(batch) <= CHUNK:
+        return traced(batch)
     return torch.cat([traced(chunk) for chunk in batch.split(CHUNK)])

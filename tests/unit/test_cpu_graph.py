@@ -10,7 +10,7 @@ from torch import nn
 from byoc import cpu_graph, precision
 from byoc.contract import ModelSpec, Preprocessing
 from byoc.models import ARCHITECTURES, build_model
-from byoc.serving import memory
+from byoc.serving import benchmark, memory
 from byoc.serving.inference import Classifier
 
 FUSED = "prim::oneDNNFusionGroup"  # a node of TorchScript's graph that oneDNN Graph runs as one kernel
@@ -59,6 +59,9 @@ def test_a_batch_larger_than_a_chunk_reaches_the_graph_in_chunks():
     assert torch.allclose(cpu_graph.run(recording, batch), whole, atol=1e-4)
     assert shapes == [cpu_graph.CHUNK, cpu_graph.CHUNK, 3]
     assert torch.allclose(precision.run(graph, batch), whole, atol=1e-4)
+    shapes.clear()
+    assert torch.allclose(cpu_graph.run(recording, batch[:5]), whole[:5], atol=1e-4)
+    assert shapes == [5]  # a batch within one chunk is one call, its logits not copied
 
 
 class _RefusesTracing(nn.Module):
@@ -120,3 +123,25 @@ def test_a_container_without_room_for_graph_mode_serves_eagerly_and_says_why(tmp
     assert not tight.model.graph and tight.mode == f"eager: {memory.graph_fits(weights, 200 * memory.MIB)}"
     monkeypatch.setattr(memory, "available", lambda: 8 * 1024 * memory.MIB)
     assert Classifier.load(str(tmp_path), torch.device("cpu"), "fp32", graph=True).model.graph
+
+
+def test_make_bench_cpu_graph_reports_each_dtype_and_batch_with_the_graphs_agreement():
+    report = benchmark.compare_graph(batch=3, threads=1, calls=1, architectures=["small_cnn"])
+    rows = {(row["dtype"], row["batch"]): row for row in report["rows"]}
+    assert sorted(rows) == [("bfloat16", 1), ("bfloat16", 3), ("float32", 1), ("float32", 3)]
+    for (dtype, _), row in rows.items():
+        assert row["architecture"] == "small_cnn" and row["top1_agrees"] is True
+        assert row["eager_ms"] > 0 and row["graph_ms"] > 0
+        assert row["speedup"] > 0
+        assert row["max_logit_difference"] < (1e-3 if dtype == "float32" else 0.1)
+
+
+def test_make_bench_cpu_graph_measures_graph_memory_in_fresh_processes():
+    report = benchmark.graph_memory("small_cnn", threads=1)
+    assert report["copies_reserved"] == memory.GRAPH_WEIGHT_COPIES and report["batch_sizes"] == "1-8"
+    assert [row["dtype"] for row in report["rows"]] == ["float32", "bfloat16"]
+    for row in report["rows"]:
+        assert row["eager_rss_mb"] > 100  # a process with torch imported, not the parent's figure
+        assert row["graph_rss_mb"] > row["eager_rss_mb"]  # eight traced shapes, each with packed weights
+        assert row["graph_extra_copies"] == pytest.approx(
+            (row["graph_rss_mb"] - row["eager_rss_mb"]) / row["weights_mb"], rel=0.05, abs=0.5)

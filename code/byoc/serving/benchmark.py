@@ -8,19 +8,25 @@
   --compare-graph    each architecture the kit builds, eager against graph mode (byoc.cpu_graph), in
                      fp32 and bf16 at batch 1 and --batch: ms per call (median of --calls after
                      three warm-ups), the largest logit difference, whether top-1 agrees (make bench-cpu-graph)
+  --graph-memory     what graph mode costs in memory: a fresh process's RSS after three calls at each
+                     batch size 1-8 (cpu_graph.CHUNK), eager and graph, fp32 and bf16, against the
+                     weights byoc.serving.memory reserves for it (make bench-cpu-graph)
 Prints one JSON object.
 """
 import argparse
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import torch
 
-from byoc import model_package, precision
+from byoc import cpu_graph, model_package, precision
 from byoc.contract import ModelSpec, Preprocessing
 from byoc.models import ARCHITECTURES, build_model
-from byoc.serving import settings
+from byoc.serving import memory, settings
 from byoc.serving.inference import Classifier
 
 
@@ -75,11 +81,11 @@ def _median_ms(model: precision.Runnable, batch: torch.Tensor, calls: int) -> tu
     return statistics.median(times), logits
 
 
-def compare_graph(batch: int, threads: int, calls: int) -> dict:
+def compare_graph(batch: int, threads: int, calls: int, architectures=ARCHITECTURES) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     rows = []
-    for architecture in ARCHITECTURES:
+    for architecture in architectures:
         model = build_model(architecture, 133).eval()
         for module in model.modules():  # batch-norm statistics other than the identity, as after training
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -98,6 +104,36 @@ def compare_graph(batch: int, threads: int, calls: int) -> dict:
     return {"torch_threads": threads, "calls": calls, "rows": rows}
 
 
+def _rss_after_every_chunk_size(architecture: str, dtype: torch.dtype, graph: bool, threads: int) -> int:
+    """This process's RSS in bytes after three calls at each batch size up to a chunk."""
+    torch.set_num_threads(threads)
+    model = precision.prepare(build_model(architecture, 133).eval(), dtype, graph)  # the served copy alone
+    side = CROPS[architecture]
+    for size in range(1, cpu_graph.CHUNK + 1):
+        for _ in range(3):
+            precision.run(model, torch.zeros(size, 3, side, side))
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) * 1024
+
+
+def graph_memory(architecture: str, threads: int) -> dict:
+    """Graph mode's memory beyond the eager model, in copies of the weights in the serving dtype; each
+    way measured in a fresh process (spawned: a process's RSS does not shrink after a run)."""
+    rows, spawn = [], multiprocessing.get_context("spawn")
+    parameters = sum(p.numel() for p in build_model(architecture, 133).parameters())
+    for dtype in (torch.float32, torch.bfloat16):
+        rss = {}
+        for graph in (False, True):
+            with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
+                rss[graph] = fresh.submit(_rss_after_every_chunk_size, architecture, dtype, graph, threads).result()
+        weights = parameters * torch.empty((), dtype=dtype).element_size()
+        rows.append({"dtype": str(dtype).split(".")[1], "weights_mb": round(weights / 1e6, 1),
+                     "eager_rss_mb": round(rss[False] / 1e6), "graph_rss_mb": round(rss[True] / 1e6),
+                     "graph_extra_copies": round((rss[True] - rss[False]) / weights, 1)})
+    return {"architecture": architecture, "torch_threads": threads, "batch_sizes": f"1-{cpu_graph.CHUNK}",
+            "copies_reserved": memory.GRAPH_WEIGHT_COPIES, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--make-model")
@@ -110,9 +146,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="timed batch-1 calls")
     parser.add_argument("--seconds", type=float, default=15, help="time spent at --batch")
     parser.add_argument("--compare-graph", action="store_true")
+    parser.add_argument("--graph-memory", action="store_true", help="of --architecture")
     args = parser.parse_args()
     if args.compare_graph:
         print(json.dumps(compare_graph(args.batch, args.threads, min(args.calls, 20))))
+    if args.graph_memory:
+        print(json.dumps(graph_memory(args.architecture, args.threads)))
     if args.make_model:
         make_model(args.make_model, args.architecture, args.classes, args.crop)
     if args.model:
