@@ -13,6 +13,9 @@ Runs on the host (the dev environment: docker SDK). Steps:
      of one server worker;
   7. GET /ping at concurrency 1: the client and MMS's HTTP front end alone, no worker.
 `--architecture small_cnn --crop 28` measures the floor: a model that costs next to nothing.
+`--split` splits the time outside the worker at c1 into the trip to the worker (HTTP, MMS's frontend,
+the batch collection, the socket), the worker's own steps beyond inputs and model (MMS's Python
+protocol, the handler's glue) and the trip back, with scripts/worker_clock.py mounted into the image.
 Clients keep their connection open, as SageMaker's front end does. By default they talk to
 the container's own address: the published port adds Docker's userland proxy, which is not
 on SageMaker's path (--target port measures through it, and works on Docker Desktop too).
@@ -74,9 +77,14 @@ class Client:
 
     def invoke(self, body: bytes) -> float:
         """Milliseconds for one JPEG's prediction."""
+        started, answered = self.span(body)
+        return 1000 * (answered - started)
+
+    def span(self, body: bytes) -> tuple[float, float]:
+        """When one JPEG's request was sent and its answer read (time.perf_counter)."""
         started = time.perf_counter()
         self.answer(body)
-        return 1000 * (time.perf_counter() - started)
+        return started, time.perf_counter()
 
 
 def timed_ping(client: Client) -> float:
@@ -117,6 +125,41 @@ def worker_lines(container, since: int, requests: int) -> list[tuple[int, int, f
         time.sleep(0.2)
 
 
+def worker_clock(args) -> tuple[Path | None, dict, dict]:
+    """With --split: a directory for scripts/worker_clock.py's lines, and the volumes and environment
+    that load it into the image's Python (a .pth line in its site-packages)."""
+    if not args.split:
+        return None, {}, {}
+    clock_dir = Path(tempfile.mkdtemp(prefix="bench-serve-clock-"))
+    os.chmod(clock_dir, 0o777)  # the workers run as the image's unprivileged user
+    (clock_dir / "load.pth").write_text("import byoc_bench_worker_clock\n")
+    site = "/opt/venv/lib/python3.11/site-packages"  # the serving image's venv (containers/Dockerfile)
+    hook = Path(__file__).with_name("worker_clock.py")
+    volumes = {str(hook): {"bind": f"{site}/byoc_bench_worker_clock.py", "mode": "ro"},
+               str(clock_dir / "load.pth"): {"bind": f"{site}/zz_byoc_bench_worker_clock.pth", "mode": "ro"},
+               str(clock_dir): {"bind": "/bench-clock", "mode": "rw"}}
+    return clock_dir, volumes, {"BYOC_BENCH_CLOCK_DIR": "/bench-clock"}
+
+
+def clock_lines(clock_dir: Path | None) -> list[tuple[float, float]]:
+    """(message read, answer ready) of every prediction so far, in order."""
+    if clock_dir is None:
+        return []
+    return sorted(tuple(map(float, line.split())) for path in clock_dir.glob("worker-*.txt")
+                  for line in path.read_text().splitlines() if line.strip())
+
+
+def split_outside(spans, clock, c1_worker) -> dict:
+    """Per request: to the worker, inside it beyond inputs and model, and back; p50 of each (ms)."""
+    to_worker = [1000 * (received - started) for (started, _), (received, _) in zip(spans, clock)]
+    back = [1000 * (answered - ready) for (_, answered), (_, ready) in zip(spans, clock)]
+    glue = [1000 * (ready - received) - inputs - model
+            for (received, ready), (_, _, inputs, model) in zip(clock, c1_worker)]
+    return {"c1_to_worker_ms_p50": round(statistics.median(to_worker), 2),
+            "c1_worker_beyond_inputs_and_model_ms_p50": round(statistics.median(glue), 2),
+            "c1_back_from_worker_ms_p50": round(statistics.median(back), 2)}
+
+
 def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> tuple[float, int]:
     """Images per second from eight clients, each with its own connection, and the requests sent."""
     done, stop, lock = [0], time.perf_counter() + seconds, threading.Lock()
@@ -151,6 +194,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--architecture", default="resnet50", help="of the model made for the run")
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
+    parser.add_argument("--split", action="store_true", help="split the time outside the worker (scripts/worker_clock.py)")
     args = parser.parse_args()
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
@@ -160,10 +204,12 @@ def parse_args() -> argparse.Namespace:
 
 def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMAGE) -> dict:
     """Start the server, time it at concurrency 1 and 8, then time the bare model in the same container."""
+    clock_dir, clock_volumes, clock_environment = worker_clock(args)
     started = time.perf_counter()
-    container = client.containers.run(image, ["serve"], detach=True, environment=args.environment,
+    container = client.containers.run(image, ["serve"], detach=True,
+                                      environment={**args.environment, **clock_environment},
                                       ports={"8080/tcp": ("127.0.0.1", args.port)},
-                                      volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
+                                      volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}, **clock_volumes})
     try:
         host, port = address(container, args.target, args.port)
         wait_for_first_answer(container, host, port, bodies[0], started)
@@ -172,9 +218,11 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         found["first_answer"] = json.loads(c1_client.answer(bodies[0]))
         for i in range(args.warm_up):
             c1_client.invoke(bodies[i % len(bodies)])
-        log_mark = len(container.logs())
-        found["c1"] = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.requests)]
+        log_mark, clock_mark = len(container.logs()), len(clock_lines(clock_dir))
+        found["c1_spans"] = [c1_client.span(bodies[i % len(bodies)]) for i in range(args.requests)]
+        found["c1"] = [1000 * (answered - sent) for sent, answered in found["c1_spans"]]
         found["c1_worker"] = worker_lines(container, log_mark, len(found["c1"]))
+        found["c1_clock"] = clock_lines(clock_dir)[clock_mark:]  # written before each answer was sent
         found["ping"] = [timed_ping(c1_client) for _ in range(args.requests)]
 
         log_mark = len(container.logs())
@@ -218,6 +266,8 @@ def summary(args, found: dict) -> dict:
             "c1_outside_worker_ms_p50": round(statistics.median(outside), 1),
             "c1_outside_worker_ms_p99": round(percentile(outside, 0.99), 1),
         })
+        if args.split and len(found["c1_clock"]) == len(c1):
+            result.update(split_outside(found["c1_spans"], found["c1_clock"], c1_worker))
     result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(found["c8_throughput"], 2),
                    "c8_mean_server_batch": round(found["mean_batch"], 2), **raw})
     result["served_over_raw_throughput"] = round(found["c8_throughput"] / raw["raw_images_per_sec"], 3)

@@ -1,0 +1,47 @@
+"""bench_serve --split: the worker clock wraps what MMS's Python worker calls, and the split adds up."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_serve  # noqa: E402  (a script)
+
+CHECK = """
+import sys
+from mms import service
+from mms.protocol import otf_message_handler
+otf_message_handler.retrieve_msg = lambda connection: (b"I", ["message"])  # stand-ins for the socket
+service.Service.predict = lambda self, batch: b"answer"
+sys.path.insert(0, sys.argv[1])
+import worker_clock  # wraps them, as the .pth line does before MMS's worker starts
+from mms import model_service_worker
+assert model_service_worker.retrieve_msg is otf_message_handler.retrieve_msg  # the worker calls the clock's
+assert otf_message_handler.retrieve_msg(None) == (b"I", ["message"])
+assert service.Service.predict(None, ["message"]) == b"answer"
+"""
+
+
+def test_the_worker_clock_times_each_message_mms_worker_reads_and_answers(tmp_path):
+    subprocess.run([sys.executable, "-c", CHECK, str(ROOT / "scripts")], check=True,
+                   env={"BYOC_BENCH_CLOCK_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    [received, ready] = bench_serve.clock_lines(tmp_path)[0]
+    assert len(bench_serve.clock_lines(tmp_path)) == 1 and 0 < received <= ready
+
+
+def test_the_worker_clock_does_nothing_unless_asked(tmp_path):
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); import worker_clock\n"
+             "from mms.protocol import otf_message_handler as p; assert p.retrieve_msg.__name__ == 'retrieve_msg'")
+    subprocess.run([sys.executable, "-c", check, str(ROOT / "scripts")], check=True, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_the_time_outside_the_worker_splits_into_the_trip_there_the_workers_glue_and_the_trip_back():
+    spans = [(10.000, 10.030), (11.000, 11.040)]  # client: sent, answer read (s)
+    clock = [(10.001, 10.028), (11.002, 11.037)]  # worker: message read, answer ready (s)
+    c1_worker = [(1, 1, 1.0, 25.0), (1, 1, 1.0, 33.0)]  # its log: inputs, model (ms)
+    split = bench_serve.split_outside(spans, clock, c1_worker)
+    assert split == {"c1_to_worker_ms_p50": pytest.approx(1.5),
+                     "c1_worker_beyond_inputs_and_model_ms_p50": pytest.approx(1.0),
+                     "c1_back_from_worker_ms_p50": pytest.approx(2.5)}
