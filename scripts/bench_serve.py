@@ -186,7 +186,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=os.environ.get("DATA_DIR", "data/fashion-mnist"))
     parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
     parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1")
-    parser.add_argument("--warm-up", type=int, default=50, help="requests before timing (the JVM compiles hot paths)")
+    parser.add_argument("--warm-up", type=int, default=50,
+                        help="requests before timing (the JVM compiles hot paths; 2000 leaves it warm: BENCHMARKS.md)")
     parser.add_argument("--seconds", type=float, default=60, help="duration at concurrency 8")
     parser.add_argument("--target", choices=["container", "port"], default="container",
                         help="the container's address, or the published port on 127.0.0.1")
