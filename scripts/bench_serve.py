@@ -267,7 +267,9 @@ def summary(args, found: dict) -> dict:
             "c1_outside_worker_ms_p50": round(statistics.median(outside), 1),
             "c1_outside_worker_ms_p99": round(percentile(outside, 0.99), 1),
         })
-        if args.split and len(found["c1_clock"]) == len(c1):
+        if args.split and len(found["c1_clock"]) != len(c1):
+            print(f"warning: the worker clock noted {len(found['c1_clock'])} messages for {len(c1)} requests; no split")
+        elif args.split:
             result.update(split_outside(found["c1_spans"], found["c1_clock"], c1_worker))
     result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(found["c8_throughput"], 2),
                    "c8_mean_server_batch": round(found["mean_batch"], 2), **raw})
