@@ -27,7 +27,7 @@ from byoc import cpu_graph, model_package, precision
 from byoc.contract import ModelSpec, Preprocessing
 from byoc.models import ARCHITECTURES, build_model
 from byoc.serving import memory, settings
-from byoc.serving.inference import Classifier
+from byoc.serving.inference import Classifier, weights_bytes
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,14 +119,13 @@ def _rss_after_every_chunk_size(architecture: str, dtype: torch.dtype, graph: bo
 def graph_memory(architecture: str, threads: int) -> dict:
     """Graph mode's memory beyond the eager model, in copies of the weights in the serving dtype; each
     way measured in a fresh process (spawned: a process's RSS does not shrink after a run)."""
-    rows, spawn = [], multiprocessing.get_context("spawn")
-    parameters = sum(p.numel() for p in build_model(architecture, 133).parameters())
+    rows, spawn, model = [], multiprocessing.get_context("spawn"), build_model(architecture, 133)
     for dtype in (torch.float32, torch.bfloat16):
         rss = {}
         for graph in (False, True):
             with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
                 rss[graph] = fresh.submit(_rss_after_every_chunk_size, architecture, dtype, graph, threads).result()
-        weights = parameters * torch.empty((), dtype=dtype).element_size()
+        weights = weights_bytes(model, dtype)
         rows.append({"dtype": str(dtype).split(".")[1], "weights_mb": round(weights / 1e6, 1),
                      "eager_rss_mb": round(rss[False] / 1e6), "graph_rss_mb": round(rss[True] / 1e6),
                      "graph_extra_copies": round((rss[True] - rss[False]) / weights, 1)})
@@ -137,7 +136,7 @@ def graph_memory(architecture: str, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--make-model")
-    parser.add_argument("--architecture", default="resnet50")
+    parser.add_argument("--architecture", default="resnet50", choices=sorted(ARCHITECTURES))
     parser.add_argument("--classes", type=int, default=133)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--model")

@@ -49,7 +49,7 @@ class Classifier:
         host-side callers get the reference answers."""
         model, spec = model_package.load(model_dir, device)
         choice = precision.choose(setting, device, spec.precision, min_agreement)
-        no_room = memory.graph_fits(_weights_bytes(model, choice.dtype)) if graph and device.type == "cpu" else None
+        no_room = memory.graph_fits(weights_bytes(model, choice.dtype)) if graph and device.type == "cpu" else None
         classifier = cls(model, spec, device, choice, graph and no_room is None)
         if classifier.model.graph:
             classifier.warm_up()
@@ -110,5 +110,6 @@ class Classifier:
         ]
 
 
-def _weights_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
+def weights_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """The model's parameters in `dtype`, in bytes: what graph mode's packed copies are counted in."""
     return sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=dtype).element_size()
