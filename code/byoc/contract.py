@@ -174,6 +174,9 @@ TORCH_THREADS_SETTING = "BYOC_TORCH_THREADS"
 SERVER_USER_SETTING = "BYOC_SERVER_USER"
 # BYOC_ACCESS_LOG: true logs a line per request (MMS's access log and its worker thread's timing).
 ACCESS_LOG_SETTING = "BYOC_ACCESS_LOG"
+# BYOC_FRONTEND_JIT: c1 runs MMS's frontend JVM with its quick compiler alone (byoc.serving.serve).
+FRONTEND_JIT_SETTING = "BYOC_FRONTEND_JIT"
+FRONTEND_JIT_CHOICES = ("c1", "tiered")
 STALL_FILE_SETTING = "BYOC_TEST_STALL_FILE"  # tests only: while that file exists, forward passes block
 # Batch transform: SageMaker sets these from CreateTransformJob's fields (your-algorithms-batch-code).
 BATCH_SETTING = "SAGEMAKER_BATCH"
@@ -248,6 +251,8 @@ SERVING_SETTINGS = {s.name: s for s in (
     Setting(TORCH_THREADS_SETTING, "torch threads in each worker", "cores / workers", minimum=1),
     Setting(ACCESS_LOG_SETTING, "true: a log line per request, /ping included (MMS's access log)", "false",
             choices=("true", "false")),
+    Setting(FRONTEND_JIT_SETTING, "c1: the frontend's JVM compiles with C1 alone; tiered: the JVM's default "
+            "(C2 after C1)", "c1", choices=FRONTEND_JIT_CHOICES),
     Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,

@@ -52,8 +52,8 @@ def test_mms_own_model_waits_the_whole_delay_for_a_lone_request(docker_client):
 
 def test_serve_runs_the_patched_jar_first_on_the_class_path(docker_client):
     container = docker_client.containers.run(
-        SERVING_IMAGE, ["python3", "-c", "from pathlib import Path; from byoc.serving import serve;"
-                        "print(' '.join(serve.java_command(Path('/c'), Path('/r'))))"],
+        SERVING_IMAGE, ["python3", "-c", "from pathlib import Path; from byoc.serving import serve, settings;"
+                        "print(' '.join(serve.java_command(Path('/c'), Path('/r'), settings.from_environment())))"],
         detach=True, labels=LABEL, network_mode="none")
     try:
         container.wait(timeout=60)

@@ -14,6 +14,10 @@ KILL_WORKER = ("import os, psutil\n"
                "           and 'model_service_worker' in ' '.join(p.info['cmdline'] or [])]\n"
                "for p in workers:\n"
                "    if p.ppid() in {w.pid for w in workers}: p.kill()\n")
+# The names of the frontend JVM's threads (its JIT compilers among them).
+JVM_THREADS = ("import pathlib, psutil\n"
+               "java = next(p for p in psutil.process_iter(['name']) if p.info['name'] == 'java')\n"
+               "print(sorted({t.read_text().strip() for t in pathlib.Path(f'/proc/{java.pid}/task').glob('*/comm')}))")
 
 
 def processes(container) -> list[dict]:
@@ -157,5 +161,21 @@ def test_requests_are_logged_one_line_each_only_when_asked(docker_client, traine
         logs = endpoint.container.logs().decode(errors="replace")
         assert ('"POST /invocations HTTP/1.1" 200' in logs) is access_log, logs[-2000:]
         assert ("Backend response time" in logs) is access_log, logs[-2000:]
+    finally:
+        endpoint.container.remove(force=True)
+
+
+@pytest.mark.parametrize("jit", ["", "tiered"], ids=["default", "tiered"])
+def test_the_frontend_jvm_compiles_with_c1_alone_unless_asked(docker_client, trained, small_data, jit):
+    """C2's compiles of the request path, tens of ms each over the first ~10,000 requests, compete with
+    torch for the cores (BENCHMARKS.md): by default the JVM has no C2 compiler; BYOC_FRONTEND_JIT=tiered."""
+    endpoint = start_serving(docker_client, trained.opt_ml / "model",
+                             environment={"BYOC_FRONTEND_JIT": jit} if jit else {})
+    try:
+        image = next((small_data / "test" / "004.Dress").glob("*.png"))
+        assert post_image(f"{endpoint.url}/invocations", image).status_code == 200
+        threads = endpoint.container.exec_run(["python3", "-c", JVM_THREADS]).output.decode()
+        assert "C1 CompilerThre" in threads, threads
+        assert ("C2 CompilerThre" in threads) is (jit == "tiered"), threads
     finally:
         endpoint.container.remove(force=True)

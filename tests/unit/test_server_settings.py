@@ -1,5 +1,6 @@
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,15 @@ def test_the_access_log_is_off_unless_asked_for(monkeypatch):
     assert settings.from_environment().access_log is True
 
 
+def test_the_frontend_jvm_stops_its_jit_at_c1_unless_tiered_is_asked_for(monkeypatch):
+    monkeypatch.delenv("BYOC_FRONTEND_JIT", raising=False)
+    command = serve.java_command(Path("/c"), Path("/r"), settings.from_environment())
+    assert command[:2] == ["java", "-XX:TieredStopAtLevel=1"]
+    monkeypatch.setenv("BYOC_FRONTEND_JIT", "Tiered")
+    command = serve.java_command(Path("/c"), Path("/r"), settings.from_environment())
+    assert not [arg for arg in command if "Tiered" in arg], command
+
+
 def test_values_are_read(monkeypatch):
     for name, value in {"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                         "BYOC_TORCH_THREADS": "3", "BYOC_MAX_BATCH_DELAY_MS": "0", "SAGEMAKER_MULTI_MODEL": "TRUE",
@@ -102,6 +112,7 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_PRECISION_MIN_AGREEMENT", "-1", "at least 0"),
     ("BYOC_CPU_GRAPH", "inductor", "one of onednn, eager"),
     ("BYOC_ACCESS_LOG", "yes", "one of false, true"),
+    ("BYOC_FRONTEND_JIT", "c2", "one of c1, tiered"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)

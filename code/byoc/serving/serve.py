@@ -91,14 +91,19 @@ def mms_properties(s: server_settings.Settings, management: int) -> str:
     ]) + "\n"
 
 
-def java_command(config: Path, run_dir: Path, access_log: bool = False) -> list[str]:
+def java_command(config: Path, run_dir: Path, s: server_settings.Settings) -> list[str]:
     """MMS's frontend, launched as its own launcher would, with our classes first on the class path.
     Its per-request lines (log4j2.xml) are written on the request's own threads: 0.5-0.8 ms of a
-    lone request (BENCHMARKS.md), so they are off unless BYOC_ACCESS_LOG=true."""
+    lone request (BENCHMARKS.md), so they are off unless BYOC_ACCESS_LOG=true.
+    BYOC_FRONTEND_JIT=c1 stops the JVM's JIT at C1: C2 keeps recompiling the request path for the
+    first ~10,000 requests, tens of milliseconds at a time, on the cores torch's threads need, which
+    set the tail of a lone request's forward pass (BENCHMARKS.md); C1's code is as fast for this
+    frontend's little Java work per request."""
     mms_home = Path(importlib.util.find_spec("mms").origin).parent.parent
-    return ["java", f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
+    jit = ["-XX:TieredStopAtLevel=1"] if s.frontend_jit == "c1" else []
+    return ["java", *jit, f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
             f"-Dlog4j.configurationFile=file://{MMS_JAVA / 'log4j2.xml'}",
-            f"-Dbyoc.request_log_level={'info' if access_log else 'warn'}",
+            f"-Dbyoc.request_log_level={'info' if s.access_log else 'warn'}",
             "-cp", f"{MMS_JAVA / 'model-server.jar'}:{MMS_JAVA / 'byoc-mms.jar'}",
             "com.amazonaws.ml.mms.ModelServer", "--python", sys.executable, "-f", str(config)]
 
@@ -253,7 +258,7 @@ def main() -> None:
     # Before the model server starts: PID 1 ignores a signal it has no handler for.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir, s.access_log), cwd=run_dir,
+    server = subprocess.Popen(java_command(run_dir / "config.properties", run_dir, s), cwd=run_dir,
                               env=server_environment(s, run_dir, choice),
                               user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                               extra_groups=[] if user else None)

@@ -14,6 +14,8 @@ names: byoc.contract).
   BYOC_TORCH_THREADS              torch threads per worker                     cores / workers
   BYOC_ACCESS_LOG                 "true": a log line per request (MMS's        false
                                   access log), /ping included
+  BYOC_FRONTEND_JIT               c1 (MMS's frontend JVM compiles with C1      c1
+                                  alone), tiered (the JVM's default)
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
                                   keeps root)
   BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
@@ -157,6 +159,7 @@ class Settings:
     min_agreement: float = contract.DEFAULT_MIN_AGREEMENT_PERCENT / 100  # BYOC_PRECISION_MIN_AGREEMENT, a fraction
     cpu_graph: bool = True  # BYOC_CPU_GRAPH=onednn
     access_log: bool = False  # BYOC_ACCESS_LOG
+    frontend_jit: str = "c1"  # BYOC_FRONTEND_JIT
 
     def execution_parameters(self) -> dict:
         """GET /execution-parameters: what a transform job that sets none of these should use. Each
@@ -199,6 +202,7 @@ def from_environment() -> Settings:
         min_agreement=_percent(contract.MIN_AGREEMENT_SETTING, contract.DEFAULT_MIN_AGREEMENT_PERCENT) / 100,
         cpu_graph=cpu_graph_default(multi_model == "true"),
         access_log=_choice(contract.ACCESS_LOG_SETTING, ("false", "true")) == "true",
+        frontend_jit=_choice(contract.FRONTEND_JIT_SETTING, contract.FRONTEND_JIT_CHOICES),
     )
 
 
