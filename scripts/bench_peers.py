@@ -119,7 +119,8 @@ def measure_peer(client, args, stack: Stack, model_dir: Path, bodies: list[bytes
 
 def measure_kit(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]) -> dict:
     kit_args = argparse.Namespace(**{**vars(args), "environment": stack.environment, "target": "container",
-                                     "port": 18080, "architecture": "resnet50", "crop": 224, "split": False})
+                                     "port": 18080, "architecture": "resnet50", "crop": 224, "split": False,
+                                     "thread_cpu": False})
     found = bench_serve.measure(client, kit_args, model_dir, bodies, stack.image)
     result = bench_serve.summary(kit_args, found)
     result["top_class"] = top_class(found["first_answer"])

@@ -13,6 +13,8 @@ Runs on the host (the dev environment: docker SDK). Steps:
      of one server worker;
   7. GET /ping at concurrency 1: the client and MMS's HTTP front end alone, no worker.
 `--architecture small_cnn --crop 28` measures the floor: a model that costs next to nothing.
+`--thread-cpu` adds the CPU time each of the container's threads used during the c1 phase: what
+competed with the model's torch threads for the cores.
 `--split` splits the time outside the worker at c1 into the trip to the worker (HTTP, MMS's frontend,
 the batch collection, the socket), the worker's own steps beyond inputs and model (MMS's Python
 protocol, the handler's glue) and the trip back, with scripts/worker_clock.py mounted into the image.
@@ -160,6 +162,29 @@ def split_outside(spans, clock, c1_worker) -> dict:
             "c1_back_from_worker_ms_p50": round(statistics.median(back), 2)}
 
 
+def thread_cpu_ms(container) -> dict[str, float]:
+    """CPU ms so far of each of the container's threads, summed by "process/thread" name (the kernel
+    cuts names at 15 characters), from the host's /proc: a Linux engine only, where `docker top`
+    gives the host's PIDs. Elsewhere, or for threads that have exited, nothing."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for [pid] in container.top(ps_args="-eo pid")["Processes"]:
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                text, process = stat.read_text(), Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue  # it exited meanwhile
+            fields = text[text.rindex(")") + 2:].split()  # utime and stime are fields 14 and 15
+            key = f"{process}/{text[text.index('(') + 1:text.rindex(')')]}"
+            found[key] = found.get(key, 0) + 1000 * (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What each thread name used between two thread_cpu_ms readings, the largest first (10 ms and up)."""
+    used = {name: ms - before.get(name, 0) for name, ms in after.items()}
+    return {name: round(ms) for name, ms in sorted(used.items(), key=lambda item: -item[1]) if ms >= 10}
+
+
 def concurrency_8(host: str, port: int, bodies: list[bytes], seconds: float) -> tuple[float, int]:
     """Images per second from eight clients, each with its own connection, and the requests sent."""
     done, stop, lock = [0], time.perf_counter() + seconds, threading.Lock()
@@ -196,6 +221,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
     parser.add_argument("--split", action="store_true", help="split the time outside the worker (scripts/worker_clock.py)")
+    parser.add_argument("--thread-cpu", action="store_true",
+                        help="the CPU each of the container's threads used during the c1 phase (a Linux engine)")
     args = parser.parse_args()
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
@@ -220,7 +247,9 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         for i in range(args.warm_up):
             c1_client.invoke(bodies[i % len(bodies)])
         log_mark, clock_mark = len(container.logs()), len(clock_lines(clock_dir))
+        cpu_before = thread_cpu_ms(container) if args.thread_cpu else {}
         found["c1_spans"] = [c1_client.span(bodies[i % len(bodies)]) for i in range(args.requests)]
+        found["c1_thread_cpu_ms"] = cpu_used(cpu_before, thread_cpu_ms(container)) if args.thread_cpu else {}
         found["c1"] = [1000 * (answered - sent) for sent, answered in found["c1_spans"]]
         found["c1_worker"] = worker_lines(container, log_mark, len(found["c1"]))
         found["c1_clock"] = clock_lines(clock_dir)[clock_mark:]  # written before each answer was sent
@@ -271,6 +300,9 @@ def summary(args, found: dict) -> dict:
             print(f"warning: the worker clock noted {len(found['c1_clock'])} messages for {len(c1)} requests; no split")
         elif args.split:
             result.update(split_outside(found["c1_spans"], found["c1_clock"], c1_worker))
+    if args.thread_cpu:
+        result["c1_seconds"] = round(found["c1_spans"][-1][1] - found["c1_spans"][0][0], 1)
+        result["c1_thread_cpu_ms"] = found["c1_thread_cpu_ms"]  # the worker's torch threads first
     result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(found["c8_throughput"], 2),
                    "c8_mean_server_batch": round(found["mean_batch"], 2), **raw})
     result["served_over_raw_throughput"] = round(found["c8_throughput"] / raw["raw_images_per_sec"], 3)

@@ -1,6 +1,8 @@
-"""bench_serve --split: the worker clock wraps what MMS's Python worker calls, and the split adds up."""
+"""bench_serve --split and --thread-cpu: the worker clock wraps what MMS's Python worker calls, the split adds up, and each thread's CPU is counted."""
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import bench_serve  # noqa: E402  (a script)
 
 CHECK = """
 import sys
+import time
 from mms import service
 from mms.protocol import otf_message_handler
 otf_message_handler.retrieve_msg = lambda connection: (b"I", ["message"])  # stand-ins for the socket
@@ -45,3 +48,23 @@ def test_the_time_outside_the_worker_splits_into_the_trip_there_the_workers_glue
     assert split == {"c1_to_worker_ms_p50": pytest.approx(1.5),
                      "c1_worker_beyond_inputs_and_model_ms_p50": pytest.approx(1.0),
                      "c1_back_from_worker_ms_p50": pytest.approx(2.5)}
+
+
+class OwnProcess:
+    """Stands in for a container whose only process is this one (docker's top: host PIDs)."""
+
+    def top(self, ps_args: str) -> dict:
+        assert ps_args == "-eo pid"
+        return {"Titles": ["PID"], "Processes": [[str(os.getpid())]]}
+
+
+def test_thread_cpu_counts_the_cpu_each_thread_used_between_two_readings():
+    before = bench_serve.thread_cpu_ms(OwnProcess())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # this thread only: the others sleep
+        pass
+    used = bench_serve.cpu_used(before, bench_serve.thread_cpu_ms(OwnProcess()))
+    name = Path("/proc/self/comm").read_text().strip()
+    assert 200 <= used[f"{name}/{name}"] <= 600, used
+    assert bench_serve.cpu_used({"a/b": 5.0, "a/c": 1.0}, {"a/b": 9.0, "a/c": 40.0, "a/d": 25.0}) == {"a/c": 39,
+                                                                                                      "a/d": 25}
