@@ -1,4 +1,5 @@
-"""bench_serve --split and --thread-cpu: the worker clock wraps what MMS's Python worker calls, the split adds up, and each thread's CPU is counted."""
+"""bench_serve --split and --thread-cpu: the worker clock wraps what MMS's Python worker calls, the split
+adds up, and each thread's CPU is counted."""
 import os
 import subprocess
 import sys
