@@ -179,7 +179,7 @@ def thread_cpu_ms(container) -> dict[str, float]:
     return found
 
 
-def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
     """What each thread name used between two thread_cpu_ms readings, the largest first (10 ms and up)."""
     used = {name: ms - before.get(name, 0) for name, ms in after.items()}
     return {name: round(ms) for name, ms in sorted(used.items(), key=lambda item: -item[1]) if ms >= 10}

@@ -167,7 +167,7 @@ def test_requests_are_logged_one_line_each_only_when_asked(docker_client, traine
 
 @pytest.mark.parametrize("jit", ["", "tiered"], ids=["default", "tiered"])
 def test_the_frontend_jvm_compiles_with_c1_alone_unless_asked(docker_client, trained, small_data, jit):
-    """C2's compiles of the request path, tens of ms each over the first ~10,000 requests, compete with
+    """C2's compiles of the request path, up to 200 ms each for thousands of requests, compete with
     torch for the cores (BENCHMARKS.md): by default the JVM has no C2 compiler; BYOC_FRONTEND_JIT=tiered."""
     endpoint = start_serving(docker_client, trained.opt_ml / "model",
                              environment={"BYOC_FRONTEND_JIT": jit} if jit else {})

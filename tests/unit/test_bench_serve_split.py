@@ -14,7 +14,6 @@ import bench_serve  # noqa: E402  (a script)
 
 CHECK = """
 import sys
-import time
 from mms import service
 from mms.protocol import otf_message_handler
 otf_message_handler.retrieve_msg = lambda connection: (b"I", ["message"])  # stand-ins for the socket

@@ -95,10 +95,10 @@ def java_command(config: Path, run_dir: Path, s: server_settings.Settings) -> li
     """MMS's frontend, launched as its own launcher would, with our classes first on the class path.
     Its per-request lines (log4j2.xml) are written on the request's own threads: 0.5-0.8 ms of a
     lone request (BENCHMARKS.md), so they are off unless BYOC_ACCESS_LOG=true.
-    BYOC_FRONTEND_JIT=c1 stops the JVM's JIT at C1: C2 keeps recompiling the request path for the
-    first ~10,000 requests, tens of milliseconds at a time, on the cores torch's threads need, which
-    set the tail of a lone request's forward pass (BENCHMARKS.md); C1's code is as fast for this
-    frontend's little Java work per request."""
+    BYOC_FRONTEND_JIT=c1 stops the JVM's JIT at C1: C2 keeps recompiling the request path for
+    thousands of requests (still after 2,600), up to 200 ms at a time, on the cores torch's threads
+    need, and that set the tail of a lone request's forward pass (BENCHMARKS.md); C1's code is as
+    fast for this frontend's little Java work per request."""
     mms_home = Path(importlib.util.find_spec("mms").origin).parent.parent
     jit = ["-XX:TieredStopAtLevel=1"] if s.frontend_jit == "c1" else []
     return ["java", *jit, f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
