@@ -164,8 +164,11 @@ def test_ctrl_c_stops_the_following_never_the_job(starts_in_progress, moto_in_pr
     sagemaker = SageMaker(starts_in_progress, "follow-ctrl-c", [("log", "algo-1", "epoch=1 train_loss=0.9")])
     sagemaker.start()
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_in_process}
+    # Ctrl-C's default action in the CLI even when the suite itself runs as a background job (`make test &`),
+    # whose shell starts it with SIGINT ignored: Python then never raises KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "-m", "byoc_cloud.cli", *TRAIN, "--job-name", "follow-ctrl-c",
-                                "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(60, process.kill)  # a follower that never prints the line must not hang the suite
     watchdog.start()
     lines = []
