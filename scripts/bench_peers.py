@@ -10,7 +10,9 @@ FROM it):
 each peer at its defaults and tuned to one worker with every core, serving a typical user script
 (containers/peers/inference.py). A round runs every stack once, in turn; rounds repeat it, so
 drift on a shared machine spreads over all. Each run: start to first answer, c1 p50 / p99 after
-a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure).
+a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure): after the
+server's run, and interleaved with lone requests to the server in the same minute (--paired), so that
+the two p99s that the c1 tail goal compares see the same machine.
 Checks that every stack in fp32 answers the same top class, then writes bench-results/peers.json and
 peers.md: the CPU and its flags, the table with ratios, and issue 18's goals, met or not.
 """
@@ -120,7 +122,7 @@ def measure_peer(client, args, stack: Stack, model_dir: Path, bodies: list[bytes
 def measure_kit(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]) -> dict:
     kit_args = argparse.Namespace(**{**vars(args), "environment": stack.environment, "target": "container",
                                      "port": 18080, "architecture": "resnet50", "crop": 224, "split": False,
-                                     "thread_cpu": False})
+                                     "thread_cpu": False, "paired": args.paired})
     found = bench_serve.measure(client, kit_args, model_dir, bodies, stack.image)
     result = bench_serve.summary(kit_args, found)
     result["top_class"] = top_class(found["first_answer"])
@@ -177,8 +179,11 @@ def goals(rows: list[dict]) -> list[dict]:
         if tuned:
             found.append(("c1 p50 at least 20 % below the best tuned peer", number,
                           f"{kit['c1_latency_ms_p50']} ms vs {min(tuned)} ms", kit["c1_latency_ms_p50"] <= 0.8 * min(tuned)))
-        found.append(("c1 p99 - bare-model p99 <= 5 ms", number, f"{kit['c1_p99_minus_raw_p99_ms']} ms",
+        found.append(("c1 p99 - bare-model p99 <= 5 ms, the bare model timed after the server's run", number, f"{kit['c1_p99_minus_raw_p99_ms']} ms",
                       kit["c1_p99_minus_raw_p99_ms"] <= 5))
+        if "paired_c1_p99_minus_bare_p99_ms" in kit:
+            found.append(("c1 p99 - bare-model p99 <= 5 ms, interleaved in the same minute", number,
+                          f"{kit['paired_c1_p99_minus_bare_p99_ms']} ms", kit["paired_c1_p99_minus_bare_p99_ms"] <= 5))
         found.append(("start to first answer <= 5 s", number, f"{kit['start_to_first_invocation_s']} s",
                       kit["start_to_first_invocation_s"] <= 5))
     names = list(dict.fromkeys(name for name, *_ in found))
@@ -198,6 +203,10 @@ def table(rows: list[dict]) -> list[str]:
         lines.append(f"| bare model ({row['precision']}), batch {row['batch']} / batch 1 | {row['round']} | "
                      f"{row['torch_threads']} thread(s) | | {row['raw_latency_ms_p50']} / {row['raw_latency_ms_p99']} "
                      f"(batch 1) | {row['raw_images_per_sec']} | |")
+    for row in (r for r in rows if r["kit"] and "paired_requests" in r):
+        lines.append(f"| {row['stack']}: lone requests / bare model interleaved, {row['paired_requests']} each | "
+                     f"{row['round']} | | | {row['paired_c1_ms_p50']} / {row['paired_c1_ms_p99']}; bare "
+                     f"{row['paired_bare_ms_p50']} / {row['paired_bare_ms_p99']} | | |")
     return lines
 
 
@@ -206,7 +215,8 @@ def report(machine: dict, args, rows: list[dict]) -> str:
     lines = [f"CPU: {machine['model']}, {machine['cores']} cores, flags {' '.join(machine['flags']) or 'none of interest'}; "
              f"fast path: {fast}.",
              f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
-             f"{args.rounds} round(s).", "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
+             f"{args.rounds} round(s); the kit's runs then {args.paired} lone requests, each followed by a "
+             "call of the bare model in the same container.", "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
     for goal in goals(rows):
         measured = "; ".join(f"{n}: {value}" for n, value in goal["measured"].items())
         lines.append(f"| {goal['goal']} | {measured} | {'yes' if goal['met'] else '**no**'} |")
@@ -221,6 +231,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=150, help="requests at concurrency 1")
     parser.add_argument("--warm-up", type=int, default=50, help="requests before timing (the JVMs compile hot paths)")
     parser.add_argument("--seconds", type=float, default=30, help="duration at concurrency 8")
+    parser.add_argument("--paired", type=int, default=600,
+                        help="the kit's lone requests interleaved with calls of its bare model (0: none)")
     parser.add_argument("--only", action="append", default=[], help="stacks whose name contains this (repeatable)")
     return parser.parse_args()
 

@@ -11,7 +11,11 @@ Runs on the host (the dev environment: docker SDK). Steps:
   6. the bare model in the same container (byoc.serving.benchmark): batch-1 latency
      (p50, p99) and throughput at the mean batch the server formed, with the torch threads
      of one server worker;
-  7. GET /ping at concurrency 1: the client and MMS's HTTP front end alone, no worker.
+  7. GET /ping at concurrency 1: the client and MMS's HTTP front end alone, no worker;
+  8. with --paired N: N more lone requests, each followed by one batch-1 call of the bare model in
+     its own process in the same container (byoc.serving.benchmark --paired). Both are timed in the
+     same minute on the same cores, so a shared machine's drift, which moves a p99 by more than the
+     server adds to it, falls on both alike: their p99s' difference is what the server adds.
 `--architecture small_cnn --crop 28` measures the floor: a model that costs next to nothing.
 `--thread-cpu` adds the CPU time each of the container's threads used during the c1 phase: what
 competed with the model's torch threads for the cores.
@@ -32,6 +36,7 @@ import io
 import json
 import os
 import re
+import socket
 import statistics
 import tempfile
 import threading
@@ -114,6 +119,75 @@ def wait_for_first_answer(container, host: str, port: int, body: bytes, started:
         if time.perf_counter() - started > 120:
             raise SystemExit("the server did not answer within 120 s:\n" + container.logs(tail=50).decode())
         time.sleep(0.05)
+
+
+def settled_log_length(container, requests: int) -> int:
+    """The log's length in bytes once it holds the forward passes of `requests` requests: MMS logs
+    asynchronously, so the line of a request already answered can still be on its way."""
+    deadline = time.monotonic() + 10
+    while True:
+        logs = container.logs()
+        logged = sum(int(line[0]) for line in WORKER_LINE.findall(logs.decode(errors="replace")))
+        if logged >= requests or time.monotonic() > deadline:
+            return len(logs)
+        time.sleep(0.05)
+
+
+class PairedBareModel:
+    """The bare model in a process of its own in the server's container (byoc.serving.benchmark
+    --paired), driven through `docker exec`'s stdin: call() runs one timed batch-1 forward pass."""
+
+    def __init__(self, container, threads: int):
+        api = container.client.api
+        command = ["python", "-m", "byoc.serving.benchmark", "--model", "/opt/ml/model", "--paired",
+                   "--threads", str(threads)]
+        exec_id = api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True)["Id"]
+        self.socket = api.exec_start(exec_id, socket=True)
+        self.raw = getattr(self.socket, "_sock", self.socket)  # the connection under docker's wrapper
+        self.stdout, self.stderr = b"", b""
+        self.ready = json.loads(self.line())
+
+    def _exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.raw.recv(size - len(data))
+            if not chunk:
+                raise RuntimeError(f"the bare model's process ended: {self.stderr.decode(errors='replace')[-2000:]}")
+            data += chunk
+        return data
+
+    def line(self) -> str:
+        """Its next line of output (docker multiplexes the streams: an 8-byte header per frame)."""
+        while b"\n" not in self.stdout:
+            header = self._exactly(8)
+            frame = self._exactly(int.from_bytes(header[4:], "big"))
+            if header[0] == 2:
+                self.stderr += frame
+            else:
+                self.stdout += frame
+        line, self.stdout = self.stdout.split(b"\n", 1)
+        return line.decode()
+
+    def call(self) -> float:
+        """Milliseconds of one forward pass, as the bare model's process timed it."""
+        self.raw.sendall(b"\n")
+        return float(self.line())
+
+    def close(self) -> None:
+        try:
+            self.raw.shutdown(socket.SHUT_WR)  # its stdin ends, and so does it
+        except OSError:
+            pass
+        self.socket.close()
+
+
+def paired(client: "Client", bare: PairedBareModel, bodies: list[bytes], count: int) -> tuple[list, list]:
+    """count lone requests to the server, each followed by one call of the bare model: ms of each."""
+    served, raw = [], []
+    for i in range(count):
+        served.append(client.invoke(bodies[i % len(bodies)]))
+        raw.append(bare.call())
+    return served, raw
 
 
 def worker_lines(container, since: int, requests: int) -> list[tuple[int, int, float, float]]:
@@ -220,6 +294,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--architecture", default="resnet50", help="of the model made for the run")
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
+    parser.add_argument("--paired", type=int, default=600, metavar="N",
+                        help="lone requests each followed by a call of the bare model in the same container (0: none)")
     parser.add_argument("--split", action="store_true", help="split the time outside the worker (scripts/worker_clock.py)")
     parser.add_argument("--thread-cpu", action="store_true",
                         help="the CPU each of the container's threads used during the c1 phase (a Linux engine)")
@@ -242,11 +318,15 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         host, port = address(container, args.target, args.port)
         wait_for_first_answer(container, host, port, bodies[0], started)
         found = {"start_to_first": time.perf_counter() - started, "host": host, "port": port}
+        found["server_line"] = next((line for line in container.logs().decode().splitlines()
+                                     if "worker(s) x" in line), "")
+        threads_per_worker = int(re.search(r"x (\d+) thread", found["server_line"]).group(1))
         c1_client = Client(host, port)
         found["first_answer"] = json.loads(c1_client.answer(bodies[0]))
         for i in range(args.warm_up):
             c1_client.invoke(bodies[i % len(bodies)])
-        log_mark, clock_mark = len(container.logs()), len(clock_lines(clock_dir))
+        sent = 2 + args.warm_up  # the first answer's two requests, the warm-up
+        log_mark, clock_mark = settled_log_length(container, sent), len(clock_lines(clock_dir))
         cpu_before = thread_cpu_ms(container) if args.thread_cpu else {}
         found["c1_spans"] = [c1_client.span(bodies[i % len(bodies)]) for i in range(args.requests)]
         found["c1_thread_cpu_ms"] = cpu_used(cpu_before, thread_cpu_ms(container)) if args.thread_cpu else {}
@@ -254,14 +334,19 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         found["c1_worker"] = worker_lines(container, log_mark, len(found["c1"]))
         found["c1_clock"] = clock_lines(clock_dir)[clock_mark:]  # written before each answer was sent
         found["ping"] = [timed_ping(c1_client) for _ in range(args.requests)]
+        sent += args.requests
+        if args.paired:
+            bare = PairedBareModel(container, threads_per_worker)
+            try:
+                found["paired_c1"], found["paired_bare"] = paired(c1_client, bare, bodies, args.paired)
+            finally:
+                bare.close()
+            sent += args.paired
 
-        log_mark = len(container.logs())
+        log_mark = settled_log_length(container, sent)
         found["c8_throughput"], c8_requests = concurrency_8(host, port, bodies, args.seconds)
         found["mean_batch"] = statistics.mean(images for _, images, _, _ in worker_lines(container, log_mark,
                                                                                           c8_requests))
-        found["server_line"] = next((line for line in container.logs().decode().splitlines()
-                                     if "worker(s) x" in line), "")
-        threads_per_worker = int(re.search(r"x (\d+) thread", found["server_line"]).group(1))
         found["raw"] = json.loads(container.exec_run(
             ["python", "-m", "byoc.serving.benchmark", "--model", "/opt/ml/model", "--calls", str(args.requests),
              "--batch", str(max(1, round(found["mean_batch"]))), "--threads", str(threads_per_worker)]).output
@@ -306,6 +391,14 @@ def summary(args, found: dict) -> dict:
     result.update({"c8_seconds": args.seconds, "c8_images_per_sec": round(found["c8_throughput"], 2),
                    "c8_mean_server_batch": round(found["mean_batch"], 2), **raw})
     result["served_over_raw_throughput"] = round(found["c8_throughput"] / raw["raw_images_per_sec"], 3)
+    if found.get("paired_c1"):
+        served, bare = found["paired_c1"], found["paired_bare"]
+        result.update({"paired_requests": len(served),
+                       "paired_c1_ms_p50": round(statistics.median(served), 1),
+                       "paired_c1_ms_p99": round(percentile(served, 0.99), 1),
+                       "paired_bare_ms_p50": round(statistics.median(bare), 1),
+                       "paired_bare_ms_p99": round(percentile(bare, 0.99), 1)})
+        result["paired_c1_p99_minus_bare_p99_ms"] = round(result["paired_c1_ms_p99"] - result["paired_bare_ms_p99"], 1)
     result["c1_p99_minus_raw_p50_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p50"], 1)
     result["c1_p99_minus_raw_p99_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p99"], 1)
     result["c1_p50_minus_raw_p50_ms"] = round(result["c1_latency_ms_p50"] - raw["raw_latency_ms_p50"], 1)

@@ -1,5 +1,7 @@
-"""bench_serve --split and --thread-cpu: the worker clock wraps what MMS's Python worker calls, the split
-adds up, and each thread's CPU is counted."""
+"""bench_serve --split, --thread-cpu and --paired: the worker clock wraps what MMS's Python worker calls, the
+split adds up, each thread's CPU is counted, the bare model answers a call per line, and the log is read
+only once it holds every answered request's line."""
+import json
 import os
 import subprocess
 import sys
@@ -68,3 +70,39 @@ def test_thread_cpu_counts_the_cpu_each_thread_used_between_two_readings():
     assert 200 <= used[f"{name}/{name}"] <= 600, used
     assert bench_serve.cpu_used({"a/b": 5.0, "a/c": 1.0}, {"a/b": 9.0, "a/c": 40.0, "a/d": 25.0}) == {"a/c": 39,
                                                                                                       "a/d": 25}
+
+
+def test_the_paired_bare_model_times_one_call_per_line_until_its_input_ends(tmp_path):
+    """byoc.serving.benchmark --paired, as bench_serve drives it through docker exec's stdin."""
+    from byoc.serving import benchmark
+    benchmark.make_model(str(tmp_path), "small_cnn", classes=10, crop=28)
+    process = subprocess.Popen([sys.executable, "-m", "byoc.serving.benchmark", "--model", str(tmp_path), "--paired",
+                                "--threads", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "BYOC_CPU_GRAPH": "eager"})
+    ready = json.loads(process.stdout.readline())
+    assert ready["precision"].startswith("fp32") and ready["graph"] is False
+    calls = []
+    for _ in range(3):
+        process.stdin.write("\n")
+        process.stdin.flush()
+        calls.append(float(process.stdout.readline()))
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
+    assert len(calls) == 3 and all(0 < ms < 5000 for ms in calls)
+
+
+class GrowingLog:
+    """Stands in for a container whose worker logs a forward pass a moment after each answer."""
+
+    def __init__(self, lines: int):
+        self.lines, self.reads = lines, 0
+
+    def logs(self) -> bytes:
+        self.reads += 1
+        shown = min(self.lines, self.reads)  # one more line with each look
+        return b"".join(b"forward pass: 1 request(s), 1 image(s); inputs 1.0 ms, model 2.0 ms\n" for _ in range(shown))
+
+
+def test_the_log_mark_waits_for_the_lines_of_requests_already_answered():
+    log = GrowingLog(lines=4)
+    assert bench_serve.settled_log_length(log, requests=4) == len(log.logs()) and log.reads >= 4

@@ -5,6 +5,11 @@
                      preprocessed tensors, with the torch threads one server worker gets, in the
                      precision the server picks (BYOC_PRECISION and its guard, byoc.precision)
                      and its CPU graph mode (BYOC_CPU_GRAPH)
+  --model DIR --paired
+                     the same bare model, one batch-1 call per line read on stdin, its milliseconds
+                     written as a line on stdout (after a first line that says it is ready):
+                     scripts/bench_serve.py interleaves these calls with the server's requests, so
+                     both are timed on the same machine in the same minute
   --compare-graph    each architecture the kit builds, eager against graph mode (byoc.cpu_graph), in
                      fp32 and bf16 at batch 1 and --batch: ms per call (median of --calls after
                      three warm-ups), the largest logit difference, whether top-1 agrees (make bench-cpu-graph)
@@ -17,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -41,11 +47,15 @@ def make_model(out: str, architecture: str, classes: int, crop: int) -> None:
     model_package.save(model_package.build(spec), spec, out)
 
 
-def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:
+def served_classifier(model_dir: str, threads: int) -> Classifier:
+    """The model as one server worker runs it: its torch threads, precision and graph mode."""
     torch.set_num_threads(threads)
     served = settings.from_environment()
-    classifier = Classifier.load(model_dir, torch.device("cpu"), served.precision, served.min_agreement,
-                                 served.cpu_graph)
+    return Classifier.load(model_dir, torch.device("cpu"), served.precision, served.min_agreement, served.cpu_graph)
+
+
+def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: float) -> dict:
+    classifier = served_classifier(model_dir, threads)
     one = torch.randn(1, *classifier.input_shape)
     many = torch.randn(batch, *classifier.input_shape)
     for _ in range(3):
@@ -64,6 +74,22 @@ def time_model(model_dir: str, batch: int, threads: int, calls: int, seconds: fl
             "raw_latency_ms_p50": round(statistics.median(latencies), 1),
             "raw_latency_ms_p99": round(percentile(latencies, 0.99), 1),
             "raw_images_per_sec": round(images / (time.perf_counter() - started), 2)}
+
+
+def paired_calls(model_dir: str, threads: int, lines_in=None, lines_out=None) -> None:
+    """One timed batch-1 call per line read, until the input ends; a ready line first (JSON: the
+    precision and graph mode), then each call's milliseconds."""
+    lines_in, lines_out = lines_in or sys.stdin.buffer, lines_out or sys.stdout
+    classifier = served_classifier(model_dir, threads)
+    one = torch.randn(1, *classifier.input_shape)
+    for _ in range(3):
+        classifier.probabilities(one)
+    print(json.dumps({"precision": classifier.precision.reason, "graph": classifier.model.graph}),
+          file=lines_out, flush=True)
+    for _ in iter(lines_in.readline, b""):
+        started = time.perf_counter()
+        classifier.probabilities(one)
+        print(f"{1000 * (time.perf_counter() - started):.3f}", file=lines_out, flush=True)
 
 
 # Each architecture at the input size it is built for (the dog-breed ResNet-50 at 224 px).
@@ -144,6 +170,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--calls", type=int, default=200, help="timed batch-1 calls")
     parser.add_argument("--seconds", type=float, default=15, help="time spent at --batch")
+    parser.add_argument("--paired", action="store_true", help="with --model: a call per line on stdin")
     parser.add_argument("--compare-graph", action="store_true")
     parser.add_argument("--graph-memory", action="store_true", help="of --architecture")
     args = parser.parse_args()
@@ -153,7 +180,9 @@ def main() -> None:
         print(json.dumps(graph_memory(args.architecture, args.threads)))
     if args.make_model:
         make_model(args.make_model, args.architecture, args.classes, args.crop)
-    if args.model:
+    if args.model and args.paired:
+        paired_calls(args.model, args.threads)
+    elif args.model:
         print(json.dumps(time_model(args.model, args.batch, args.threads, args.calls, args.seconds)))
 
 
