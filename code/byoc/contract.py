@@ -184,6 +184,9 @@ BATCH_MAX_PAYLOAD_SETTING = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 BATCH_STRATEGY_SETTING = "SAGEMAKER_BATCH_STRATEGY"
 BATCH_CONCURRENCY_SETTING = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
 THREADS_SETTING = "OMP_NUM_THREADS"  # training: torch threads per process
+# serving: rounds torch's OpenMP threads spin for more work before they sleep (read by libgomp itself;
+# the serving image sets 10000, containers/Dockerfile says why)
+OPENMP_SPIN_SETTING = "GOMP_SPINCOUNT"
 NCCL_DEBUG_SETTING = "NCCL_DEBUG"  # training on several GPUs or hosts: NCCL's own log level
 
 
@@ -253,6 +256,8 @@ SERVING_SETTINGS = {s.name: s for s in (
             choices=("true", "false")),
     Setting(FRONTEND_JIT_SETTING, "c1: the frontend's JVM compiles with C1 alone; tiered: the JVM's default "
             "(C2 after C1)", "c1", choices=FRONTEND_JIT_CHOICES),
+    Setting(OPENMP_SPIN_SETTING, "rounds torch's OpenMP threads spin for more work before they sleep "
+            "(libgomp's own default: 300000)", "10000", minimum=0),
     Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,

@@ -45,7 +45,7 @@ def test_the_server_refuses_what_the_contract_refuses(monkeypatch, setting):
 def test_the_readme_table_names_the_serving_settings():
     readme = (ROOT / "README.md").read_text()
     table = readme.split("| setting | default | |", 1)[1].split("\n\n", 1)[0]
-    named = set(re.findall(r"`((?:SAGEMAKER|BYOC)_[A-Z0-9_]+)`", table))
+    named = set(re.findall(r"`((?:SAGEMAKER|BYOC)_[A-Z0-9_]+|GOMP_SPINCOUNT)`", table))
     assert named <= set(contract.SERVING_SETTINGS)
     assert {s.name for s in USER_SET} <= named
 

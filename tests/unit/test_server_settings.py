@@ -113,6 +113,8 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_CPU_GRAPH", "inductor", "one of onednn, eager"),
     ("BYOC_ACCESS_LOG", "yes", "one of false, true"),
     ("BYOC_FRONTEND_JIT", "c2", "one of c1, tiered"),
+    ("GOMP_SPINCOUNT", "10k", "whole number"),  # libgomp would ignore it without a word
+    ("GOMP_SPINCOUNT", "-1", "at least 0"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)

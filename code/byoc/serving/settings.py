@@ -16,6 +16,8 @@ names: byoc.contract).
                                   access log), /ping included
   BYOC_FRONTEND_JIT               c1 (MMS's frontend JVM compiles with C1      c1
                                   alone), tiered (the JVM's default)
+  GOMP_SPINCOUNT                  rounds torch's OpenMP threads spin for       10000 (the image's ENV;
+                                  work before they sleep (read by libgomp)     libgomp's own: 300000)
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
                                   keeps root)
   BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
@@ -185,6 +187,8 @@ def from_environment() -> Settings:
     if multi_model not in ("", "true", "false"):
         raise SettingError(f"{contract.MULTI_MODEL_SETTING}={multi_model!r} must be true or false")
     port = _whole_number(contract.PORT_SETTING, 8080, maximum=MAX_PORT)
+    # libgomp reads it itself and quietly ignores a value it cannot parse: refuse that here instead.
+    _whole_number(contract.OPENMP_SPIN_SETTING, 0, minimum=0)
     return Settings(
         port=port,
         safe_ports=_port_range(port),
