@@ -179,8 +179,8 @@ def goals(rows: list[dict]) -> list[dict]:
         if tuned:
             found.append(("c1 p50 at least 20 % below the best tuned peer", number,
                           f"{kit['c1_latency_ms_p50']} ms vs {min(tuned)} ms", kit["c1_latency_ms_p50"] <= 0.8 * min(tuned)))
-        found.append(("c1 p99 - bare-model p99 <= 5 ms, the bare model timed after the server's run", number, f"{kit['c1_p99_minus_raw_p99_ms']} ms",
-                      kit["c1_p99_minus_raw_p99_ms"] <= 5))
+        found.append(("c1 p99 - bare-model p99 <= 5 ms, the bare model timed after the server's run", number,
+                      f"{kit['c1_p99_minus_raw_p99_ms']} ms", kit["c1_p99_minus_raw_p99_ms"] <= 5))
         if "paired_c1_p99_minus_bare_p99_ms" in kit:
             found.append(("c1 p99 - bare-model p99 <= 5 ms, interleaved in the same minute", number,
                           f"{kit['paired_c1_p99_minus_bare_p99_ms']} ms", kit["paired_c1_p99_minus_bare_p99_ms"] <= 5))
@@ -216,7 +216,8 @@ def report(machine: dict, args, rows: list[dict]) -> str:
              f"fast path: {fast}.",
              f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
              f"{args.rounds} round(s); the kit's runs then {args.paired} lone requests, each followed by a "
-             "call of the bare model in the same container.", "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
+             "call of the bare model in the same container.",
+             "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
     for goal in goals(rows):
         measured = "; ".join(f"{n}: {value}" for n, value in goal["measured"].items())
         lines.append(f"| {goal['goal']} | {measured} | {'yes' if goal['met'] else '**no**'} |")

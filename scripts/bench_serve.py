@@ -295,7 +295,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="for the container")
     parser.add_argument("--paired", type=int, default=600, metavar="N",
-                        help="lone requests each followed by a call of the bare model in the same container (0: none)")
+                        help="lone requests, each followed by a call of the bare model in the same container "
+                             "(0: none)")
     parser.add_argument("--split", action="store_true", help="split the time outside the worker (scripts/worker_clock.py)")
     parser.add_argument("--thread-cpu", action="store_true",
                         help="the CPU each of the container's threads used during the c1 phase (a Linux engine)")

@@ -87,8 +87,9 @@ def rounds(fast_c8_round_2: float) -> list[dict]:
             "raw_latency_ms_p99": 45.0, "raw_images_per_sec": 32.0}
     found = []
     for number, fast_c8 in ((1, 30.0), (2, fast_c8_round_2)):
-        paired = {"paired_requests": 600, "paired_c1_ms_p50": 41.0, "paired_c1_ms_p99": 52.0, "paired_bare_ms_p50": 38.0,
-                  "paired_bare_ms_p99": 45.0, "paired_c1_p99_minus_bare_p99_ms": 7.0 if number == 2 else 4.0}
+        paired = {"paired_requests": 600, "paired_c1_ms_p50": 41.0, "paired_c1_ms_p99": 52.0,
+                  "paired_bare_ms_p50": 38.0, "paired_bare_ms_p99": 45.0,
+                  "paired_c1_p99_minus_bare_p99_ms": 7.0 if number == 2 else 4.0}
         found += [row(bench_peers.FP32, number, 15.0, 80.0, kit=True, c1_p99_minus_raw_p99_ms=3.0, **bare),
                   row(bench_peers.FAST, number, fast_c8, 40.0, kit=True, c1_p99_minus_raw_p99_ms=4.0, **bare, **paired),
                   row("peer, defaults", number, 14.0, 120.0), row("peer, tuned", number, 16.0, 60.0, tuned=True)]
@@ -114,6 +115,7 @@ def test_goals_judge_the_fast_path_round_by_round():
 
 def test_the_table_gives_each_run_the_fast_paths_ratio_in_its_own_round():
     lines = bench_peers.table(rounds(26.0))
-    assert f"| {bench_peers.FAST}: lone requests / bare model interleaved, 600 each | 2 | | | 41.0 / 52.0; bare 38.0 / 45.0 | | |" in lines
+    assert (f"| {bench_peers.FAST}: lone requests / bare model interleaved, 600 each | 2 | | | "
+            "41.0 / 52.0; bare 38.0 / 45.0 | | |") in lines
     assert any(line.startswith("| peer, defaults | 1 |") and line.endswith("| 2.14x |") for line in lines)
     assert any(line.startswith("| peer, defaults | 2 |") and line.endswith("| 1.86x |") for line in lines)
