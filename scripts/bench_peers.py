@@ -235,7 +235,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--paired", type=int, default=600,
                         help="the kit's lone requests interleaved with calls of its bare model (0: none)")
     parser.add_argument("--only", action="append", default=[], help="stacks whose name contains this (repeatable)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.paired < 0:
+        parser.error("--paired takes a count of 0 or more")
+    return args
 
 
 def main() -> None:

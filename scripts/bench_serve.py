@@ -301,6 +301,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--thread-cpu", action="store_true",
                         help="the CPU each of the container's threads used during the c1 phase (a Linux engine)")
     args = parser.parse_args()
+    if args.paired < 0:
+        parser.error("--paired takes a count of 0 or more")
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.environment = dict(item.split("=", 1) for item in args.env)
