@@ -48,3 +48,18 @@ def test_running_out_of_memory_while_loading_is_a_memory_error_for_mms():
                                                     "allocate 1 GB")), MemoryError)
     other = RuntimeError("size mismatch for fc.weight")
     assert _as_memory_error(other) is other
+
+
+def test_a_lone_image_goes_to_the_model_as_decoded_and_answers_as_in_a_batch(classifier):
+    """One image of one request: no stacking or concatenating copy, already in the model's
+    channels-last layout; its answer is the one it gets beside other requests."""
+    def payload(colour):
+        return Payload(images=[("Image 0", Image.new("RGB", (28, 28), colour))])
+
+    lone = classifier.to_batch(payload((200, 10, 90)))
+    assert lone.shape == (1, 3, 28, 28) and lone.is_contiguous(memory_format=torch.channels_last)
+    alone = classifier.answer([classifier.prepare(payload((200, 10, 90)), 3)])[0]
+    together = classifier.answer([classifier.prepare(payload((200, 10, 90)), 3),
+                                  classifier.prepare(payload((0, 0, 0)), 3)])[0]
+    assert [p["label"] for p in alone["predictions"]] == [p["label"] for p in together["predictions"]]
+    assert alone["predictions"][0]["probability"] == pytest.approx(together["predictions"][0]["probability"], abs=1e-5)

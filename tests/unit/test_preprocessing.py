@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from byoc.contract import Preprocessing
-from byoc.preprocessing import draft_for, eval_transform, to_rgb
+from byoc.preprocessing import crop_box, draft_for, eval_transform, to_rgb
 
 
 def test_grey_small_image_becomes_normalised_rgb_tensor():
@@ -70,3 +70,16 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_and_still_matches():
 def test_sixteen_bit_grey_is_scaled_to_eight_bits():
     grey = Image.fromarray(np.full((4, 4), 0xABCD, np.uint16))
     assert np.asarray(to_rgb(grey))[0, 0].tolist() == [0xAB] * 3
+
+
+def test_the_normalised_image_is_laid_out_as_the_model_runs():
+    """Channels-last memory (the model's layout: byoc.precision.run makes no copy of it), and the
+    same numbers as normalising a channels-first copy."""
+    prep = Preprocessing(32, 28)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8))
+    tensor = eval_transform(image, prep)
+    assert tensor.unsqueeze(0).is_contiguous(memory_format=torch.channels_last)
+    pixels = torch.from_numpy(np.array(image.resize((28, 28), Image.Resampling.BILINEAR,
+                                                    box=crop_box(image.size, prep)))).permute(2, 0, 1).contiguous()
+    mean = torch.tensor(prep.mean).mul(255).view(3, 1, 1)
+    assert torch.equal(tensor, pixels.float().sub(mean).mul(torch.tensor(prep.std).mul(255).reciprocal().view(3, 1, 1)))

@@ -77,7 +77,7 @@ class Classifier:
             while payload.images:
                 name, image = payload.images.pop(0)
                 tensors.append(images.decode(image, self.spec.preprocessing, name))
-            return torch.stack(tensors)
+            return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)  # no copy for one
         if payload.array.shape[1:] != self.input_shape:
             raise RequestError(400, f"Each array must have shape {self.input_shape} for this model, "
                                     f"not {payload.array.shape[1:]}.")
@@ -92,7 +92,8 @@ class Classifier:
 
     def answer(self, requests: list[Prepared]) -> list[dict]:
         """One forward pass over several requests; each request's own answer, in order."""
-        probabilities = self.probabilities(torch.cat([r.batch for r in requests]))
+        batch = requests[0].batch if len(requests) == 1 else torch.cat([r.batch for r in requests])
+        probabilities = self.probabilities(batch)
         answers = []
         for request, rows in zip(requests, probabilities.split([len(r.batch) for r in requests])):
             top = [[vars(p) for p in row] for row in self.top_k(rows, request.top_k)]
