@@ -256,8 +256,9 @@ SERVING_SETTINGS = {s.name: s for s in (
             choices=("true", "false")),
     Setting(FRONTEND_JIT_SETTING, "c1: the frontend's JVM compiles with C1 alone; tiered: the JVM's default "
             "(C2 after C1)", "c1", choices=FRONTEND_JIT_CHOICES),
+    # libgomp's own form (its env.c): a count, optionally times k, M, G or T (thousands), or infinite.
     Setting(OPENMP_SPIN_SETTING, "rounds torch's OpenMP threads spin for more work before they sleep "
-            "(libgomp's own default: 300000)", "10000", minimum=0),
+            "(libgomp's own default: 300000)", "10000", pattern=r"(?i)\+?\d+ *[kmgt]?|infinite|infinity"),
     Setting(SERVER_USER_SETTING, "the model server's user (root keeps root)", "byoc",
             choices=("byoc", "root")),
     _DEVICE,

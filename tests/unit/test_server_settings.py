@@ -113,13 +113,21 @@ def test_the_timeout_is_seconds_under_either_name(monkeypatch, names):
     ("BYOC_CPU_GRAPH", "inductor", "one of onednn, eager"),
     ("BYOC_ACCESS_LOG", "yes", "one of false, true"),
     ("BYOC_FRONTEND_JIT", "c2", "one of c1, tiered"),
-    ("GOMP_SPINCOUNT", "10k", "whole number"),  # libgomp would ignore it without a word
-    ("GOMP_SPINCOUNT", "-1", "at least 0"),
+    ("GOMP_SPINCOUNT", "10 thousand", "form"),  # libgomp would keep its default spin
+    ("GOMP_SPINCOUNT", "-1", "form"),
+    ("GOMP_SPINCOUNT", "1e4", "form"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)
     with pytest.raises(settings.SettingError, match=f"{name}.*{says}"):
         settings.from_environment()
+
+
+@pytest.mark.parametrize("value", ["0", "10000", " 300000 ", "10k", "2 M", "INFINITE", "infinity"])
+def test_the_spin_count_takes_what_libgomp_takes(monkeypatch, value):
+    """libgomp's form (its env.c parse_spincount): a count, a k/M/G/T multiplier, or infinite."""
+    monkeypatch.setenv("GOMP_SPINCOUNT", value)
+    settings.from_environment()
 
 
 def test_two_timeouts_that_disagree_are_refused(monkeypatch):

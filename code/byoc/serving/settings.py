@@ -187,8 +187,7 @@ def from_environment() -> Settings:
     if multi_model not in ("", "true", "false"):
         raise SettingError(f"{contract.MULTI_MODEL_SETTING}={multi_model!r} must be true or false")
     port = _whole_number(contract.PORT_SETTING, 8080, maximum=MAX_PORT)
-    # libgomp reads it itself and quietly ignores a value it cannot parse: refuse that here instead.
-    _whole_number(contract.OPENMP_SPIN_SETTING, 0, minimum=0)
+    _spin_count()
     return Settings(
         port=port,
         safe_ports=_port_range(port),
@@ -216,6 +215,15 @@ def cpu_graph_default(multi_model: bool) -> bool:
     if not _raw(contract.CPU_GRAPH_SETTING):
         return not multi_model
     return _choice(contract.CPU_GRAPH_SETTING, contract.CPU_GRAPH_CHOICES) == "onednn"
+
+
+def _spin_count() -> None:
+    """libgomp reads GOMP_SPINCOUNT itself; a value it cannot parse costs one line on a worker's stderr
+    and leaves its default spin in place: refuse it here instead, in libgomp's own terms."""
+    raw = _raw(contract.OPENMP_SPIN_SETTING)
+    problem = contract.SERVING_SETTINGS[contract.OPENMP_SPIN_SETTING].problem(raw) if raw else None
+    if problem:
+        raise SettingError(f"{contract.OPENMP_SPIN_SETTING}={raw!r} {problem}")
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
