@@ -3,7 +3,9 @@
 Runs on the host (the dev environment: docker SDK). Steps:
   1. a ResNet-50 model package (133 classes, 224 px, random weights) made inside the image;
   2. real JPEGs: Fashion-MNIST test images as 256 px RGB JPEGs;
-  3. container start -> first successful /invocations;
+  3. container start -> first successful /invocations; then the warm-up's lone requests, the first
+     after start, each one's time outside the worker's inputs and model, by block (it falls as the
+     frontend's JVM compiles its request path);
   4. latency at concurrency 1 (p50, p99), split with the worker's own log into the time
      spent preparing inputs, in the model, and outside the Python worker (HTTP, MMS's
      frontend, batch wait, the frontend-worker socket);
@@ -49,6 +51,7 @@ from PIL import Image
 from byoc.serving.benchmark import percentile
 
 IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
+EARLY_BLOCKS = (20, 100, 300, 600)  # the warm-up's requests are reported in blocks that end here
 WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")
 
 
@@ -286,7 +289,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=os.environ.get("BENCH_DIR", "bench-results"))
     parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1")
     parser.add_argument("--warm-up", type=int, default=50,
-                        help="requests before timing (the JVM compiles hot paths; 2000 leaves it warm: BENCHMARKS.md)")
+                        help="lone requests before the c1 phase, reported by block (the JVM compiles hot paths)")
     parser.add_argument("--seconds", type=float, default=60, help="duration at concurrency 8")
     parser.add_argument("--target", choices=["container", "port"], default="container",
                         help="the container's address, or the published port on 127.0.0.1")
@@ -326,9 +329,11 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         threads_per_worker = int(re.search(r"x (\d+) thread", found["server_line"]).group(1))
         c1_client = Client(host, port)
         found["first_answer"] = json.loads(c1_client.answer(bodies[0]))
-        for i in range(args.warm_up):
-            c1_client.invoke(bodies[i % len(bodies)])
-        sent = 2 + args.warm_up  # the first answer's two requests, the warm-up
+        sent = 2  # the first answer's two requests
+        log_mark = settled_log_length(container, sent)
+        found["warm_up"] = [c1_client.invoke(bodies[i % len(bodies)]) for i in range(args.warm_up)]
+        found["warm_up_worker"] = worker_lines(container, log_mark, args.warm_up)
+        sent += args.warm_up
         log_mark, clock_mark = settled_log_length(container, sent), len(clock_lines(clock_dir))
         cpu_before = thread_cpu_ms(container) if args.thread_cpu else {}
         found["c1_spans"] = [c1_client.span(bodies[i % len(bodies)]) for i in range(args.requests)]
@@ -359,6 +364,17 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         container.remove(force=True)
 
 
+def early_outside(warm_up: list[float], lines: list[tuple]) -> dict:
+    """The warm-up requests, the first after start, by block: the median ms each spent outside the
+    worker's inputs and model, which falls as the frontend's JVM compiles its request path."""
+    if not warm_up or len(lines) != len(warm_up):
+        return {}
+    outside = [total - line[2] - line[3] for total, line in zip(warm_up, lines)]
+    edges = [0] + [edge for edge in EARLY_BLOCKS if edge < len(outside)] + [len(outside)]
+    return {"warm_up_outside_worker_ms_p50": {f"{start + 1}-{end}": round(statistics.median(outside[start:end]), 2)
+                                              for start, end in zip(edges, edges[1:])}}
+
+
 def summary(args, found: dict) -> dict:
     c1, c1_worker, raw = found["c1"], found["c1_worker"], found["raw"]
     result = {
@@ -371,6 +387,7 @@ def summary(args, found: dict) -> dict:
         "c1_latency_ms_p99": round(percentile(c1, 0.99), 1),
         "c1_ping_ms_p50": round(statistics.median(found["ping"]), 2),
     }
+    result.update(early_outside(found.get("warm_up", []), found.get("warm_up_worker", [])))
     if len(c1_worker) != len(c1):
         print(f"warning: {len(c1_worker)} forward passes logged for {len(c1)} requests; no split of their time")
     else:  # one forward pass per request: split each request's time

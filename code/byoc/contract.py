@@ -254,8 +254,8 @@ SERVING_SETTINGS = {s.name: s for s in (
     Setting(TORCH_THREADS_SETTING, "torch threads in each worker", "cores / workers", minimum=1),
     Setting(ACCESS_LOG_SETTING, "true: a log line per request, /ping included (MMS's access log)", "false",
             choices=("true", "false")),
-    Setting(FRONTEND_JIT_SETTING, "c1: the frontend's JVM compiles with C1 alone; tiered: the JVM's default "
-            "(C2 after C1)", "c1", choices=FRONTEND_JIT_CHOICES),
+    Setting(FRONTEND_JIT_SETTING, "c1: the frontend's JVM compiles with C1 alone, after a twentieth of the "
+            "usual calls; tiered: the JVM's default (C2 after C1)", "c1", choices=FRONTEND_JIT_CHOICES),
     # libgomp's own form (its env.c): a count, optionally times k, M, G or T (thousands), or infinite.
     Setting(OPENMP_SPIN_SETTING, "rounds torch's OpenMP threads spin for more work before they sleep "
             "(libgomp's own default: 300000)", "10000", pattern=r"(?i)\+?\d+ *[kmgt]?|infinite|infinity"),

@@ -106,3 +106,12 @@ class GrowingLog:
 def test_the_log_mark_waits_for_the_lines_of_requests_already_answered():
     log = GrowingLog(lines=4)
     assert bench_serve.settled_log_length(log, requests=4) == len(log.logs()) and log.reads >= 4
+
+
+def test_the_warm_up_is_reported_by_block_of_requests_after_start():
+    warm_up = [10.0 + (3 if i < 20 else 1) for i in range(150)]  # ms in all; 4 of them inputs and model
+    lines = [(1, 1, 1.0, 3.0)] * 150
+    assert bench_serve.early_outside(warm_up, lines) == {
+        "warm_up_outside_worker_ms_p50": {"1-20": 9.0, "21-100": 7.0, "101-150": 7.0}}
+    assert bench_serve.early_outside(warm_up, lines[:-1]) == {}  # a batch joined two: no split
+    assert bench_serve.early_outside([], []) == {}

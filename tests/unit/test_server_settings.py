@@ -59,13 +59,13 @@ def test_the_access_log_is_off_unless_asked_for(monkeypatch):
     assert settings.from_environment().access_log is True
 
 
-def test_the_frontend_jvm_stops_its_jit_at_c1_unless_tiered_is_asked_for(monkeypatch):
+def test_the_frontend_jvm_stops_its_jit_at_c1_and_compiles_early_unless_tiered_is_asked_for(monkeypatch):
     monkeypatch.delenv("BYOC_FRONTEND_JIT", raising=False)
     command = serve.java_command(Path("/c"), Path("/r"), settings.from_environment())
-    assert command[:2] == ["java", "-XX:TieredStopAtLevel=1"]
+    assert command[:3] == ["java", "-XX:TieredStopAtLevel=1", "-XX:CompileThresholdScaling=0.05"]
     monkeypatch.setenv("BYOC_FRONTEND_JIT", "Tiered")
     command = serve.java_command(Path("/c"), Path("/r"), settings.from_environment())
-    assert not [arg for arg in command if "Tiered" in arg], command
+    assert not [arg for arg in command if arg.startswith("-XX:")], command
 
 
 def test_values_are_read(monkeypatch):

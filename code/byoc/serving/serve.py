@@ -98,9 +98,12 @@ def java_command(config: Path, run_dir: Path, s: server_settings.Settings) -> li
     BYOC_FRONTEND_JIT=c1 stops the JVM's JIT at C1: C2 keeps recompiling the request path for
     thousands of requests (still after 2,600), up to 200 ms at a time, on the cores torch's threads
     need, and that set the tail of a lone request's forward pass (BENCHMARKS.md); C1's code is as
-    fast for this frontend's little Java work per request."""
+    fast for this frontend's little Java work per request. C1 also compiles a method after a
+    twentieth of the JVM's usual count of calls: otherwise the request path runs partly interpreted
+    for the first ~600 requests (~1 ms more outside the model) while C1 compiles ~1,300 methods
+    beside the model's threads; scaled, that is over within the first ~20 (BENCHMARKS.md)."""
     mms_home = Path(importlib.util.find_spec("mms").origin).parent.parent
-    jit = ["-XX:TieredStopAtLevel=1"] if s.frontend_jit == "c1" else []
+    jit = ["-XX:TieredStopAtLevel=1", "-XX:CompileThresholdScaling=0.05"] if s.frontend_jit == "c1" else []
     return ["java", *jit, f"-Dmodel_server_home={mms_home}", f"-Djava.io.tmpdir={run_dir}",
             f"-Dlog4j.configurationFile=file://{MMS_JAVA / 'log4j2.xml'}",
             f"-Dbyoc.request_log_level={'info' if s.access_log else 'warn'}",

@@ -15,7 +15,8 @@ names: byoc.contract).
   BYOC_ACCESS_LOG                 "true": a log line per request (MMS's        false
                                   access log), /ping included
   BYOC_FRONTEND_JIT               c1 (MMS's frontend JVM compiles with C1      c1
-                                  alone), tiered (the JVM's default)
+                                  alone, and early), tiered (the JVM's
+                                  default)
   GOMP_SPINCOUNT                  rounds torch's OpenMP threads spin for       10000 (the image's ENV;
                                   work before they sleep (read by libgomp)     libgomp's own: 300000)
   BYOC_SERVER_USER                user the model server runs as ("root"       byoc
