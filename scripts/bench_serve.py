@@ -364,12 +364,17 @@ def measure(client, args, model_dir: Path, bodies: list[bytes], image: str = IMA
         container.remove(force=True)
 
 
+def outside_worker(totals: list[float], lines: list[tuple]) -> list[float]:
+    """Each lone request's ms outside the worker's inputs and model (its forward-pass line)."""
+    return [total - line[2] - line[3] for total, line in zip(totals, lines)]
+
+
 def early_outside(warm_up: list[float], lines: list[tuple]) -> dict:
     """The warm-up requests, the first after start, by block: the median ms each spent outside the
     worker's inputs and model, which falls as the frontend's JVM compiles its request path."""
     if not warm_up or len(lines) != len(warm_up):
         return {}
-    outside = [total - line[2] - line[3] for total, line in zip(warm_up, lines)]
+    outside = outside_worker(warm_up, lines)
     edges = [0] + [edge for edge in EARLY_BLOCKS if edge < len(outside)] + [len(outside)]
     return {"warm_up_outside_worker_ms_p50": {f"{start + 1}-{end}": round(statistics.median(outside[start:end]), 2)
                                               for start, end in zip(edges, edges[1:])}}
@@ -393,7 +398,7 @@ def summary(args, found: dict) -> dict:
     else:  # one forward pass per request: split each request's time
         inputs = [line[2] for line in c1_worker]
         model = [line[3] for line in c1_worker]
-        outside = [total - i - m for total, i, m in zip(c1, inputs, model)]
+        outside = outside_worker(c1, c1_worker)
         result.update({
             "c1_inputs_ms_p50": round(statistics.median(inputs), 1),
             "c1_model_ms_p50": round(statistics.median(model), 1),
