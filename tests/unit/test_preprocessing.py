@@ -74,12 +74,13 @@ def test_sixteen_bit_grey_is_scaled_to_eight_bits():
 
 def test_the_normalised_image_is_laid_out_as_the_model_runs():
     """Channels-last memory (the model's layout: byoc.precision.run makes no copy of it), and the
-    same numbers as normalising a channels-first copy."""
+    numbers of (pixel / 255 - mean) / std on a channels-first copy, to float32's rounding."""
     prep = Preprocessing(32, 28)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8))
     tensor = eval_transform(image, prep)
     assert tensor.unsqueeze(0).is_contiguous(memory_format=torch.channels_last)
     pixels = torch.from_numpy(np.array(image.resize((28, 28), Image.Resampling.BILINEAR,
                                                     box=crop_box(image.size, prep)))).permute(2, 0, 1).contiguous()
-    mean = torch.tensor(prep.mean).mul(255).view(3, 1, 1)
-    assert torch.equal(tensor, pixels.float().sub(mean).mul(torch.tensor(prep.std).mul(255).reciprocal().view(3, 1, 1)))
+    mean, std = (torch.tensor(values, dtype=torch.float64).view(3, 1, 1) for values in (prep.mean, prep.std))
+    exact = (pixels.double() / 255 - mean) / std
+    torch.testing.assert_close(tensor, exact.float(), rtol=0, atol=1e-6)
