@@ -18,6 +18,8 @@ Runs on the host (the dev environment: docker SDK). Steps:
      its own process in the same container (byoc.serving.benchmark --paired). Both are timed in the
      same minute on the same cores, so a shared machine's drift, which moves a p99 by more than the
      server adds to it, falls on both alike: their p99s' difference is what the server adds.
+     With it, the range that difference takes over the pairs resampled (5th-95th percentile):
+     what chance alone moves it by.
 `--architecture small_cnn --crop 28` measures the floor: a model that costs next to nothing.
 `--thread-cpu` adds the CPU time each of the container's threads used during the c1 phase: what
 competed with the model's torch threads for the cores.
@@ -37,6 +39,7 @@ import http.client
 import io
 import json
 import os
+import random
 import re
 import socket
 import statistics
@@ -191,6 +194,22 @@ def paired(client: "Client", bare: PairedBareModel, bodies: list[bytes], count: 
         served.append(client.invoke(bodies[i % len(bodies)]))
         raw.append(bare.call())
     return served, raw
+
+
+def p99_difference(served: list[float], bare: list[float]) -> float:
+    """What the c1 tail goal judges: the served lone requests' p99 minus the bare model's (ms)."""
+    return percentile(served, 0.99) - percentile(bare, 0.99)
+
+
+def chance_range(served: list[float], bare: list[float], draws: int = 1000) -> tuple[float, float]:
+    """The 5th and 95th percentiles of p99_difference over the pairs resampled with replacement: how
+    far a p99 difference of this many pairs moves by chance alone (a p99 of 600 is their sixth slowest)."""
+    rng = random.Random(0)  # the same pairs always give the same range
+    differences = []
+    for _ in range(draws):
+        drawn = [rng.randrange(len(served)) for _ in served]
+        differences.append(p99_difference([served[i] for i in drawn], [bare[i] for i in drawn]))
+    return percentile(differences, 0.05), percentile(differences, 0.95)
 
 
 def worker_lines(container, since: int, requests: int) -> list[tuple[int, int, float, float]]:
@@ -424,6 +443,7 @@ def summary(args, found: dict) -> dict:
                        "paired_bare_ms_p50": round(statistics.median(bare), 1),
                        "paired_bare_ms_p99": round(percentile(bare, 0.99), 1)})
         result["paired_c1_p99_minus_bare_p99_ms"] = round(result["paired_c1_ms_p99"] - result["paired_bare_ms_p99"], 1)
+        result["paired_p99_difference_chance_range_ms"] = [round(end, 1) for end in chance_range(served, bare)]
     result["c1_p99_minus_raw_p50_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p50"], 1)
     result["c1_p99_minus_raw_p99_ms"] = round(result["c1_latency_ms_p99"] - raw["raw_latency_ms_p99"], 1)
     result["c1_p50_minus_raw_p50_ms"] = round(result["c1_latency_ms_p50"] - raw["raw_latency_ms_p50"], 1)
