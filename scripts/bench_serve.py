@@ -203,7 +203,7 @@ def p99_difference(served: list[float], bare: list[float]) -> float:
 
 def chance_range(served: list[float], bare: list[float], draws: int = 1000) -> tuple[float, float]:
     """The 5th and 95th percentiles of p99_difference over the pairs resampled with replacement: how
-    far a p99 difference of this many pairs moves by chance alone (a p99 of 600 is their sixth slowest)."""
+    far a p99 difference of this many pairs moves by chance alone (a p99 of 600 is their seventh slowest)."""
     rng = random.Random(0)  # the same pairs always give the same range
     differences = []
     for _ in range(draws):
