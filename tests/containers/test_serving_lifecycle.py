@@ -175,8 +175,8 @@ def test_the_frontend_jvm_compiles_the_request_path_early_with_c1_alone_unless_a
     torch for the cores (BENCHMARKS.md): by default the JVM has no C2 compiler; BYOC_FRONTEND_JIT=tiered.
     And by default C1 compiles the request path within the first requests: at the JVM's usual
     counts it stays interpreted for hundreds (about 1 ms more a request, BENCHMARKS.md). 100 requests:
-    C1 may wait ten times its scaled count while its queue is long (a busy machine at start-up), and
-    at the JVM's usual counts the interpreter does not even ask for a compile before a method's 128th call."""
+    C1 multiplies its scaled counts while its queue is long (a busy machine at start-up), and at the
+    JVM's usual counts the interpreter does not even ask for a compile before a method's 128th call."""
     environment = {"JAVA_TOOL_OPTIONS": "-XX:+PrintCompilation", **({"BYOC_FRONTEND_JIT": jit} if jit else {})}
     endpoint = start_serving(docker_client, trained.opt_ml / "model", environment=environment)
     try:
