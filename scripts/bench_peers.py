@@ -10,10 +10,11 @@ FROM it):
 each peer at its defaults and tuned to one worker with every core, serving a typical user script
 (containers/peers/inference.py). A round runs every stack once, in turn; rounds repeat it, so
 drift on a shared machine spreads over all. Each run: start to first answer, c1 p50 / p99 after
-a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure): after the
-server's run, and interleaved with lone requests to the server in the same minute (--paired), so that
-the two p99s that the c1 tail goal compares see the same machine; that goal is judged round by round
-and on every round's pairs together, each figure with the range chance alone gives it.
+a warm-up, c8 images/s; the kit's runs also time the bare model (bench_serve.measure) after the
+server's run, and the run the goals judge (the fast path, else fp32) times it interleaved with lone
+requests to the server in the same minute (--paired, bench_serve.PAIRS), so that the two p99s that
+the c1 tail goal compares see the same machine; that goal is judged round by round and on every
+round's pairs together, each figure with the range chance alone gives it.
 Checks that every stack in fp32 answers the same top class, then writes bench-results/peers.json and
 peers.md: the CPU and its flags, the table with ratios, and issue 18's goals, met or not.
 """
@@ -51,14 +52,15 @@ class Stack:
     environment: dict = field(default_factory=dict)
     kit: bool = False  # the kit's image: its own model package, and the bare model timed too
     tuned: bool = False
+    paired: bool = False  # the kit's run the goals judge: its lone requests interleaved with the bare model
 
 
 def stacks(cores: int, fast_path: bool) -> list[Stack]:
     every_core = {"OMP_NUM_THREADS": str(cores)}
     mms, torchserve = "sagemaker-inference 1.10.1 + MMS 1.1.11", "sagemaker-pytorch-inference 2.0.25 + TorchServe 0.12.0"
-    found = [Stack(FP32, SERVING, {"BYOC_PRECISION": "fp32"}, kit=True)]
+    found = [Stack(FP32, SERVING, {"BYOC_PRECISION": "fp32"}, kit=True, paired=not fast_path)]
     if fast_path:
-        found.append(Stack(FAST, SERVING, {"BYOC_PRECISION": "bf16"}, kit=True))
+        found.append(Stack(FAST, SERVING, {"BYOC_PRECISION": "bf16"}, kit=True, paired=True))
     return found + [
         Stack(f"{mms}, defaults", MMS_PEER),
         Stack(f"{mms}, tuned", MMS_PEER, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **every_core}, tuned=True),
@@ -124,7 +126,7 @@ def measure_peer(client, args, stack: Stack, model_dir: Path, bodies: list[bytes
 def measure_kit(client, args, stack: Stack, model_dir: Path, bodies: list[bytes]) -> dict:
     kit_args = argparse.Namespace(**{**vars(args), "environment": stack.environment, "target": "container",
                                      "port": 18080, "architecture": "resnet50", "crop": 224, "split": False,
-                                     "thread_cpu": False, "paired": args.paired})
+                                     "thread_cpu": False, "paired": args.paired if stack.paired else 0})
     found = bench_serve.measure(client, kit_args, model_dir, bodies, stack.image)
     result = bench_serve.summary(kit_args, found)
     result["top_class"] = top_class(found["first_answer"])
@@ -200,7 +202,7 @@ def goals(rows: list[dict]) -> list[dict]:
 
 def paired_together(rows: list[dict]) -> list[tuple]:
     """The c1 tail goal over every round's pairs at once: each pair is still timed in one minute, and a
-    p99 of 1,200 pairs moves less by chance than one of 600 (each round's range says how far)."""
+    p99 of both rounds' pairs moves less by chance than one round's (each round's range says how far)."""
     kits = [kit for kit in (ours(rows, number) for number in sorted({row["round"] for row in rows}))
             if kit and kit.get("paired_c1_ms")]
     if len(kits) < 2:
@@ -236,8 +238,8 @@ def report(machine: dict, args, rows: list[dict]) -> str:
     lines = [f"CPU: {machine['model']}, {machine['cores']} cores, flags {' '.join(machine['flags']) or 'none of interest'}; "
              f"fast path: {fast}.",
              f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
-             f"{args.rounds} round(s); the kit's runs then {args.paired} lone requests, each followed by a "
-             "call of the bare model in the same container.",
+             f"{args.rounds} round(s); the kit's {'fast path' if machine['native_bf16'] else 'fp32'} run then "
+             f"{args.paired} lone requests, each followed by a call of the bare model in the same container.",
              "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
     for goal in goals(rows):
         measured = "; ".join(f"{n}: {value}" for n, value in goal["measured"].items())
@@ -253,8 +255,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=150, help="requests at concurrency 1")
     parser.add_argument("--warm-up", type=int, default=50, help="requests before timing (the JVMs compile hot paths)")
     parser.add_argument("--seconds", type=float, default=30, help="duration at concurrency 8")
-    parser.add_argument("--paired", type=int, default=600,
-                        help="the kit's lone requests interleaved with calls of its bare model (0: none)")
+    parser.add_argument("--paired", type=int, default=bench_serve.PAIRS,
+                        help="lone requests to the kit's judged run (the fast path, else fp32), interleaved "
+                             "with calls of its bare model (0: none)")
     parser.add_argument("--only", action="append", default=[], help="stacks whose name contains this (repeatable)")
     args = parser.parse_args()
     if args.paired < 0:

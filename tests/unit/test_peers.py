@@ -72,6 +72,16 @@ def test_the_fast_path_is_measured_only_where_the_cpu_has_native_bf16():
     assert len(tuned) == 2 and all(stack.environment["OMP_NUM_THREADS"] == "4" for stack in tuned)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_only_the_kit_run_the_goals_judge_is_timed_in_pairs(fast_path):
+    """The pairs take minutes (bench_serve.PAIRS of them): they go to the run ours() judges, no other."""
+    chosen = bench_peers.stacks(2, fast_path)
+    paired = [stack.name for stack in chosen if stack.paired]
+    kit_rows = [row(stack.name, 1, 30.0, 24.0, kit=True) for stack in chosen if stack.kit]
+    assert paired == [bench_peers.FAST if fast_path else bench_peers.FP32]
+    assert paired == [bench_peers.ours(kit_rows, 1)["stack"]]
+
+
 def test_top_class_reads_both_answer_formats():
     assert bench_peers.top_class({"predictions": [{"label": "class_071", "probability": 0.5}]}) == 71
     assert bench_peers.top_class({"predictions": [{"class": 71, "probability": 0.5}]}) == 71
