@@ -55,10 +55,9 @@ from byoc.serving.benchmark import percentile
 
 IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 # Lone requests interleaved with bare-model calls (--paired). A p99 is set by the slowest 1 %, and on a
-# shared VM those are calls caught by host stalls of 5-120 ms, in either series. Runs 14-17's eight
-# rounds of 600 pairs (the 7th slowest of each) measured differences of 1.4 to 7.6 ms, too spread to
-# judge a 5 ms bound; joined four rounds at a time into 2,400 (the 25th slowest), all 70 ways give
-# 2.4 to 4.6 ms (BENCHMARKS.md).
+# shared VM those are calls caught by host stalls of 5-120 ms, in either series: of 600 pairs it is
+# each series' 7th slowest, and chance alone (the pairs resampled) moved the median round's difference
+# over a range 10 ms wide in runs 14-17; of 2,400, the 25th slowest, 7.5 ms in runs 18-20 (BENCHMARKS.md).
 PAIRS = 2400
 EARLY_BLOCKS = (20, 100, 300, 600)  # the warm-up's requests are reported in blocks that end here
 WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")
