@@ -233,13 +233,21 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def paired_runs(rows: list[dict]) -> str:
+    """Which runs timed lone requests interleaved with the bare model, and how many."""
+    paired = {row["stack"]: row["paired_requests"] for row in rows if "paired_requests" in row}
+    if not paired:
+        return "no lone requests interleaved with the bare model."
+    runs = "; ".join(f"{count} for {stack}" for stack, count in paired.items())
+    return f"then lone requests, each followed by a call of the bare model in the same container: {runs}."
+
+
 def report(machine: dict, args, rows: list[dict]) -> str:
     fast = "bf16 (native BF16)" if machine["native_bf16"] else "none: no native BF16 here, so fp32 is the path measured"
     lines = [f"CPU: {machine['model']}, {machine['cores']} cores, flags {' '.join(machine['flags']) or 'none of interest'}; "
              f"fast path: {fast}.",
              f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
-             f"{args.rounds} round(s); the kit's {'fast path' if machine['native_bf16'] else 'fp32'} run then "
-             f"{args.paired} lone requests, each followed by a call of the bare model in the same container.",
+             f"{args.rounds} round(s); {paired_runs(rows)}",
              "", *table(rows), "", "| goal | measured, by round | met |", "|---|---|---|"]
     for goal in goals(rows):
         measured = "; ".join(f"{n}: {value}" for n, value in goal["measured"].items())

@@ -57,7 +57,7 @@ IMAGE = os.environ.get("SERVING_IMAGE", "byoc-serving:latest")
 # Lone requests interleaved with bare-model calls (--paired). A p99 is set by the slowest 1 %, and on a
 # shared VM those are calls caught by host stalls of 5-120 ms, in either series: of 600 pairs it is
 # each series' 7th slowest, and chance alone (the pairs resampled) moved the median round's difference
-# over a range 10 ms wide in runs 14-17; of 2,400, the 25th slowest, 7.5 ms in runs 18-20 (BENCHMARKS.md).
+# over a range 10 ms wide in runs 14-17; of 2,400, the 25th slowest, 7.2 ms in runs 18-21 (BENCHMARKS.md).
 PAIRS = 2400
 EARLY_BLOCKS = (20, 100, 300, 600)  # the warm-up's requests are reported in blocks that end here
 WORKER_LINE = re.compile(r"forward pass: (\d+) request\(s\), (\d+) image\(s\); inputs ([\d.]+) ms, model ([\d.]+) ms")

@@ -146,6 +146,14 @@ def test_the_chance_range_is_wide_for_a_few_slow_pairs_and_shut_for_none():
     assert low == 3.0 and high == 40.0  # resampling draws anywhere from none to a dozen of the six slow ones
 
 
+def test_the_report_names_the_runs_that_were_timed_in_pairs():
+    assert bench_peers.paired_runs(rounds(30.0)) == (
+        "then lone requests, each followed by a call of the bare model in the same container: "
+        f"600 for {bench_peers.FAST}.")
+    unpaired = [{k: v for k, v in found.items() if not k.startswith("paired")} for found in rounds(30.0)]
+    assert bench_peers.paired_runs(unpaired) == "no lone requests interleaved with the bare model."
+
+
 def test_the_table_gives_each_run_the_fast_paths_ratio_in_its_own_round():
     lines = bench_peers.table(rounds(26.0))
     assert (f"| {bench_peers.FAST}: lone requests / bare model interleaved, 600 each | 2 | | | "
