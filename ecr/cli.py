@@ -7,6 +7,7 @@ pushes to another registry, for the loopback stand-ins only.
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,30 +15,70 @@ import boto3
 import docker
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import image_protection
+from byoc_cloud import arguments, image_protection
 from byoc_cloud.calls import LaunchError
 from ecr import registry, repositories, scan_gate
 
 IMAGES_FILE = registry.ROOT / "build" / "ecr-images.json"
+REPOSITORY_NAME = arguments.api("ecr", "RepositoryName")
+DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # what docker accepts, within ECR's ImageTag
+
+
+def tag(text: str) -> str:
+    if not DOCKER_TAG.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image tag: 1-128 letters, digits, _ . and -, "
+                                         "not starting with . or -")
+    return text
+
+
+def image_pair(text: str) -> tuple[str, str]:
+    """LOCAL_IMAGE=REPOSITORY, checked before the login."""
+    local, _, repository = text.partition("=")
+    if not local or not repository:
+        raise argparse.ArgumentTypeError(f"expected LOCAL_IMAGE=REPOSITORY, got {text!r}")
+    return local, REPOSITORY_NAME(repository)
+
+
+def repository_tag(text: str) -> tuple[str, str]:
+    repository, _, image_tag = text.partition(":")
+    if not image_tag:
+        raise argparse.ArgumentTypeError(f"expected REPOSITORY:TAG, got {text!r}")
+    return REPOSITORY_NAME(repository), tag(image_tag)
+
+
+def read_file(loader, path: Path, what: str):
+    """loader(path), or a LaunchError that names the file and what is wrong with it."""
+    try:
+        return loader(path)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        if isinstance(error, FileNotFoundError) and path == IMAGES_FILE:
+            raise LaunchError(f"{path} does not exist: nothing was pushed from this tree yet (make push)") from None
+        raise LaunchError(f"{path}: cannot read {what} ({type(error).__name__}: {error})") from None
+
+
+def pushed_images(path: Path) -> dict:
+    found = json.loads(path.read_text())
+    if not isinstance(found, dict):
+        raise TypeError("expected an object of REPOSITORY: {uri, tags, local_image}")
+    return found
 
 
 def _ensure(args, ecr) -> int:
-    for repo in repositories.load(args.definitions):
+    for repo in read_file(repositories.load, args.definitions, "the definitions"):
         changes = repositories.ensure(ecr, repo)
         print(f"{repo.name}: {', '.join(changes) if changes else 'up to date'}")
     return 0
 
 
 def _push(args, ecr) -> int:
+    if args.output.exists():
+        read_file(pushed_images, args.output, "the pushed images")  # before the login
     client = docker.from_env()
     session = registry.login(ecr, client, args.registry)
     print(f"logged in to {session.registry} as {session.auth_config['username']}")
     tags = args.tag or registry.default_tags(args.allow_dirty)
-    pushed = json.loads(args.output.read_text()) if args.output.exists() else {}
-    for pair in args.images:
-        local, _, repository = pair.partition("=")
-        if not repository:
-            raise SystemExit(f"expected LOCAL_IMAGE=REPOSITORY, got {pair!r}")
+    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}
+    for local, repository in args.images:
         digest = registry.push(ecr, client, session, local, repository, tags)
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
         pushed[repository] = {"uri": f"{uri}@{digest}", "tags": tags, "local_image": local}
@@ -53,9 +94,9 @@ def inspector_client():
 
 
 def _scan(args, ecr) -> int:
-    targets = [t.partition(":")[::2] for t in args.targets] or [
-        (repo, entry["tags"][0]) for repo, entry in json.loads(args.images_file.read_text()).items()]
-    allowlist = scan_gate.load_allowlist(args.allowlist)
+    targets = args.targets or [(repo, entry["tags"][0]) for repo, entry in
+                               read_file(pushed_images, args.images_file, "the pushed images").items()]
+    allowlist = read_file(scan_gate.load_allowlist, args.allowlist, "the allowlist")
     passed = True
     for repository, tag in targets:
         findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds,
@@ -70,7 +111,7 @@ def _scan(args, ecr) -> int:
 def _protect(args, ecr) -> int:
     """Tag what each endpoint runs deployed-ENDPOINT-DIGEST, which the lifecycle policy never expires."""
     endpoints = args.endpoints or list(dict.fromkeys(
-        e for repo in repositories.load(args.definitions) for e in repo.protect_endpoints))
+        e for repo in read_file(repositories.load, args.definitions, "the definitions") for e in repo.protect_endpoints))
     if not endpoints:
         print("no endpoints: name them, or list them under protectEndpoints in repositories.json", file=sys.stderr)
         return 2
@@ -87,7 +128,13 @@ def _protect(args, ecr) -> int:
 
 
 def _uri(args, ecr) -> int:
-    print(json.loads(args.images_file.read_text())[args.repository]["uri"])
+    pushed = read_file(pushed_images, args.images_file, "the pushed images")
+    entry = pushed.get(args.repository)
+    uri = entry.get("uri") if isinstance(entry, dict) else None
+    if not uri:
+        raise LaunchError(f"{args.images_file} has no pushed image of {args.repository!r} "
+                          f"(it has: {', '.join(pushed) or 'none'}); push it with make push")
+    print(uri)
     return 0
 
 
@@ -99,34 +146,37 @@ def parser() -> argparse.ArgumentParser:
     ensure.add_argument("--definitions", type=Path, default=repositories.DEFINITIONS)
     ensure.set_defaults(run=_ensure)
     push = sub.add_parser("push", help="log in, tag (version and git SHA) and push LOCAL=REPOSITORY images")
-    push.add_argument("images", nargs="+", metavar="LOCAL_IMAGE=REPOSITORY")
-    push.add_argument("--tag", action="append", help="tags to push (default: the version and the git SHA)")
+    push.add_argument("images", nargs="+", type=image_pair, metavar="LOCAL_IMAGE=REPOSITORY")
+    push.add_argument("--tag", action="append", type=tag, help="tags to push (default: the version and the git SHA)")
     push.add_argument("--allow-dirty", action="store_true", help="push from a tree with uncommitted changes")
     push.add_argument("--registry", default=os.environ.get("ECR_REGISTRY") or None,
                       help="push to this host:port instead of ECR's registry (stand-ins only)")
     push.add_argument("--output", type=Path, default=IMAGES_FILE, help="where the pushed URIs are recorded")
     push.set_defaults(run=_push)
     scan = sub.add_parser("scan", help="wait for scan results and gate on them (exit 1: do not ship)")
-    scan.add_argument("targets", nargs="*", metavar="REPOSITORY:TAG", help="default: what push recorded")
+    scan.add_argument("targets", nargs="*", type=repository_tag, metavar="REPOSITORY:TAG", help="default: what push recorded")
     scan.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     scan.add_argument("--allowlist", type=Path, default=scan_gate.ALLOWLIST)
-    scan.add_argument("--poll-seconds", type=float, default=5)
-    scan.add_argument("--timeout", type=float, default=1800,
+    scan.add_argument("--poll-seconds", type=arguments.positive, default=5)
+    scan.add_argument("--timeout", type=arguments.positive, default=1800,
                       help="seconds to wait for each image's scan results (default 1800)")
     scan.set_defaults(run=_scan)
     protect = sub.add_parser("protect", help="tag what endpoints run so the lifecycle policy never expires it")
-    protect.add_argument("endpoints", nargs="*", metavar="ENDPOINT", help="default: protectEndpoints in the definitions")
+    protect.add_argument("endpoints", nargs="*", type=arguments.ENDPOINT_NAME, metavar="ENDPOINT", help="default: protectEndpoints in the definitions")
     protect.add_argument("--definitions", type=Path, default=repositories.DEFINITIONS)
     protect.set_defaults(run=_protect)
     uri = sub.add_parser("uri", help="print the pushed image URI (by digest) of a repository")
-    uri.add_argument("repository")
+    uri.add_argument("repository", type=REPOSITORY_NAME)
     uri.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     uri.set_defaults(run=_uri)
     return p
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)  # a bad name or tag is refused here, before the login
+    except SystemExit as refused:  # argparse printed why (or --help)
+        return refused.code
     ecr = boto3.client("ecr") if args.command != "uri" else None
     try:
         return args.run(args, ecr)

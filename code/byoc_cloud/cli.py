@@ -16,7 +16,7 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from byoc_cloud import endpoints, follow, lambda_functions, preflight, rolls, training_jobs, transform, tuning_jobs
+from byoc_cloud import arguments, endpoints, follow, lambda_functions, preflight, rolls, training_jobs, transform, tuning_jobs
 from byoc_cloud.calls import LaunchError, send
 from byoc_cloud.pricing import PriceTable, UnknownPrice
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="byoc-cloud", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="print the requests instead of sending them")
-    p.add_argument("--wait-delay", type=float, default=30, help=argparse.SUPPRESS)
+    p.add_argument("--wait-delay", type=arguments.positive, default=30, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     # --dry-run also after the command name; SUPPRESS keeps the top-level value when it is absent there.
     common = argparse.ArgumentParser(add_help=False)
@@ -46,7 +46,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)  # a flag's bad value is refused here, before any AWS call
+    except SystemExit as refused:  # argparse printed why (or --help)
+        return refused.code
     clients = Clients()
     try:
         calls = args.run(args, clients, PriceTable.load())

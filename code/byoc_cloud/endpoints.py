@@ -2,7 +2,7 @@
 in any hosting mode (hosting_modes), and the model helpers `roll` and `transform` share. deploy
 first tags the image so that ECR's lifecycle policy keeps it (image_protection)."""
 from byoc import contract
-from byoc_cloud import container, hosting_modes, image_protection
+from byoc_cloud import arguments, container, hosting_modes, image_protection
 from byoc_cloud.calls import Call, LaunchError, timestamped
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -66,10 +66,10 @@ def deploy(args, clients, prices) -> list[Call]:
 
 def add_model_source(command, required: bool, multi_model: bool = False) -> None:
     group = command.add_mutually_exclusive_group(required=required)
-    group.add_argument("--model-data", metavar="S3_URI", help="a model.tar.gz")
-    group.add_argument("--training-job", help="use this completed job's model")
+    group.add_argument("--model-data", type=arguments.MODEL_DATA_URL, metavar="S3_URI", help="a model.tar.gz")
+    group.add_argument("--training-job", type=arguments.JOB_NAME, help="use this completed job's model")
     if multi_model:
-        group.add_argument("--multi-model", metavar="S3_PREFIX",
+        group.add_argument("--multi-model", type=arguments.s3_uri, metavar="S3_PREFIX",
                            help="a multi-model endpoint over every model.tar.gz under this prefix (ending in /)")
 
 
@@ -77,9 +77,9 @@ def add_commands(sub, common) -> None:
     command = sub.add_parser("deploy", parents=[common],
                              help="model, endpoint config, endpoint and auto-scaling: real-time, async, serverless "
                                   "or multi-model")
-    command.add_argument("--image", required=True, help="serving image URI (python -m ecr uri byoc-serving)")
-    command.add_argument("--role", required=True)
-    command.add_argument("--endpoint", required=True, help="the endpoint's name")
+    command.add_argument("--image", required=True, type=arguments.ecr_image, help="serving image URI (python -m ecr uri byoc-serving)")
+    command.add_argument("--role", required=True, type=arguments.ROLE_ARN)
+    command.add_argument("--endpoint", required=True, type=arguments.ENDPOINT_NAME, help="the endpoint's name")
     add_model_source(command, required=True, multi_model=True)
     hosting_modes.add_arguments(command)
     container.add_arguments(command, "serving")

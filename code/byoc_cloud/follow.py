@@ -13,6 +13,8 @@ import time
 
 from botocore.exceptions import ClientError
 
+from byoc_cloud import arguments
+
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 NOT_FOUND = ("ValidationException", "ResourceNotFound", "ResourceNotFoundException")
@@ -225,11 +227,11 @@ def show_logs(args, clients) -> int:
 
 def add_commands(sub, common) -> None:
     command = sub.add_parser("status", parents=[common], help="a training or tuning job's status")
-    command.add_argument("name", help="the training job's or tuning job's name")
+    command.add_argument("name", type=arguments.JOB_NAME, help="the training job's or tuning job's name")
     command.set_defaults(run=lambda args, clients, prices: [], then=show_status)
 
     command = sub.add_parser("logs", parents=[common], help="a training job's log lines (CloudWatch Logs)")
-    command.add_argument("name", help="the training job's name (a tuning trial's too)")
+    command.add_argument("name", type=arguments.JOB_NAME, help="the training job's name (a tuning trial's too)")
     command.add_argument("--follow", action="store_true", help="keep printing until the job ends")
-    command.add_argument("--poll-seconds", type=float, default=10)
+    command.add_argument("--poll-seconds", type=arguments.positive, default=10)
     command.set_defaults(run=lambda args, clients, prices: [], then=show_logs)

@@ -13,8 +13,8 @@ auto-scaling SageMaker supports for each:
 - multi-model (--multi-model S3_PREFIX): real-time, with every model.tar.gz under the prefix served
   by the same instances and chosen per request with TargetModel.
 """
-import re
 
+from byoc_cloud import arguments
 from byoc_cloud.calls import Answer, Call, LaunchError
 from byoc_cloud.gpu_matrix import FAMILIES, OTHER_GPU_FAMILIES, family_of
 
@@ -24,7 +24,7 @@ PROVISIONED = "sagemaker:variant:DesiredProvisionedConcurrency"
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # "in 1 GB increments" (ServerlessConfig)
 SERVERLESS_MAX_CONCURRENCY = 200
 ASYNC_MAX_CONCURRENT_INVOCATIONS = 1000  # AsyncInferenceClientConfig's maximum
-S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+S3_URI = arguments.S3_PATTERN
 INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULTS = {"realtime": {"instance_type": INSTANCE_TYPE, "min_instances": 1, "max_instances": 2,
                          "invocations_per_instance": 100.0},
@@ -87,6 +87,9 @@ def _check_instances(args, mode: str) -> None:
     if args.min_instances < (0 if mode == "async" else 1) or args.max_instances < max(1, args.min_instances):
         raise LaunchError(f"--min-instances {args.min_instances} and --max-instances {args.max_instances}: "
                           f"{'0 (scale to zero)' if mode == 'async' else '1'} <= min <= max, and max >= 1")
+    for flag in ("invocations_per_instance", "backlog_per_instance"):  # auto-scaling targets
+        if getattr(args, flag, None) is not None and getattr(args, flag) <= 0:
+            raise LaunchError(f"{_flag(flag)} {getattr(args, flag):g}: an auto-scaling target must be above 0")
     invocations = args.max_concurrent_invocations
     if invocations is not None and not 1 <= invocations <= ASYNC_MAX_CONCURRENT_INVOCATIONS:
         raise LaunchError(f"--max-concurrent-invocations {args.max_concurrent_invocations}: from 1 to "
@@ -194,21 +197,21 @@ def estimate(prices, args, mode: str) -> str:
 
 def add_arguments(command) -> None:
     """deploy's hosting flags; None means "not given", so that a flag of another mode is refused."""
-    command.add_argument("--instance-type", help=f"default {INSTANCE_TYPE} (not for serverless)")
+    command.add_argument("--instance-type", type=arguments.HOSTING_INSTANCE, help=f"default {INSTANCE_TYPE} (not for serverless)")
     command.add_argument("--min-instances", type=int, help="default 1; async: 0 (scale to zero)")
     command.add_argument("--max-instances", type=int, help="default 2")
-    command.add_argument("--invocations-per-instance", type=float,
+    command.add_argument("--invocations-per-instance", type=arguments.finite,
                          help="real-time auto-scaling target: invocations per instance per minute (default 100)")
     group = command.add_argument_group("async endpoints")
-    group.add_argument("--async-output", metavar="S3_URI", help="an async endpoint: its answers go here")
-    group.add_argument("--async-failure", metavar="S3_URI", help="where failed requests' errors go")
+    group.add_argument("--async-output", type=arguments.s3_uri, metavar="S3_URI", help="an async endpoint: its answers go here")
+    group.add_argument("--async-failure", type=arguments.s3_uri, metavar="S3_URI", help="where failed requests' errors go")
     group.add_argument("--max-concurrent-invocations", type=int, help="requests per instance at once (1-1000)")
-    group.add_argument("--backlog-per-instance", type=float,
+    group.add_argument("--backlog-per-instance", type=arguments.finite,
                        help="auto-scaling target: queued requests per instance (default 5)")
     group = command.add_argument_group("serverless endpoints")
     group.add_argument("--serverless-memory-mb", type=int, help="a serverless endpoint: 1024, 2048, ... 6144")
     group.add_argument("--max-concurrency", type=int, help="concurrent requests it serves (1-200, default 20)")
     group.add_argument("--provisioned-concurrency", type=int,
                        help="kept warm (1 to --max-concurrency); auto-scaling moves it between 1 and this")
-    group.add_argument("--provisioned-utilization", type=float,
+    group.add_argument("--provisioned-utilization", type=arguments.finite,
                        help="auto-scaling target for provisioned concurrency's utilization (default 0.5)")

@@ -10,17 +10,15 @@ its own manifest), and one tag per endpoint and image keeps a roll from moving a
 `byoc-cloud deploy` and `roll` add the tag before they create the model; `python -m ecr protect`
 tags what listed endpoints already run.
 """
-import re
 import sys
 
 from botocore.exceptions import ClientError
 
+from byoc_cloud.arguments import ECR_URI
 from byoc_cloud.calls import Call, LaunchError
 
 PREFIX = "deployed-"
 PATTERN = f"{PREFIX}*"  # the lifecycle policy's tagPatternList entry
-ECR_URI = re.compile(r"(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-                     r"(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?:@(?P<digest>sha256:[0-9a-f]{64})|:(?P<tag>[\w.-]+))?$")
 MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"]
 
@@ -36,13 +34,13 @@ def protect_calls(ecr, image_uri: str, endpoint: str) -> list[Call]:
         print(f"{image_uri} is not an ECR image: ECR's lifecycle policy cannot expire it, nothing to protect")
         return []
     image_id = {"imageDigest": found["digest"]} if found["digest"] else {"imageTag": found["tag"] or "latest"}
-    where = {"registryId": found["registry"], "repositoryName": found["repository"]}
+    where = {"registryId": found["account"], "repositoryName": found["repository"]}
     try:
         response = ecr.batch_get_image(**where, imageIds=[image_id], acceptedMediaTypes=MANIFEST_TYPES)
         described = ecr.describe_images(**where, imageIds=[image_id])["imageDetails"] if response["images"] else []
     except ClientError as error:
         if error.response["Error"]["Code"] == "RepositoryNotFoundException":
-            raise LaunchError(f"{image_uri}: ECR has no repository {found['repository']} in {found['registry']}") from None
+            raise LaunchError(f"{image_uri}: ECR has no repository {found['repository']} in {found['account']}") from None
         if error.response["Error"]["Code"] in ("AccessDeniedException", "AccessDenied"):
             print(f"warning: cannot read {image_uri} from ECR ({error.response['Error']['Code']}), so it is not "
                   f"tagged {PATTERN}: ECR's lifecycle policy may expire it while {endpoint} runs it", file=sys.stderr)

@@ -19,7 +19,7 @@ import re
 from botocore.exceptions import ClientError
 
 from byoc import contract
-from byoc_cloud import lambda_package
+from byoc_cloud import arguments, lambda_package
 from byoc_cloud.calls import Call, LaunchError
 
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -75,6 +75,8 @@ def endpoint_facts(sagemaker, name: str) -> tuple[str, str]:
 
 
 def check_names(args) -> None:
+    if getattr(args, "url_invoker", []) and not args.function_url:
+        raise LaunchError("--url-invoker without --function-url: there is no URL to allow it to call")
     if not FUNCTION_NAME.fullmatch(args.function_name):
         raise LaunchError(f"--function-name {args.function_name!r}: 1 to 64 letters, digits, hyphens or underscores")
     for topic in getattr(args, "alarm_topic", []):
@@ -82,21 +84,26 @@ def check_names(args) -> None:
             raise LaunchError(f"--alarm-topic {topic!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
 
 
-def check_settings(args) -> None:
+def check_given(args) -> None:
+    """Each value given, alone: update checks them before it reads what the function has."""
     check_names(args)
-    if not 1 <= args.timeout <= MAX_TIMEOUT_S:
+    if args.timeout is not None and not 1 <= args.timeout <= MAX_TIMEOUT_S:
         raise LaunchError(f"--timeout {args.timeout}: Lambda allows 1 to {MAX_TIMEOUT_S} s")
-    if args.timeout < args.fetch_timeout + args.invoke_timeout + 5:
-        raise LaunchError(f"--timeout {args.timeout} s leaves no time to answer: the fetch ({args.fetch_timeout:g} s) "
-                          f"and the endpoint ({args.invoke_timeout:g} s) may take {args.fetch_timeout + args.invoke_timeout:g} s; "
-                          "give at least 5 s more")
-    if not MEMORY_MB[0] <= args.memory <= MEMORY_MB[1]:
+    if args.memory is not None and not MEMORY_MB[0] <= args.memory <= MEMORY_MB[1]:
         raise LaunchError(f"--memory {args.memory}: Lambda allows {MEMORY_MB[0]} to {MEMORY_MB[1]} MB")
-    if args.reserved_concurrency < 0:
+    if args.reserved_concurrency is not None and args.reserved_concurrency < 0:
         raise LaunchError("--reserved-concurrency must be 0 (no invocations) or more")
     if args.log_retention_days is not None and args.log_retention_days not in RETENTION_DAYS:
         raise LaunchError(f"--log-retention-days {args.log_retention_days}: CloudWatch Logs keeps logs for one of "
                           f"{', '.join(map(str, RETENTION_DAYS))} days")
+
+
+def check_settings(args) -> None:
+    check_given(args)
+    if args.timeout < args.fetch_timeout + args.invoke_timeout + 5:
+        raise LaunchError(f"--timeout {args.timeout} s leaves no time to answer: the fetch ({args.fetch_timeout:g} s) "
+                          f"and the endpoint ({args.invoke_timeout:g} s) may take {args.fetch_timeout + args.invoke_timeout:g} s; "
+                          "give at least 5 s more")
 
 
 def environment(args, kind: str) -> dict:
@@ -179,7 +186,7 @@ def deploy(args, clients, prices) -> list[Call]:
 def update(args, clients, prices) -> list[Call]:
     """New code (when it differs), limits, environment, policy, alarms and retention; what a flag
     does not give stays as the function has it."""
-    check_names(args)
+    check_given(args)
     lambda_, name = clients["lambda"], args.function_name
     if not exists(lambda: lambda_.get_function(FunctionName=name)):
         raise LaunchError(f"function {name} does not exist: `byoc-cloud lambda deploy` creates it")
@@ -246,8 +253,8 @@ def _settings(command, defaults: bool) -> None:
     command.add_argument("--memory", type=int, default=value(512), help="MB (128-10240; default 512)")
     command.add_argument("--reserved-concurrency", type=int, default=value(10),
                          help="invocations at a time, kept for this function and never more (default 10)")
-    command.add_argument("--fetch-timeout", type=float, default=value(5.0), help="seconds for fetching a url (default 5)")
-    command.add_argument("--invoke-timeout", type=float, default=value(30.0), help="seconds for the endpoint (default 30)")
+    command.add_argument("--fetch-timeout", type=arguments.positive, default=value(5.0), help="seconds for fetching a url (default 5)")
+    command.add_argument("--invoke-timeout", type=arguments.positive, default=value(30.0), help="seconds for the endpoint (default 30)")
     command.add_argument("--log-retention-days", type=int, default=value(30), help="default 30")
     command.add_argument("--alarm-topic", action="append", default=[], metavar="SNS_TOPIC_ARN",
                          help="notify this topic when the errors or throttles alarm fires (repeatable)")
@@ -257,7 +264,7 @@ def add_commands(sub, common) -> None:
     group = sub.add_parser("lambda", help="the endpoint's Lambda function: deploy, update, delete").add_subparsers(
         dest="lambda_command", required=True)
     command = group.add_parser("deploy", parents=[common], help="create the function, its role, limits, URL, alarms")
-    command.add_argument("--endpoint", required=True, help="the SageMaker endpoint it calls")
+    command.add_argument("--endpoint", required=True, type=arguments.ENDPOINT_NAME, help="the SageMaker endpoint it calls")
     command.add_argument("--function-name", help="default: ENDPOINT-classify")
     _settings(command, defaults=True)
     command.add_argument("--architecture", choices=("arm64", "x86_64"), default="arm64")
@@ -268,7 +275,7 @@ def add_commands(sub, common) -> None:
 
     command = group.add_parser("update", parents=[common], help="new code and settings for a deployed function")
     command.add_argument("--function-name", required=True)
-    command.add_argument("--endpoint", help="call another endpoint (default: the current one)")
+    command.add_argument("--endpoint", type=arguments.ENDPOINT_NAME, help="call another endpoint (default: the current one)")
     _settings(command, defaults=False)
     command.set_defaults(run=update)
 
@@ -279,5 +286,6 @@ def add_commands(sub, common) -> None:
 
 
 def _named(args):
-    args.function_name = args.function_name or f"{args.endpoint[:55]}-classify"
+    if args.function_name is None:
+        args.function_name = f"{args.endpoint[:55]}-classify"
     return args

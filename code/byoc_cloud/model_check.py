@@ -1,8 +1,10 @@
-"""The limits of AWS's own API models that botocore's client does not enforce: enums, maximums
-and patterns. botocore checks required members, types and minimums only, so a 40-character
-tuning job name or an unknown instance type would reach AWS (and moto accepts many of them);
-byoc-cloud checks every request here first and refuses before any call.
+"""The limits of AWS's own API models: enums, lengths, minimums, maximums and patterns. botocore's
+client enforces only required members, types and minimums, and only as a call is sent (not for
+--dry-run), so a 40-character tuning job name or an unknown instance type would reach AWS (and
+moto accepts many of them); byoc-cloud checks every request here first and refuses before any call.
 """
+import difflib
+import math
 import re
 from functools import lru_cache
 
@@ -27,18 +29,32 @@ def _check_scalar(value, shape: Shape, path: str) -> None:
     meta = shape.metadata
     if shape.type_name == "string" and isinstance(value, str):
         if shape.enum and value not in shape.enum:
-            raise ModelViolation(f"{path}={value!r} is not one of {', '.join(shape.enum)}")
+            raise ModelViolation(f"{path}={value!r} is not {_one_of(value, shape.enum)}")
         if "max" in meta and len(value) > meta["max"]:
             raise ModelViolation(f"{path} is {len(value)} characters long; at most {meta['max']} are allowed")
+        if len(value) < meta.get("min", 0):
+            raise ModelViolation(f"{path}={value!r} is {len(value)} characters long; at least {meta['min']} are needed")
         pattern = _pattern(meta["pattern"]) if "pattern" in meta else None
         if pattern and not pattern.fullmatch(value):
             raise ModelViolation(f"{path}={value!r} does not match the pattern {meta['pattern']}")
     elif shape.type_name in ("integer", "long", "double", "float") and isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ModelViolation(f"{path}={value} is not a finite number")
         if "max" in meta and value > meta["max"]:
             raise ModelViolation(f"{path}={value} is above the maximum {meta['max']:g}")
+        if "min" in meta and value < meta["min"]:
+            raise ModelViolation(f"{path}={value} is below the minimum {meta['min']:g}")
     elif shape.type_name == "blob" and isinstance(value, (bytes, bytearray)):
         if "max" in meta and len(value) > meta["max"]:
             raise ModelViolation(f"{path} is {len(value)} bytes; at most {meta['max']} are allowed")
+
+
+def _one_of(value: str, allowed: list[str]) -> str:
+    """The allowed values, or for a long list (instance types) its size and the nearest few."""
+    if len(allowed) <= 12:
+        return f"one of {', '.join(allowed)}"
+    near = difflib.get_close_matches(value.lower(), allowed, n=3, cutoff=0.5)
+    return f"one of the {len(allowed)} values the API allows" + (f" (nearest: {', '.join(near)})" if near else "")
 
 
 def check(value, shape: Shape, path: str) -> None:

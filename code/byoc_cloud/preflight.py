@@ -6,18 +6,18 @@ recorded for a pushed URI), else from ECR (describe_images for the size, the man
 blob for the labels). gpu_matrix.plan() decides. Commands call preflight() before their first
 create call; --skip-check skips it.
 """
+import argparse
 import json
 import os
-import re
 import urllib.request
 from pathlib import Path
 
 from byoc import contract
+from byoc_cloud import arguments
+from byoc_cloud.arguments import ECR_URI
 from byoc_cloud.calls import LaunchError
-from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, plan
+from byoc_cloud.gpu_matrix import FAMILIES, MODES, OTHER_GPU_FAMILIES, ImageFacts, Verdict, family_of, plan
 
-ECR_URI = re.compile(r"^(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)/"
-                     r"(?P<repository>[a-z0-9._/-]+?)(?::(?P<tag>[\w.-]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 PUSHED = Path("build/ecr-images.json")  # what `python -m ecr push` recorded (run from the repository root)
 
 
@@ -66,7 +66,7 @@ def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
 
 
 def from_ecr(image: str, ecr) -> ImageFacts:
-    match = ECR_URI.match(image)
+    match = ECR_URI.fullmatch(image)
     if not match:
         raise LaunchError(f"image {image!r} is neither in the local Docker engine nor an ECR URI "
                           "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG or @sha256:...)")
@@ -83,8 +83,28 @@ def image_facts(image: str, clients) -> ImageFacts:
     return from_engine(image) or from_ecr(image, clients["ecr"])
 
 
+def same_region(image: str, clients) -> None:
+    """SageMaker pulls an ECR image only from its own region."""
+    match, region = ECR_URI.fullmatch(image), clients["sagemaker"].meta.region_name
+    if match and match["region"] != region:
+        raise LaunchError(f"image {image} is in {match['region']}, and SageMaker here is in {region}: "
+                          f"push the image to {region} (python -m ecr push), or set AWS_REGION={match['region']}")
+
+
+def device_fits(args, mode: str, instance_type: str | None) -> None:
+    """--env BYOC_DEVICE=cuda makes the container fail where there is no GPU."""
+    device = dict(pair.partition("=")[::2] for pair in getattr(args, "env", [])).get(contract.DEVICE_SETTING)
+    family = family_of(instance_type) if instance_type else None
+    if device == "cuda" and (mode == "serverless" or (family not in FAMILIES and family not in OTHER_GPU_FAMILIES)):
+        raise LaunchError(f"--env {contract.DEVICE_SETTING}=cuda on {instance_type or 'serverless'}, which has no "
+                          f"GPU: the container would fail to start; leave it out ({contract.DEVICE_SETTING}=auto)")
+
+
 def preflight(args, clients, mode: str, instance_type: str | None) -> Verdict:
-    """The check, printed; raises LaunchError on a refusal. args.skip_check skips it."""
+    """The check, printed; raises LaunchError on a refusal. args.skip_check skips it, not the region
+    or the device."""
+    device_fits(args, mode, instance_type)
+    same_region(args.image, clients)
     if getattr(args, "skip_check", False):
         print("check skipped (--skip-check)")
         return Verdict()
@@ -96,9 +116,22 @@ def preflight(args, clients, mode: str, instance_type: str | None) -> Verdict:
     return verdict
 
 
+# The instance types each mode may name, by the API model's shape for them.
+INSTANCE_SHAPES = {"training": "TrainingInstanceType", "realtime": "ProductionVariantInstanceType",
+                   "async": "ProductionVariantInstanceType", "batch": "TransformInstanceType"}
+
+
 def check(args, clients, prices) -> list:
-    if args.mode != "serverless" and not args.instance_type:
+    if args.mode == "serverless":
+        if args.instance_type:
+            raise LaunchError("--instance-type does not apply to --mode serverless: SageMaker picks the hardware")
+    elif not args.instance_type:
         raise LaunchError(f"--instance-type is required for --mode {args.mode}")
+    else:
+        try:
+            arguments.api("sagemaker", INSTANCE_SHAPES[args.mode])(args.instance_type)
+        except argparse.ArgumentTypeError as error:
+            raise LaunchError(f"--instance-type for --mode {args.mode}: {error}") from None
     preflight(args, clients, args.mode, args.instance_type)
     return []
 

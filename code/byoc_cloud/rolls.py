@@ -16,7 +16,7 @@ the new fleet's model latency. Either one tripping sends all traffic back to the
 """
 import math
 
-from byoc_cloud import endpoints, image_protection
+from byoc_cloud import arguments, endpoints, image_protection
 from byoc_cloud.calls import Call, LaunchError, timestamped
 from byoc_cloud.preflight import add_skip_check, preflight
 
@@ -181,16 +181,16 @@ def roll(args, clients, prices) -> list[Call]:
 def add_commands(sub, common) -> None:
     command = sub.add_parser("roll", parents=[common],
                              help="move a live endpoint to a new image (blue/green, automatic rollback)")
-    command.add_argument("--endpoint", required=True)
-    command.add_argument("--image", required=True)
-    command.add_argument("--role", help="default: the current model's role")
+    command.add_argument("--endpoint", required=True, type=arguments.ENDPOINT_NAME)
+    command.add_argument("--image", required=True, type=arguments.ecr_image)
+    command.add_argument("--role", type=arguments.ROLE_ARN, help="default: the current model's role")
     endpoints.add_model_source(command, required=False)
     shift = command.add_mutually_exclusive_group()
     shift.add_argument("--canary", type=int, metavar="PERCENT", help="first this share of the new fleet (1-50)")
     shift.add_argument("--linear", type=int, metavar="PERCENT", help="shift traffic in steps of this share (10-50)")
     command.add_argument("--bake-minutes", type=int, help="watch each step this long (3-60, default 10)")
-    command.add_argument("--max-error-percent", type=float, help="roll back above this 5xx rate (default 1)")
-    command.add_argument("--max-latency-ms", type=float,
+    command.add_argument("--max-error-percent", type=arguments.finite, help="roll back above this 5xx rate (default 1)")
+    command.add_argument("--max-latency-ms", type=arguments.finite,
                          help="roll back above this average model latency of the new fleet (default 1000)")
     command.add_argument("--no-rollback", action="store_true",
                          help="no alarms, no baking: SageMaker's plain update (all traffic at once)")

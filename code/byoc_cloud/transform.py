@@ -15,7 +15,7 @@ limit, and workers x batch size concurrent requests within the bound below). Whe
 of at most 100 MB, and concurrency x payload at most 100 MB.
 """
 from byoc import contract
-from byoc_cloud import container, endpoints
+from byoc_cloud import arguments, container, endpoints
 from byoc_cloud.calls import Call, LaunchError, timestamped
 from byoc_cloud.hosting_modes import S3_URI
 from byoc_cloud.preflight import add_skip_check, preflight
@@ -63,7 +63,7 @@ def transform_request(args, model: str, env: dict[str, str], ami: dict[str, str]
 
 
 def launch(args, clients, prices) -> list[Call]:
-    args.content_type = args.content_type or SPLITS[args.split]
+    args.content_type = SPLITS[args.split] if args.content_type is None else args.content_type
     _check(args)
     env = container.environment(args.env, "serving", "batch")
     isolated = container.network_isolation(args)
@@ -84,12 +84,12 @@ def launch(args, clients, prices) -> list[Call]:
 def add_commands(sub, common) -> None:
     command = sub.add_parser("transform", parents=[common],
                              help="a batch transform job: score every image under an S3 prefix")
-    command.add_argument("--image", required=True, help="serving image URI (python -m ecr uri byoc-serving)")
-    command.add_argument("--role", required=True, help="the SageMaker execution role's ARN")
+    command.add_argument("--image", required=True, type=arguments.ecr_image, help="serving image URI (python -m ecr uri byoc-serving)")
+    command.add_argument("--role", required=True, type=arguments.ROLE_ARN, help="the SageMaker execution role's ARN")
     endpoints.add_model_source(command, required=True)
     command.add_argument("--input", required=True, metavar="S3_PREFIX", help="the objects to score")
     command.add_argument("--output", required=True, metavar="S3_URI", help="where <key>.out answers go")
-    command.add_argument("--instance-type", default="ml.m5.xlarge")
+    command.add_argument("--instance-type", default="ml.m5.xlarge", type=arguments.TRANSFORM_INSTANCE)
     command.add_argument("--instance-count", type=int, default=1)
     command.add_argument("--split", choices=tuple(SPLITS), default="None",
                          help="None: one image per object; Line: JSON Lines of {\"image\": \"<base64>\"}")
@@ -100,7 +100,7 @@ def add_commands(sub, common) -> None:
     command.add_argument("--max-payload-mb", type=int, help="largest request (1-100; default: the container's)")
     command.add_argument("--max-concurrent-transforms", type=int,
                          help="requests at once per instance (default: the container's)")
-    command.add_argument("--job-name")
+    command.add_argument("--job-name", type=arguments.JOB_NAME)
     container.add_arguments(command, "serving")
     add_skip_check(command)
     command.set_defaults(run=launch)

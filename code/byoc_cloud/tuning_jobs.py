@@ -17,8 +17,8 @@ import time
 
 from byoc.training import hyperparameters as table
 from byoc.training.metrics import METRIC_DEFINITIONS, METRIC_NAMES
-from byoc_cloud import container, follow, training_jobs, tuning_ranges
-from byoc_cloud.calls import LaunchError
+from byoc_cloud import arguments, container, follow, training_jobs, tuning_ranges
+from byoc_cloud.calls import LaunchError, check_calls
 from byoc_cloud.preflight import add_skip_check, preflight
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "hyperband": "Hyperband", "grid": "Grid"}
@@ -41,20 +41,18 @@ def objective(args) -> dict:
     if channel and not given & set(channel):
         raise LaunchError(f"--objective {args.objective} is measured on a {channel[0]!r} channel; add "
                           f"--channel {channel[0]}=s3://...")
-    kind = args.objective_type or ("Minimize" if args.objective.endswith("loss") else "Maximize")
-    return {"Type": kind, "MetricName": args.objective}
+    natural = "Minimize" if args.objective.endswith("loss") else "Maximize"
+    if args.objective_type not in (None, natural):
+        raise LaunchError(f"--objective-type {args.objective_type} for {args.objective}: it would pick the "
+                          f"worst trial; {natural} it (leave the flag out)")
+    return {"Type": natural, "MetricName": args.objective}
 
 
 def check_a_trial(static: dict[str, str], ranges: list) -> None:
     """The image's own parse of one trial (the ranges' low ends and first values): a fixed value
     that no trial could run with is refused here, not in every trial."""
-    trial = {name: json.loads(text) for name, text in static.items()}
-    for r in ranges:
-        trial[r.name] = r.values[0] if isinstance(r, tuning_ranges.CategoricalRange) else r.low
-    try:
-        table.parse(trial)
-    except table.HyperparameterError as error:
-        raise LaunchError(f"a trial of these settings would fail in the image: {error}") from None
+    first = {r.name: r.values[0] if isinstance(r, tuning_ranges.CategoricalRange) else r.low for r in ranges}
+    training_jobs.check_hyperparameters(static, first, what="every trial of these settings")
 
 
 def job_limits(args, ranges: list, strategy: str) -> int:
@@ -73,6 +71,8 @@ def strategy_config(args, static: dict, ranges: list, strategy: str) -> dict:
     """Hyperband: the epochs are its resource (it stops trials early itself), so they are fixed, and
     SageMaker's own early stopping must be off."""
     if strategy != "Hyperband":
+        if args.hyperband_min_epochs is not None:
+            raise LaunchError(f"--hyperband-min-epochs is for --strategy hyperband; this one is {args.strategy}")
         return {}
     if args.early_stopping:
         raise LaunchError("--early-stopping is for Bayesian, Random and Grid: Hyperband stops trials itself")
@@ -80,10 +80,10 @@ def strategy_config(args, static: dict, ranges: list, strategy: str) -> dict:
         raise LaunchError("Hyperband tunes how many epochs each trial gets: give --hp epochs=N (its maximum), "
                           "not an epochs range")
     epochs = json.loads(static["epochs"]) if "epochs" in static else table.FIELDS["epochs"].default
-    if not 1 <= args.hyperband_min_epochs <= epochs:
+    least = 1 if args.hyperband_min_epochs is None else args.hyperband_min_epochs
+    if not 1 <= least <= epochs:
         raise LaunchError(f"--hyperband-min-epochs must be from 1 to the epochs ({epochs})")
-    return {"StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": args.hyperband_min_epochs,
-                                                          "MaxResource": epochs}}}
+    return {"StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": least, "MaxResource": epochs}}}
 
 
 def trial_definition(args, name: str) -> dict:
@@ -121,10 +121,12 @@ def tuning_request(args, ranges: list) -> dict:
         config["RandomSeed"] = args.random_seed
     request = {"HyperParameterTuningJobName": name, "HyperParameterTuningJobConfig": config,
                "TrainingJobDefinition": definition, "Tags": [{"Key": "project", "Value": "byoc"}]}
+    if args.warm_start_type is not None and not args.warm_start_from:
+        raise LaunchError("--warm-start-type without --warm-start-from: name the tuning job(s) to start from")
     if args.warm_start_from:
         request["WarmStartConfig"] = {
             "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": p} for p in args.warm_start_from],
-            "WarmStartType": WARM_START[args.warm_start_type]}
+            "WarmStartType": WARM_START[args.warm_start_type or "identical"]}
     return request
 
 
@@ -134,6 +136,8 @@ REQUIRED = ("image", "role", "channel", "output")
 def launch(args, clients, prices) -> list:
     if args.best:
         return []  # a read: `then` prints the best trial
+    if args.name_only:
+        raise LaunchError("--name-only goes with --best NAME (it prints the best trial's name)")
     if missing := [f"--{name}" for name in REQUIRED if not getattr(args, name)]:
         raise LaunchError(f"tune needs {', '.join(missing)} (or --best NAME to read a finished tuning job)")
     if args.job_name and len(args.job_name) > MAX_NAME:
@@ -144,12 +148,14 @@ def launch(args, clients, prices) -> list:
         ranges += tuning_ranges.from_file(path)
     request = tuning_request(args, ranges)
     args.job_name = request["HyperParameterTuningJobName"]  # the name --wait follows
+    calls = [("sagemaker", "create_hyper_parameter_tuning_job", request)]
+    check_calls(calls, clients)  # refused as the API model says before the check reads ECR
     preflight(args, clients, "training", args.instance_type)
     limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
     print(prices.tuning_estimate(args.instance_type, args.instance_count,
                                  request["TrainingJobDefinition"]["StoppingCondition"]["MaxRuntimeInSeconds"],
                                  args.spot, limits["MaxNumberOfTrainingJobs"], limits["MaxParallelTrainingJobs"]))
-    return [("sagemaker", "create_hyper_parameter_tuning_job", request)]
+    return calls
 
 
 def _decoded(hyperparameters: dict) -> dict:
@@ -204,20 +210,20 @@ def add_commands(sub, common) -> None:
     tune.add_argument("--objective", default=DEFAULT_OBJECTIVE, help=f"one of {', '.join(OBJECTIVES)}")
     tune.add_argument("--objective-type", choices=("Maximize", "Minimize"), help="default: Minimize for losses")
     tune.add_argument("--strategy", default="bayesian", type=str.lower, choices=sorted(STRATEGIES))
-    tune.add_argument("--max-jobs", type=int, help=f"trials in all (default {DEFAULT_MAX_JOBS}; grid: every combination)")
-    tune.add_argument("--max-parallel-jobs", type=int, default=2)
-    tune.add_argument("--max-tuning-hours", type=float, help="a limit on the whole tuning job")
+    tune.add_argument("--max-jobs", type=arguments.count, help=f"trials in all (default {DEFAULT_MAX_JOBS}; grid: every combination)")
+    tune.add_argument("--max-parallel-jobs", type=arguments.count, default=2)
+    tune.add_argument("--max-tuning-hours", type=arguments.positive, help="a limit on the whole tuning job")
     tune.add_argument("--early-stopping", action="store_true", help="SageMaker stops trials unlikely to beat the best")
-    tune.add_argument("--hyperband-min-epochs", type=int, default=1)
-    tune.add_argument("--random-seed", type=int)
-    tune.add_argument("--warm-start-from", action="append", default=[], metavar="TUNING_JOB",
+    tune.add_argument("--hyperband-min-epochs", type=arguments.count, help="hyperband: the fewest epochs a trial gets (default 1)")
+    tune.add_argument("--random-seed", type=arguments.count_or_zero)
+    tune.add_argument("--warm-start-from", action="append", default=[], type=arguments.TUNING_JOB_NAME, metavar="TUNING_JOB",
                       help="a previous tuning job to start from (repeatable, at most 5)")
-    tune.add_argument("--warm-start-type", choices=sorted(WARM_START), default="identical",
-                      help="identical: same data and image; transfer: new data or image")
-    tune.add_argument("--job-name", help=f"the tuning job's name (at most {MAX_NAME} characters)")
+    tune.add_argument("--warm-start-type", choices=sorted(WARM_START),
+                      help="identical (the default): same data and image; transfer: new data or image")
+    tune.add_argument("--job-name", type=arguments.TUNING_JOB_NAME, help=f"the tuning job's name (at most {MAX_NAME} characters)")
     tune.add_argument("--wait", action="store_true", help="follow the tuning job until it ends")
-    tune.add_argument("--poll-seconds", type=float, default=30)
-    tune.add_argument("--best", metavar="TUNING_JOB", help="show this tuning job's best trial instead of starting one")
+    tune.add_argument("--poll-seconds", type=arguments.positive, default=30)
+    tune.add_argument("--best", type=arguments.TUNING_JOB_NAME, metavar="TUNING_JOB", help="show this tuning job's best trial instead of starting one")
     tune.add_argument("--name-only", action="store_true", help="--best: print the best trial's name only")
     add_skip_check(tune)
     tune.set_defaults(run=launch, then=then)

@@ -115,13 +115,19 @@ def from_flag(flag: str):
 
 
 def _load(path: Path) -> dict:
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise LaunchError(f"--ranges-file {path}: cannot read it ({error})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml  # PyYAML, in the development environment; JSON files need nothing
         except ImportError:
             raise LaunchError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write JSON") from None
-        return yaml.safe_load(text)
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise LaunchError(f"{path}: not valid YAML: {error}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

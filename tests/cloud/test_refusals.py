@@ -1,0 +1,184 @@
+"""Bad command lines get a precise refusal, exit 2 and no traceback, before any AWS request.
+
+Every boto3 client the tools make is watched: botocore's before-send event fires for each request
+about to go out (retries included), so a refusal that came after a read (ECR's describe_images for
+the image check, describe_training_job, get_function) fails here even though the endpoint is dead
+(127.0.0.1:1) and the read could never have answered.
+"""
+import json
+
+import boto3
+import pytest
+
+from byoc_cloud import cli
+from cli_requests import ROLE
+from ecr import cli as ecr_cli
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/byoc-{}:0.1.0"
+TRAIN = ["train", "--image", IMAGE.format("training"), "--role", ROLE, "--channel", "train=s3://bkt/t",
+         "--output", "s3://bkt/o", "--instance-type", "ml.m5.xlarge"]
+TUNE = ["tune", *TRAIN[1:], "--channel", "valid=s3://bkt/v", "--range", "lr=0.01:0.1"]
+DEPLOY = ["deploy", "--image", IMAGE.format("serving"), "--role", ROLE, "--endpoint", "e", "--skip-check",
+          "--model-data", "s3://bkt/m.tar.gz"]
+ROLL = ["roll", "--endpoint", "e", "--image", IMAGE.format("serving"), "--skip-check"]
+LAMBDA = ["lambda", "deploy", "--endpoint", "e"]
+
+
+@pytest.fixture
+def requests_sent(monkeypatch):
+    """Operations of every request the tools try to send, to an endpoint that cannot answer."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("ECR_REGISTRY", raising=False)
+    sent, make = [], boto3.client
+
+    def watched(*args, **kwargs):
+        client = make(*args, **kwargs)
+        client.meta.events.register("before-send", lambda request, **_: sent.append(request.url))
+        return client
+
+    monkeypatch.setattr(boto3, "client", watched)
+    return sent
+
+
+def refused(main, argv, says, requests_sent, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err, err
+    assert "Traceback" not in err
+    assert requests_sent == [], f"refused only after {requests_sent}"
+
+
+@pytest.mark.parametrize("argv, says", [
+    # names, ARNs, URIs and instance types, by the API model of the member they fill
+    ([*TRAIN, "--job-name", "bad name!"], "argument --job-name: TrainingJobName='bad name!'"),
+    ([*TRAIN, "--instance-type", "ml.x99.huge"], "argument --instance-type"),
+    ([*TRAIN, "--instance-type", "ML.M5.XLARGE"], "(nearest: ml.m5.xlarge"),
+    ([*TRAIN, "--instance-type", "ml.g5"], "argument --instance-type"),
+    ([*TRAIN, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role: RoleArn="),
+    ([*TRAIN, "--output", "/local/out"], "argument --output: '/local/out': expected s3://bucket/prefix"),
+    ([*TRAIN, "--checkpoint-s3-uri", "s3://Bucket/ck"], "argument --checkpoint-s3-uri"),
+    ([*TRAIN, "--image", "", "--skip-check"], "argument --image: '' is not an ECR image URI"),
+    ([*TRAIN, "--image", "docker.io/library/python:3", "--skip-check"], "is not an ECR image URI"),
+    ([*TRAIN, "--image", IMAGE.format("training").replace("us-east-1", "eu-west-1"), "--skip-check"],
+     "is in eu-west-1, and SageMaker here is in us-east-1"),
+    # numbers: finite, and counts and durations above zero
+    ([*TRAIN, "--max-run-hours", "nan"], "argument --max-run-hours: 'nan' must be a finite number above 0"),
+    ([*TRAIN, "--max-run-hours", "inf"], "argument --max-run-hours"),
+    ([*TRAIN, "--max-run-hours", "-1"], "argument --max-run-hours"),
+    ([*TRAIN, "--max-run-hours", "0.0001"], "MaxRuntimeInSeconds=0 is below the minimum 1"),
+    ([*TRAIN, "--spot", "--max-wait-hours", "nan"], "argument --max-wait-hours"),
+    ([*TRAIN, "--spot", "--max-wait-hours", "0"], "argument --max-wait-hours"),
+    ([*TRAIN, "--max-wait-hours", "0"], "argument --max-wait-hours"),
+    ([*TRAIN, "--instance-count", "0"], "argument --instance-count: '0' must be a whole number of at least 1"),
+    ([*TRAIN, "--instance-count", "-3"], "argument --instance-count"),
+    ([*TRAIN, "--volume-gb", "0"], "argument --volume-gb"),
+    ([*TRAIN, "--poll-seconds", "0"], "argument --poll-seconds"),
+    # what the training image would refuse, or flags that would be ignored
+    ([*TRAIN, "--channel", "train=s3://bkt/t2"], "--channel train given more than once"),
+    ([*TRAIN[:5], "--channel", "valid=s3://bkt/v", *TRAIN[7:]], "no train channel"),
+    ([*TRAIN, "--hp", "epochs=0"], "the training image would refuse these hyperparameters"),
+    ([*TRAIN, "--hp", "bogus=1"], "the training image would refuse these hyperparameters"),
+    ([*TRAIN, "--hp", "model=vgg"], "the training image would refuse these hyperparameters"),
+    ([*TRAIN, "--hp", "lr=False"], "the training image would refuse these hyperparameters"),
+    ([*TUNE, "--hyperband-min-epochs", "5"], "--hyperband-min-epochs is for --strategy hyperband"),
+    ([*TUNE, "--warm-start-type", "transfer"], "--warm-start-type without --warm-start-from"),
+    ([*TUNE, "--name-only"], "--name-only goes with --best"),
+    ([*TUNE[:-2], "--range", "lr=0.01:0.1", "--objective", "validation:loss", "--objective-type", "Maximize"],
+     "--objective-type Maximize for validation:loss"),
+    ([*LAMBDA, "--url-invoker", "123456789012"], "--url-invoker without --function-url"),
+    ([*TRAIN, "--env", "BYOC_DEVICE=cuda"], "--env BYOC_DEVICE=cuda on ml.m5.xlarge, which has no GPU"),
+    ([*DEPLOY, "--serverless-memory-mb", "2048", "--env", "BYOC_DEVICE=cuda"], "BYOC_DEVICE=cuda on serverless"),
+    ([*TUNE, "--max-parallel-jobs", "0"], "argument --max-parallel-jobs"),
+    ([*TUNE, "--strategy", "grid", "--max-parallel-jobs", "0"], "argument --max-parallel-jobs"),
+    ([*TUNE, "--max-jobs", "0"], "argument --max-jobs"),
+    ([*TUNE, "--max-jobs", "-1"], "argument --max-jobs"),
+    ([*TUNE, "--max-tuning-hours", "nan"], "argument --max-tuning-hours"),
+    ([*TUNE, "--max-tuning-hours", "0.01"], "MaxRuntimeInSeconds=36 is below the minimum 120"),
+    ([*TUNE, "--random-seed", "-1"], "argument --random-seed"),
+    ([*TUNE, "--job-name", "x" * 33], "argument --job-name: HyperParameterTuningJobName is 33 characters long"),
+    ([*TUNE, "--best", "bad name!"], "argument --best"),
+    ([*DEPLOY, "--endpoint", "bad name!"], "argument --endpoint: EndpointName='bad name!'"),
+    ([*DEPLOY[:-2], "--model-data", "/local/m.tar.gz"], "argument --model-data: Url='/local/m.tar.gz'"),
+    ([*DEPLOY[:-2], "--training-job", "bad job!"], "argument --training-job"),
+    ([*DEPLOY, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role"),
+    ([*DEPLOY, "--instance-type", "ml.x99.huge"], "argument --instance-type: ProductionVariantInstanceType="),
+    ([*DEPLOY, "--invocations-per-instance", "-5"], "--invocations-per-instance -5: an auto-scaling target"),
+    ([*DEPLOY, "--invocations-per-instance", "nan"], "argument --invocations-per-instance: 'nan' must be a finite"),
+    ([*DEPLOY, "--async-output", "s3://bkt/o", "--backlog-per-instance", "0"], "--backlog-per-instance 0: an auto"),
+    ([*DEPLOY, "--image", IMAGE.format("serving").replace("us-east-1", "eu-west-1")], "is in eu-west-1"),
+    ([*ROLL, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role"),
+    ([*ROLL, "--model-data", "/local/m.tar.gz"], "argument --model-data"),
+    ([*ROLL, "--max-latency-ms", "nan"], "argument --max-latency-ms"),
+    ([*ROLL, "--max-latency-ms", "inf"], "argument --max-latency-ms"),
+    ([*ROLL, "--endpoint", "bad name!"], "argument --endpoint"),
+    (["transform", "--image", IMAGE.format("serving"), "--role", ROLE, "--model-data", "s3://bkt/m.tar.gz",
+      "--input", "s3://bkt/in", "--output", "s3://bkt/out", "--instance-type", "ml.x9.huge"], "argument --instance-type"),
+    ([*LAMBDA[:-1], "bad name!"], "argument --endpoint"),
+    ([*LAMBDA, "--function-name", ""], "--function-name '': 1 to 64"),
+    ([*LAMBDA, "--fetch-timeout", "-100"], "argument --fetch-timeout"),
+    ([*LAMBDA, "--fetch-timeout", "nan"], "argument --fetch-timeout"),
+    ([*LAMBDA, "--invoke-timeout", "0"], "argument --invoke-timeout"),
+    (["lambda", "update", "--function-name", "nope", "--timeout", "0"], "--timeout 0: Lambda allows 1 to 900"),
+    (["lambda", "update", "--function-name", "nope", "--memory", "64"], "--memory 64: Lambda allows 128"),
+    (["check", "--image", "byoc-serving:latest", "--instance-type", "ml.x99.huge"],
+     "--instance-type for --mode realtime: ProductionVariantInstanceType='ml.x99.huge'"),
+    (["check", "--image", "byoc-serving:latest", "--instance-type", "ML.G5.XLARGE"], "(nearest: ml.g5.xlarge"),
+    (["check", "--image", "byoc-serving:latest", "--instance-type", "ml.c5.large", "--mode", "batch"],
+     "TransformInstanceType='ml.c5.large'"),  # a hosting type, not a transform one
+    (["check", "--image", "byoc-serving:latest", "--mode", "serverless", "--instance-type", "ml.g5.xlarge"],
+     "--instance-type does not apply to --mode serverless"),
+    (["--wait-delay", "nan", *DEPLOY], "argument --wait-delay"),
+    (["status", "bad name!"], "argument name"),
+])
+def test_byoc_cloud_refuses_before_any_request(argv, says, requests_sent, capsys):
+    refused(cli.main, argv, says, requests_sent, capsys)
+
+
+def test_a_ranges_file_that_cannot_be_read_is_refused(tmp_path, requests_sent, capsys):
+    files = {"missing.json": None, "bad.yaml": b"lr: [", "latin1.json": b'{"lr": "\xe9"}'}
+    for name, content in files.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    for name in [*files, "."]:
+        refused(cli.main, [*TUNE, "--ranges-file", str(tmp_path / name)], "--ranges-file" if name != "bad.yaml"
+                else "not valid YAML", requests_sent, capsys)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["push", "noequals", "--tag", "1.0", "--allow-dirty"], "expected LOCAL_IMAGE=REPOSITORY, got 'noequals'"),
+    (["push", "img=Bad_Repo", "--allow-dirty"], "RepositoryName='Bad_Repo' does not match"),
+    (["push", "img=byoc-serving", "--tag", "bad tag!"], "argument --tag: 'bad tag!' is not an image tag"),
+    (["push", "img=byoc-serving", "--tag", ".hidden"], "argument --tag"),
+    (["scan", "repo:"], "expected REPOSITORY:TAG, got 'repo:'"),
+    (["scan", "nocolon"], "expected REPOSITORY:TAG"),
+    (["scan", "byoc-serving:1", "--poll-seconds", "nan"], "argument --poll-seconds"),
+    (["uri", "Bad_Repo"], "argument repository"),
+    (["protect", "bad name!"], "argument ENDPOINT"),
+])
+def test_the_ecr_tool_refuses_before_any_request(argv, says, requests_sent, capsys):
+    refused(ecr_cli.main, argv, says, requests_sent, capsys)
+
+
+def test_the_ecr_tool_names_a_file_it_cannot_use(tmp_path, requests_sent, capsys):
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "pushed.json").write_text(json.dumps({"byoc-serving": {"uri": IMAGE.format("serving")}}))
+    for argv, says in [
+        (["uri", "byoc-serving", "--images-file", str(tmp_path / "none.json")], "none.json: cannot read the pushed"),
+        (["uri", "byoc-training", "--images-file", str(tmp_path / "pushed.json")],
+         "has no pushed image of 'byoc-training' (it has: byoc-serving)"),
+        (["scan", "--images-file", str(tmp_path / "list.json")], "list.json: cannot read the pushed images"),
+        (["scan", "--images-file", str(tmp_path / "broken.json")], "broken.json: cannot read the pushed images"),
+        (["scan", "byoc-serving:1", "--allowlist", str(tmp_path / "none.json")], "cannot read the allowlist"),
+        (["ensure", "--definitions", str(tmp_path / "broken.json")], "cannot read the definitions"),
+        (["protect", "--definitions", str(tmp_path / "none.json")], "cannot read the definitions"),
+        (["push", "img=byoc-serving", "--allow-dirty", "--output", str(tmp_path / "list.json")],
+         "cannot read the pushed images"),
+    ]:
+        refused(ecr_cli.main, argv, says, requests_sent, capsys)
+    assert ecr_cli.main(["uri", "byoc-serving", "--images-file", str(tmp_path / "pushed.json")]) == 0
+    assert capsys.readouterr().out.strip() == IMAGE.format("serving")
