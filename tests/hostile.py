@@ -158,7 +158,7 @@ def corpus() -> tuple[Case, ...]:
         Case("a 1-bit PNG", encode(photo().convert("1"), "PNG"), {"Content-Type": "image/png"}, 200),
         Case("a grey+alpha PNG", encode(photo(mode="LA"), "PNG"), {"Content-Type": "image/png"}, 200),
     ]
-    return tuple(cases + _bodies() + _json() + _headers_and_routes())
+    return tuple(cases + _bodies() + _json() + _headers_and_routes() + _work_and_answers())
 
 
 def _bodies() -> list[Case]:
@@ -217,6 +217,43 @@ def _headers_and_routes() -> list[Case]:
         Case("the management API's /models", b"", {}, 404, method="GET", path="/models"),
         Case("a registration on the serving port", b"", {}, 404, path="/models?url=https://example.com/m.mar"),
         Case("a path escaping upwards", b"", {}, 404, method="GET", path="/../../etc/passwd"),
+    ]
+
+
+def scan_bomb(scans: int) -> bytes:
+    """A progressive JPEG with its smallest scan repeated: libjpeg walks every block once per scan."""
+    data = encode(photo((256, 256)), "JPEG", progressive=True)
+    starts = [i for i in range(len(data) - 1) if data[i:i + 2] == b"\xff\xda"] + [len(data) - 2]
+    smallest = min((data[a:b] for a, b in zip(starts, starts[1:])), key=len)
+    return data[:-2] + smallest * scans + b"\xff\xd9"
+
+
+def _work_and_answers() -> list[Case]:
+    """Bodies within the limits that cost a worker minutes or crash a parser, and answers the frontend
+    cannot carry (found by a second sweep, issue 14's classes again)."""
+    npy_type, lines = {"Content-Type": "application/x-npy"}, {"Content-Type": "application/jsonlines"}
+    nested = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                      for i in range(1000))
+    return [
+        Case("a .npy of negative dimensions", npy_claiming((3, -28, -28), b"\0" * 9408), npy_type),
+        Case("a .npy of two unknown dimensions", npy_claiming((-1, 3, -28, 28), b"\0" * 9408), npy_type),
+        Case("a .npy of a boolean dimension", npy_claiming((True, 3, 28, 28), b"\0" * 9408), npy_type),
+        Case("a .npy of finite values that overflow the model", npy_claiming(
+            (3, 28, 28), np.full((3, 28, 28), 3e38, "<f4").tobytes()), npy_type),
+        Case("multipart of 500,000 empty parts", b"--b\n\n" * 500_000 + b"--b--\n",
+             {"Content-Type": "multipart/form-data; boundary=b"}),
+        Case("multipart nested 1,000 deep", nested, {"Content-Type": "multipart/form-data; boundary=b0"}),
+        Case("a multipart part type of 1,000 open comments",
+             b"--b\r\nContent-Type: image/png (" + b"(" * 1000 + b"\r\n\r\n" + good_png() + b"\r\n--b--\r\n",
+             {"Content-Type": "multipart/form-data; boundary=b"}),
+        Case("a multipart boundary of 3,000 open comments", good_png(),
+             {"Content-Type": "multipart/form-data; boundary=b (" + "(" * 3000}),
+        Case("a progressive JPEG of 5,000 scans", scan_bomb(5000), {"Content-Type": "image/jpeg"}),
+        Case("a progressive JPEG of 10 scans", scan_bomb(0), {"Content-Type": "image/jpeg"}, 200),
+        Case("JSON Lines whose error lines outgrow the response limit", b"x\n" * 100_000, lines, 413),
+        Case("Accept: application/json;q=0", good_png(), {"Content-Type": "image/png", "Accept": "application/json;q=0"},
+             406),
+        Case("Accept: */*;q=0", good_png(), {"Content-Type": "image/png", "Accept": "*/*;q=0"}, 406),
     ]
 
 

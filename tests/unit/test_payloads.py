@@ -1,4 +1,5 @@
 import base64
+import dataclasses
 import io
 import json
 import struct
@@ -188,3 +189,38 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     crop = decoded(payloads.decode(buffer.getvalue(), "image/png", LIMITS))[0]
     expected = (128 / 255 - torch.tensor(PREP.mean)) / torch.tensor(PREP.std)  # 32768 >> 8 = 128
     torch.testing.assert_close(crop, expected.view(3, 1, 1).expand(3, 28, 28), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, -28, -28), (-1, 3, -28, 28), (True, 3, 28, 28), (3, 28, False)])
+def test_an_npy_shape_of_anything_but_positive_integers_is_400(shape):
+    with pytest.raises(RequestError) as error:
+        payloads.decode(npy_claiming(shape, b"\0" * 9408), "application/x-npy", LIMITS)
+    assert error.value.status == 400 and "must have shape" in error.value.message
+
+
+def test_multipart_of_many_parts_is_refused_before_the_email_parser_reads_them():
+    body = b"--b\r\n\r\n" * 200_000 + b"--b--\r\n"
+    with pytest.raises(RequestError) as error:
+        payloads.decode(body, "multipart/form-data; boundary=b", dataclasses.replace(LIMITS, max_payload_bytes=8 << 20))
+    assert error.value.status == 400 and "200000 parts" in error.value.message
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data; boundary=b", b"--b\r\nContent-Type: image/png (" + b"(" * 1000 + b"\r\n\r\nx\r\n--b--\r\n"),
+    ("multipart/form-data; boundary=b (" + "(" * 3000, b"x"),
+])
+def test_multipart_nested_past_pythons_recursion_limit_is_400(content_type, body):
+    with pytest.raises(RequestError) as error:
+        payloads.decode(body, content_type, LIMITS)
+    assert error.value.status == 400
+
+
+def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_400():
+    data = encoded("JPEG", (64, 64))
+    scan = data[data.rindex(b"\xff\xda"):-2]
+    with pytest.raises(RequestError) as error:
+        payloads.decode(data[:-2] + scan * images.MAX_JPEG_SCANS + b"\xff\xd9", "image/jpeg", LIMITS)
+    assert error.value.status == 400 and "scans" in error.value.message
+    progressive = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(progressive, "JPEG", progressive=True)  # about 10 scans
+    payloads.decode(progressive.getvalue(), "image/jpeg", LIMITS)

@@ -26,3 +26,17 @@ def test_bad_top_k_is_400(attributes):
     with pytest.raises(RequestError) as error:
         top_k(attributes, num_classes=10)
     assert error.value.status == 400 and "top_k" in error.value.message
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "*/*;q=0", "application/*;q=0.0, text/html",
+                                    "application/json; q=abc", "*/*;q=0, application/jsonlines;q=0, application/json;q=0"])
+def test_accept_whose_q_values_refuse_json_is_406(accept):
+    with pytest.raises(RequestError) as error:
+        check_accept(accept)
+    assert error.value.status == 406
+
+
+@pytest.mark.parametrize("accept", ["*/*;q=0.1", "APPLICATION/JSON; Q=0.5", "application/json;q=0, */*",
+                                    "text/html, application/jsonlines;q=0.2"])
+def test_accept_that_still_allows_json_or_json_lines_passes(accept):
+    check_accept(accept)

@@ -37,7 +37,8 @@ def from_npy(body: bytes, limits: Limits) -> tuple[np.ndarray, bool]:
         raise RequestError(400, "The array holds Python objects; send a float32 array.")
     if dtype != FLOAT32:
         raise RequestError(400, f"The array must be float32 (little-endian), not {dtype}.")
-    if len(shape) not in (3, 4) or shape[-3] != 3 or 0 in shape:
+    sizes = all(type(size) is int and size > 0 for size in shape)  # numpy's reader takes -28 and True
+    if not sizes or len(shape) not in (3, 4) or shape[-3] != 3:
         raise RequestError(400, f"The array must have shape (3, H, W) or (N, 3, H, W), not {shape}.")
     many = len(shape) == 4
     rows, height, width = (shape[0] if many else 1), shape[-2], shape[-1]

@@ -16,3 +16,13 @@ class RequestError(Exception):
 
 def error_body(status: int, message: str) -> str:
     return json.dumps({"error": message, "status": status})
+
+
+def answers_json(answer) -> str:
+    """A prediction as JSON. A probability that is not a number (an .npy input of values like 3e38
+    overflows the logits) has no JSON form: that input is the client's error, not the model's."""
+    try:
+        return json.dumps(answer, allow_nan=False)
+    except ValueError:
+        raise RequestError(400, "The model's answer to this input is not a number (NaN or infinity): its "
+                                "values are far outside those of normalised images.") from None

@@ -12,7 +12,6 @@ which needs nothing from the stuck process), so it frees its memory. The fronten
 has answered its requests 504 at the timeout; MMS sees the worker go and starts a
 new one, which loads the model again. A load gets settings.MODEL_LOAD_TIMEOUT_S.
 """
-import json
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ import torch
 
 from byoc import contract
 from byoc.serving import json_lines, payloads, request_options, settings
-from byoc.serving.errors import RequestError, error_body
+from byoc.serving.errors import RequestError, answers_json, error_body
 from byoc.serving.inference import Classifier, Prepared
 
 logger = logging.getLogger(__name__)
@@ -126,12 +125,26 @@ def handle(data, context):
         return None
     _arm(_settings.timeout_s)
     try:
-        return _answer(data, context)
+        return _within_limit(_answer(data, context), context)
     finally:
         _arm(0)
         # MMS's worker writes this store's per-request metrics as lines after each answer unless it
         # is None; its frontend parses each line, then hands it to a logger log4j2.xml turns off.
         context.metrics = None
+
+
+def _within_limit(responses: list, context) -> list:
+    """Each answer within MMS's max_response_size: its frontend drops the worker's connection (and
+    restarts the worker) over a longer one, so an answer that would not fit is a 413 instead."""
+    limit = _settings.limits.max_payload_bytes
+    for index, response in enumerate(responses):
+        if response is not None and (size := len(response.encode())) > limit:
+            message = (f"The answer would have {size:,} bytes; at most {limit:,} fit in a response "
+                       "(BYOC_MAX_PAYLOAD_MB). Ask for fewer classes (top_k) or send fewer lines.")
+            context.set_response_status(413, RequestError(413, message).reason, index)
+            context.set_response_content_type(index, contract.RESPONSE_TYPE)
+            responses[index] = error_body(413, message)
+    return responses
 
 
 def _answer(data, context) -> list:
@@ -175,5 +188,8 @@ def _answer(data, context) -> list:
                 len(pending), sum(len(p.batch) for p in pending.values()),
                 1000 * (prepared - started), 1000 * (time.perf_counter() - prepared))
     for index, answer in zip(pending, answers):
-        responses[index] = json.dumps(answer)
+        try:
+            responses[index] = answers_json(answer)
+        except RequestError as error:
+            fail(index, error.status, error.message)
     return responses

@@ -33,6 +33,13 @@ def sniff(data: bytes) -> str | None:
     return next((name for signature, name in SIGNATURES if data.startswith(signature)), None)
 
 
+# libjpeg walks every block of the image once per scan, so a small file of thousands of tiny scans
+# holds a worker for minutes. FF DA starts a scan; entropy-coded data never holds it (an FF there is
+# followed by 00 or a restart marker), so counting it in the bytes counts the scans.
+SCAN_MARKER = b"\xff\xda"
+MAX_JPEG_SCANS = 100
+
+
 def open_checked(data: bytes, formats: tuple[str, ...], limits: Limits, name: str) -> Image.Image:
     """The image, header parsed and checked, pixels not yet decoded."""
     try:
@@ -48,6 +55,9 @@ def open_checked(data: bytes, formats: tuple[str, ...], limits: Limits, name: st
     except Exception as error:  # a hostile header can trip any parser error: it is still the client's
         raise RequestError(400, f"{name} has a damaged header ({type(error).__name__}).") from None
     check_size(image.size, limits, name)
+    if image.format == "JPEG" and (scans := data.count(SCAN_MARKER)) > MAX_JPEG_SCANS:
+        raise RequestError(400, f"{name} is a JPEG of {scans} scans; at most {MAX_JPEG_SCANS} are decoded "
+                                "(a progressive JPEG has about 10).")
     if getattr(image, "is_animated", False) and image.format == "PNG":
         raise RequestError(400, f"{name} is an animated PNG ({image.n_frames} frames); send one still image.")
     return image

@@ -6,11 +6,9 @@ BYOC_MAX_IMAGES images, so a worker never holds more than one group's pixels and
 A line that cannot be read is answered by an error line ({"error": "Line N: ...", "status": 4xx})
 and the other lines are answered as usual; the request itself is a 200.
 """
-import json
-
 from byoc.contract import JSON_TYPE
 from byoc.serving import payloads
-from byoc.serving.errors import RequestError, error_body
+from byoc.serving.errors import RequestError, answers_json, error_body
 from byoc.serving.inference import Classifier, Prepared
 from byoc.serving.settings import Limits
 
@@ -36,5 +34,8 @@ def answer(classifier: Classifier, lines: list[bytes], top_k: int, limits: Limit
 def _run(classifier: Classifier, group: dict[int, Prepared], answers: list[str]) -> None:
     if group:
         for number, result in zip(group, classifier.answer(list(group.values()))):
-            answers[number - 1] = json.dumps(result)
+            try:
+                answers[number - 1] = answers_json(result)
+            except RequestError as error:
+                answers[number - 1] = error_body(error.status, f"Line {number}: {error.message}")
         group.clear()

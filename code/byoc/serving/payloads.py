@@ -20,6 +20,7 @@ import base64
 import binascii
 import email.parser
 import email.policy
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from byoc.serving.errors import RequestError
 from byoc.serving.json_bodies import strict_json
 from byoc.serving.settings import Limits
 
+BOUNDARY = re.compile(r'boundary="?([^";]+)', re.IGNORECASE)
 FORMATS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "application/x-image": ("JPEG", "PNG")}
 ANY_IMAGE = ("JPEG", "PNG")
 
@@ -138,17 +140,27 @@ def _base64(text, name: str) -> bytes:
 
 def _from_multipart(body: bytes, content_type: str) -> tuple[bytes, str]:
     """The one part of a multipart/form-data body, and its own image type."""
-    if "boundary=" not in content_type.lower():
+    boundary = BOUNDARY.search(content_type)
+    if not boundary:
         raise RequestError(400, "multipart/form-data needs a boundary parameter in its Content-Type.")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
-    parts = list(message.iter_parts()) if message.is_multipart() else []
+    # One part is all this takes: more delimiter lines than its opening and closing ones are refused
+    # before the email parser, which takes a minute over a million empty parts.
+    delimiter = b"--" + boundary.group(1).encode("latin-1", "replace")
+    if (delimiters := body.count(b"\n" + delimiter) + body.startswith(delimiter)) > 2:
+        raise RequestError(400, f"The multipart/form-data body has {delimiters - 1} parts; send exactly one, "
+                                "the image (curl -F image=@dog.jpg).")
+    try:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+        parts = list(message.iter_parts()) if message.is_multipart() else []
+        kind = parts[0].get_content_type() if parts else None
+    except RecursionError:  # the email package recurses over nested comments and parts
+        raise RequestError(400, "The multipart/form-data headers or parts are nested too deeply.") from None
     if message.defects or not parts:
         raise RequestError(400, "The multipart/form-data body is malformed (no parts, or no closing boundary).")
     if len(parts) != 1:
         raise RequestError(400, f"The multipart/form-data body has {len(parts)} parts; send exactly one, the "
                                 "image (curl -F image=@dog.jpg).")
-    kind = parts[0].get_content_type()
     if kind not in IMAGE_TYPES:
         raise RequestError(415, f"The multipart part's Content-Type is {kind!r}; send {', '.join(IMAGE_TYPES)} "
                                 "(curl -F 'image=@dog.jpg;type=image/jpeg').")

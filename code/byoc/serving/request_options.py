@@ -8,12 +8,33 @@ from byoc.serving.errors import RequestError
 
 
 def check_accept(accept: str | None) -> None:
-    """Only JSON is answered (one line of it: also JSON Lines): refuse an Accept that excludes both."""
+    """Only JSON is answered (one line of it: also JSON Lines): refuse an Accept that excludes both,
+    q-values included (RFC 9110: the most specific range that matches a type sets its weight; 0 refuses)."""
     if not accept:
         return
-    allowed = {RESPONSE_TYPE, JSON_LINES_TYPE, "application/*", "*/*"}
-    if not any(part.split(";")[0].strip().lower() in allowed for part in accept.split(",")):
+    weights = dict(_media_range(part) for part in accept.split(",") if part.strip())
+    if not any(_weight(weights, answer) > 0 for answer in (RESPONSE_TYPE, JSON_LINES_TYPE)):
         raise RequestError(406, f"Accept {accept!r} cannot be met; responses are {RESPONSE_TYPE}.")
+
+
+def _media_range(part: str) -> tuple[str, float]:
+    kind, *parameters = (piece.strip() for piece in part.split(";"))
+    weight = 1.0
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0  # a q-value that is not a number accepts nothing
+    return kind.lower(), weight
+
+
+def _weight(weights: dict[str, float], media_type: str) -> float:
+    for matching in (media_type, media_type.split("/")[0] + "/*", "*/*"):
+        if matching in weights:
+            return weights[matching]
+    return 0.0
 
 
 def top_k(custom_attributes: str | None, num_classes: int) -> int:

@@ -53,7 +53,13 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
             Replies.error(ctx, 400, "The request is not valid HTTP/1.1: " + whyInvalid(request));
             return;
         }
-        List<String> path = segments(request.uri());
+        List<String> path;
+        try {
+            path = segments(request.uri());
+        } catch (IllegalArgumentException e) { // Netty's decoder: "%zz", a lone "%", bad UTF-8
+            Replies.error(ctx, 400, "The request's path is not valid: " + e.getMessage() + ".");
+            return;
+        }
         HttpMethod method = request.method();
         if (path.equals(List.of("ping"))) {
             if (allowed(ctx, method, "GET")) {
