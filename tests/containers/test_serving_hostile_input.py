@@ -79,6 +79,8 @@ RAW = {
     # requests would re-escape these paths; Netty's decoder throws on them (a 500 until the route caught it)
     "a path with a bad percent escape": (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "a path of a lone percent sign": (b"POST /% HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400),
+    "Expect: 999-foo": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 999-foo\r\n"
+                        b"Content-Length: 4\r\n\r\n", 417),
     "chunked past the limit": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                                b"Transfer-Encoding: chunked\r\n\r\n"
                                + (b"100000\r\n" + b"\0" * 0x100000 + b"\r\n") * 7 + b"0\r\n\r\n", 413),
