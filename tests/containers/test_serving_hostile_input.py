@@ -81,6 +81,10 @@ RAW = {
     "a path of a lone percent sign": (b"POST /% HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400),
     "Expect: 999-foo": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 999-foo\r\n"
                         b"Content-Length: 4\r\n\r\n", 417),
+    "a chunk size of 2^31": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n80000000\r\nabc\r\n0\r\n\r\n", 400),
+    "a chunk size of 18 hex digits": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n" + b"f" * 18 + b"\r\nabc\r\n0\r\n\r\n", 400),
     "chunked past the limit": (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                                b"Transfer-Encoding: chunked\r\n\r\n"
                                + (b"100000\r\n" + b"\0" * 0x100000 + b"\r\n") * 7 + b"0\r\n\r\n", 413),

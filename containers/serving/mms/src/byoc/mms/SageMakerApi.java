@@ -3,6 +3,7 @@ package byoc.mms;
 import com.amazonaws.ml.mms.util.NettyUtils;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.handler.codec.DecoderException;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.QueryStringDecoder;
@@ -117,7 +118,14 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
         logger.debug("connection closed after an error", cause);
-        ctx.close();
+        if (cause instanceof DecoderException && ctx.channel().isActive()) {
+            // The codec threw mid-request (a chunk size of 2^31 or more overflows its parser): the
+            // client is still owed an answer before the connection closes.
+            Replies.errorDirect(ctx, 400, "The request is not valid HTTP/1.1: its body's framing could not"
+                    + " be read.", true);
+        } else {
+            ctx.close();
+        }
     }
 
     static Map<String, String> status(String text) {
