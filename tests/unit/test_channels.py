@@ -5,7 +5,7 @@ import os
 import pytest
 
 from byoc.training import channels
-from byoc.training.errors import DataError
+from byoc.training.errors import ConfigError, DataError
 
 
 def config(mode="File", distribution="FullyReplicated") -> dict:
@@ -61,3 +61,18 @@ def test_a_fastfile_channel_that_is_not_a_folder_is_refused(small_data, tmp_path
 def test_a_fastfile_folder_is_read_like_a_file_channel(small_data):
     found = channels.find_channels({"train": str(small_data / "train")}, {"train": config("FastFile")})
     assert found["train"].path == small_data / "train"
+
+
+@pytest.mark.parametrize("entry", ["File", ["File"], None])
+def test_a_channel_entry_that_is_not_an_object_is_named(small_data, entry):
+    with pytest.raises(ConfigError, match="inputdataconfig.json: channel 'train' is .*, not an object of settings"):
+        channels.find_channels({"train": small_data / "train"}, {"train": entry})
+
+
+def test_channels_the_image_does_not_read_are_named_once(small_data, caplog):
+    dirs = {"train": small_data / "train", "valid": small_data / "valid", "validation": small_data / "valid",
+            "eval": small_data / "test", "pretrained": "/nonexistent"}
+    channels.log_unread(dirs, channels.find_channels(dirs))
+    unread = [r.message for r in caplog.records if "not read by this image" in r.message]
+    assert unread == ["channel(s) eval, validation are not read by this image, which reads train, valid (or "
+                      "validation), test and pretrained"]

@@ -72,3 +72,8 @@ def test_a_heterogeneous_cluster_is_refused_in_one_paragraph():
     assert "heterogeneous cluster (gpus: 2 x ml.p4d.24xlarge; data: 1 x ml.c5.18xlarge" in message
     assert "this host, algo-3, is in data" in message and "no InstanceGroups" in message
     assert "\n" not in message
+
+
+def test_a_host_listed_twice_is_refused_at_once():
+    with pytest.raises(TrainingError, match="lists host\\(s\\) algo-1 more than once"):
+        distributed.Cluster.from_environment(environment(["algo-1", "algo-1"], "algo-1"), gpus=0)

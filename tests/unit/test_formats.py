@@ -1,5 +1,7 @@
+import gzip
 import os
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -59,3 +61,54 @@ def test_fashion_mnist_idx_files_are_a_channel_format(idx_dir):
     assert splits["train"].classes[0] == "001.T-shirt_top"
     image, label = splits["train"][0]
     assert image.shape == (28, 28, 3) and image.dtype == np.uint8 and 0 <= label < 10
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("meta", [b"apple"], "meta is not a CIFAR-100 python file: it holds a pickled list"),
+    ("train", 7, "train is not a CIFAR-100 python file: it holds a pickled int"),
+    ("train", {b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [-1]}, "has labels -1 outside the 3 classes"),
+    ("train", {b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [3]}, "has labels 3 outside the 3 classes"),
+    ("train", {b"data": [[1, 2]], b"fine_labels": {}}, "lacks the CIFAR-100 fields"),
+])
+def test_broken_cifar_files_are_data_errors_when_read(cifar_dir, name, content, reason):
+    (cifar_dir / name).write_bytes(pickle.dumps(content))
+    with pytest.raises(DataError, match=reason):
+        data.load_splits({"train": cifar_dir}, Preprocessing(32, 32))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    return struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_idx(folder, images: np.ndarray, labels: np.ndarray) -> None:
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+
+
+def test_small_idx_files_are_read(tmp_path):
+    write_idx(tmp_path, np.full((3, 4, 5), 7, np.uint8), np.array([0, 9, 3], np.uint8))
+    train = data.load_splits({"train": tmp_path}, Preprocessing(28, 28))["train"]
+    assert train.images.shape == (3, 4, 5, 3) and train.targets == [0, 9, 3]
+
+
+@pytest.mark.parametrize("breakage, reason", [
+    ("truncated gzip", "cannot be read: Compressed file ended"),
+    ("empty file", "cannot be read"),
+    ("label out of range", "has labels 42 outside the 10 classes"),
+    ("images of no pixels", r"holds \(3, 0, 0\) .*at least 1x1 pixel"),
+])
+def test_broken_idx_files_are_data_errors_when_read(tmp_path, breakage, reason):
+    images, labels = np.zeros((3, 4, 4), np.uint8), np.array([0, 1, 2], np.uint8)
+    if breakage == "label out of range":
+        labels[1] = 42
+    if breakage == "images of no pixels":
+        images = np.zeros((3, 0, 0), np.uint8)
+    write_idx(tmp_path, images, labels)
+    packed = tmp_path / "train-images-idx3-ubyte.gz"
+    if breakage == "truncated gzip":
+        packed.write_bytes(packed.read_bytes()[:-12])
+    if breakage == "empty file":
+        packed.write_bytes(b"")
+    with pytest.raises(DataError, match=reason) as error:
+        data.load_splits({"train": tmp_path}, Preprocessing(28, 28))
+    assert "\n" not in str(error.value)

@@ -24,10 +24,10 @@ def test_decoded_values_are_typed():
 @pytest.mark.parametrize(
     "raw, named, allowed",
     [
-        ({"epochs": 0}, "epochs=0", ">= 1"),
-        ({"lr": 0}, "lr=0", "> 0"),
-        ({"lr": -0.1}, "lr=-0.1", "> 0"),
-        ({"batch_size": 0}, "batch_size=0", ">= 1"),
+        ({"epochs": 0}, "epochs=0", "[1, 2147483647]"),
+        ({"lr": 0}, "lr=0", "(0, 100]"),
+        ({"lr": -0.1}, "lr=-0.1", "(0, 100]"),
+        ({"batch_size": 0}, "batch_size=0", "[1, 2147483647]"),
         ({"epochs": "three"}, "epochs='three'", "an integer"),
         ({"epochs": 2.5}, "epochs=2.5", "an integer"),
         ({"epochs": True}, "epochs=True", "an integer"),
@@ -40,6 +40,47 @@ def test_bad_values_name_the_parameter_and_what_is_allowed(raw, named, allowed):
     with pytest.raises(HyperparameterError) as error:
         parse(raw)
     assert named in str(error.value) and allowed in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "raw, named, allowed",
+    [
+        ({"lr": "1" + "0" * 400}, "lr='1000", "(0, 100]"),
+        ({"lr": 10**400}, "lr=1000", "(0, 100]"),
+        ({"epochs": 10**400}, "epochs=1000", "[1, 2147483647]"),
+        ({"lr": "1e308"}, "lr='1e308'", "(0, 100]"),
+        ({"lr": "1e400"}, "lr='1e400'", "(0, 100]"),
+        ({"warmup_epochs": "1e308"}, "warmup_epochs='1e308'", "[0, 2147483647]"),
+        ({"seed": str(2**64)}, f"seed='{2**64}'", "[0, 9223372036854775807]"),
+        ({"distributed_timeout": "1e30"}, "distributed_timeout='1e30'", "[5, 2147483647]"),
+        ({"weight_decay": "1e300"}, "weight_decay=", "[0, 10]"),
+        ({"progress_seconds": 10**30}, "progress_seconds=1000000000000000000000000000000", "[0, 2147483647]"),
+    ],
+)
+def test_huge_numbers_are_refused_by_name_not_by_an_overflow(raw, named, allowed):
+    with pytest.raises(HyperparameterError) as error:
+        parse(raw)
+    assert named in str(error.value) and allowed in str(error.value)
+    assert len(str(error.value)) < 200  # a 400-digit value is cut short in the one paragraph
+
+
+def test_the_largest_allowed_values_parse():
+    hp = parse({"seed": 2**63 - 1, "lr": 100, "distributed_timeout": 2**31 - 1, "epochs": str(2**31 - 1)})
+    assert (hp.seed, hp.lr, hp.distributed_timeout, hp.epochs) == (2**63 - 1, 100.0, 2**31 - 1, 2**31 - 1)
+
+
+ODD_VALUES = [10**400, -(10**400), "1" * 5000, "1e999", "-1e999", "nan", "inf", 1e308, -1e308, 2**64, "0x10",
+              "", " ", [], {}, [1], {"a": 1}, True, "True", 1.5, "1.5", -1, "\n", "é"]
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_parse_raises_nothing_but_a_hyperparameter_error(name):
+    for value in ODD_VALUES:
+        try:
+            parse({name: value})
+        except HyperparameterError as error:
+            assert name in str(error) and len(str(error)) < 600
+        # any other exception fails the test: the job would report "an unexpected OverflowError"
 
 
 def test_unknown_keys_are_listed_with_the_allowed_ones():

@@ -112,3 +112,26 @@ def test_a_class_no_host_has_images_for_is_refused():
 
     with pytest.raises(DataError, match="Class folder\\(s\\) c of the sharded training channel hold no readable"):
         shards.data_report(mine, {"train": channel(sharded=True)}, TwoHosts(world_size=2), "algo-1", 1, 2)
+
+
+def test_an_empty_evaluation_channel_is_refused_by_name():
+    mine = {"train": Split([0, 1], ["a", "b"]), "valid": Split([], ["a", "b"])}
+    channels = {"train": channel(), "valid": channel("validation", path="/opt/ml/input/data/validation")}
+    with pytest.raises(DataError, match="The 'validation' channel \\(/opt/ml/input/data/validation\\) has no "
+                                        "readable images, so there is nothing to evaluate on"):
+        shards.data_report(mine, channels, Rank(), "algo-1", steps=1, batch_size=2)
+
+
+def test_a_sharded_evaluation_channel_needs_images_on_some_host_only():
+    mine = {"train": Split([0, 1], ["a", "b"]), "test": Split([], ["a", "b"])}
+    channels = {"train": channel(), "test": channel("test", sharded=True)}
+
+    def hosts(test_images_on_algo_2):
+        class TwoHosts(Rank):
+            def gather(self, value):
+                return [value, ("algo-2", {"train": 2, "test": test_images_on_algo_2})]
+        return TwoHosts(world_size=2)
+
+    assert shards.data_report(mine, channels, hosts(3), "algo-1", 1, 2)["channels"]["test"]["images"] == 3
+    with pytest.raises(DataError, match="The 'test' channel .* has no readable images on any host"):
+        shards.data_report(mine, channels, hosts(0), "algo-1", 1, 2)

@@ -1,4 +1,6 @@
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ from PIL import Image
 from byoc import contract
 from byoc.contract import Preprocessing
 from byoc.preprocessing import eval_transform
-from byoc.training import data
+from byoc.training import data, distributed, shards
+from byoc.training.channels import Channel
 from byoc.training.data import ClassFolders
 from byoc.training.engine import BatchNormalizer
 from byoc.training.errors import DataError
@@ -85,3 +88,61 @@ def test_training_batches_are_normalised_exactly_as_served(small_data):
     torch.testing.assert_close(normalised, served, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("content", ["no images", "only unreadable images"])
+def test_an_empty_validation_channel_fails_before_training(small_data, tmp_path, content):
+    (tmp_path / "valid" / "001.T-shirt_top").mkdir(parents=True)
+    if content == "only unreadable images":
+        (tmp_path / "valid" / "001.T-shirt_top" / "broken.png").write_bytes(b"not a png")
+    channels = {"train": Channel("train", small_data / "train"), "valid": Channel("valid", tmp_path / "valid")}
+    splits = data.load_splits({name: c.path for name, c in channels.items()}, Preprocessing(28, 28),
+                              max_bad_fraction=1.0)
+    with pytest.raises(DataError, match="The 'valid' channel .* has no readable images"):
+        shards.data_report(splits, channels, distributed.SingleProcess("cpu"), "algo-1", steps=1, batch_size=8)
+
+
+class Blocked(BaseException):
+    """Not an Exception: the scan's `except Exception` must not swallow it."""
+
+
+@pytest.fixture
+def alarm():
+    """Fails a test that blocks (in open() of a FIFO, say) instead of hanging the run."""
+    def ring(*_):
+        raise Blocked("blocked for 5 s")
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(5)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fifo_named_like_an_image_is_never_opened(tmp_path, alarm):
+    os.mkfifo(tmp_path / "pipe.png")  # open() for reading would wait for a writer forever
+    assert data.decode_or_fail(str(tmp_path / "pipe.png"), data.DecodeBudget(10**6)) is False
+
+
+def test_non_regular_files_are_skipped_and_counted_like_unreadable_images(small_data, tmp_path, caplog, alarm):
+    root = copy_classes(small_data, tmp_path / "train")
+    os.mkfifo(root / "001.T-shirt_top" / "pipe.png")
+    splits = data.load_splits({"train": root}, Preprocessing(28, 28), max_bad_fraction=0.05)
+    assert len(splits["train"]) == 60
+    assert "skipping 1 unreadable image(s)" in caplog.text and "pipe.png" in caplog.text
+
+
+def test_hidden_folders_and_files_are_never_classes_or_images(small_data, tmp_path):
+    root = copy_classes(small_data, tmp_path / "train", per_class=5)
+    shutil.copytree(root / "001.T-shirt_top", root / ".ipynb_checkpoints")  # a notebook's litter, with images
+    shutil.copytree(root / "001.T-shirt_top", root / "002.Trouser" / ".thumbnails")
+    (root / "002.Trouser" / "._00001.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's resource fork
+    splits = data.load_splits({"train": root}, Preprocessing(28, 28))
+    assert splits["train"].classes == ["001.T-shirt_top", "002.Trouser", "003.Pullover"]
+    assert len(splits["train"]) == 15 and not any("/." in path for path, _ in splits["train"].samples)
+
+
+def test_a_symlink_loop_does_not_repeat_images(small_data, tmp_path):
+    root = copy_classes(small_data, tmp_path / "train", per_class=5)
+    os.symlink(".", root / "001.T-shirt_top" / "loop")
+    os.symlink("../003.Pullover", root / "002.Trouser" / "pullovers")  # another folder: followed, read there too
+    splits = data.load_splits({"train": root}, Preprocessing(28, 28))
+    assert [label for _, label in splits["train"].samples].count(0) == 5
+    assert len(splits["train"]) == 20

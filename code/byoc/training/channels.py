@@ -10,14 +10,19 @@ are spread over the hosts (S3DistributionType):
 - FullyReplicated: every host has every object. ShardedByS3Key: each host about 1/N of them
   (shards.py splits the training work accordingly).
 """
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from byoc.training import preflight
 from byoc.training.errors import DataError
 
 REQUIRED = ("train",)
 OPTIONAL = {"valid": ("valid", "validation"), "test": ("test",)}  # ours -> the names SageMaker may use
+ELSEWHERE = ("pretrained",)  # read by pretrained.py, when pretrained_weights names a file
 SHARDED = "ShardedByS3Key"
+
+logger = logging.getLogger("byoc.training")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ def find_channels(channel_dirs: dict[str, str], input_config: dict | None = None
     """Our splits (train, and valid/test where given) as checked Channels. `channel_dirs` and
     `input_config` are sagemaker-training's env.channel_input_dirs and env.input_data_config."""
     input_config = input_config or {}
+    preflight.check_input_data_config(input_config)
     configured = {name: _describe(name, path, input_config.get(name) or {}) for name, path in channel_dirs.items()}
     refuse_streams(configured)
     found = {}
@@ -87,3 +93,13 @@ def find_channels(channel_dirs: dict[str, str], input_config: dict | None = None
             folder(given[0], ours)
             found[ours] = given[0]
     return found
+
+
+def log_unread(channel_dirs: dict[str, str], found: dict[str, Channel]) -> None:
+    """A channel this image never reads (a typo such as 'eval', or 'validation' beside 'valid') is
+    named once in the log: its data is copied but has no effect on the job."""
+    used = {channel.name for channel in found.values()} | set(ELSEWHERE)
+    unread = sorted(set(channel_dirs) - used)
+    if unread:
+        logger.warning("channel(s) %s are not read by this image, which reads train, valid (or validation), test "
+                       "and pretrained", ", ".join(unread))

@@ -8,6 +8,7 @@ indices, so a class missing from a small validation set shifts nothing.
 """
 import logging
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,31 @@ def has_image_extension(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def visible(name: str) -> bool:
+    """Hidden entries (.ipynb_checkpoints/, macOS's ._photo.jpg) are tools' litter: never classes or images."""
+    return not name.startswith(".")
+
+
+def class_folders(directory) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and visible(entry.name))
+
+
+def image_files(folder: str) -> list[str]:
+    """The image files under a class folder, in torchvision's order (sorted folders, then names). A folder
+    symlink is followed, but never into a folder already walked: a loop (loop -> .) would otherwise
+    repeat every image once per level, down to the system's limit on symlinks."""
+    walked, found = set(), []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        where = os.stat(root)
+        if (where.st_dev, where.st_ino) in walked:
+            dirs.clear()
+            continue
+        walked.add((where.st_dev, where.st_ino))
+        dirs[:] = [name for name in dirs if visible(name)]
+        found.append((root, sorted(name for name in files if visible(name) and has_image_extension(name))))
+    return [os.path.join(root, name) for root, names in sorted(found) for name in names]
+
+
 class DecodeBudget:
     """Bytes of decoded pixels the scan may keep; the scan's threads draw from it under a lock."""
 
@@ -61,8 +87,11 @@ class DecodeBudget:
 
 def decode_or_fail(path: str, budget: DecodeBudget) -> np.ndarray | bool:
     """Decode one image fully, the way the loader will: the array when the budget keeps it, True
-    when it decoded but is not kept, False when it cannot be read (any decoder complaint)."""
+    when it decoded but is not kept, False when it cannot be read (any decoder complaint, or not a
+    regular file: opening a FIFO or a device named like an image would block the scan forever)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         array = read_rgb(path)
     except Exception:
         return False
@@ -80,15 +109,29 @@ class ClassFolders(ImageFolder):
                          is_valid_file=has_image_extension, allow_empty=classes is not None)
 
     def find_classes(self, directory: str):
+        found = class_folders(directory)
         if self._given_classes is None:
-            return super().find_classes(directory)
-        extra = sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name not in self._given_classes)
+            if not found:
+                raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+            return found, {name: i for i, name in enumerate(found)}
+        extra = [name for name in found if name not in self._given_classes]
         if extra:
             raise DataError(
                 f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks; "
                 "every class must have training images."
             )
         return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
+
+    def make_dataset(self, directory: str, class_to_idx: dict[str, int], extensions=None, is_valid_file=None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
+        """torchvision's, without hidden entries and symlink loops (image_files)."""
+        samples = [(path, index) for name, index in sorted(class_to_idx.items())
+                   for path in image_files(os.path.join(directory, name))]
+        filled = {index for _, index in samples}
+        empty = sorted(name for name, index in class_to_idx.items() if index not in filled)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}.")
+        return samples
 
     def scan(self, budget: DecodeBudget, max_bad_fraction: float, threads: int) -> None:
         """Decode every image once, whatever the cache (Image.verify() checks little beyond PNG): drop

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from byoc.training import preflight
 from byoc.training.errors import Stopped, TrainingError
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,9 @@ class Cluster:
     def from_environment(cls, env, gpus: int) -> "Cluster":
         """From sagemaker-training's Environment (resourceconfig.json) and the GPUs this job uses
         (0 on CPUs: one process per host)."""
+        preflight.check_resource_config(env.resource_config)  # distinct hosts, current_host among them
         refuse_heterogeneous(env.resource_config)
         hosts = tuple(sorted(env.hosts))
-        if env.current_host not in hosts:
-            raise TrainingError(f"resourceconfig.json names current_host {env.current_host!r}, "
-                                f"which is not among its hosts {list(hosts)}.")
         return cls(hosts, env.current_host, max(1, gpus), env.network_interface_name or "eth0")
 
     @property

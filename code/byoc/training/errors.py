@@ -23,6 +23,10 @@ class DataError(TrainingError):
     pass
 
 
+class ConfigError(TrainingError):
+    """A config file under /opt/ml/input/config, or a setting in the environment, that cannot be used."""
+
+
 def unexpected(error: BaseException) -> TrainingError:
     """The one paragraph for an error we did not foresee (the log keeps the traceback)."""
     detail = " ".join(str(error).split())[:600]

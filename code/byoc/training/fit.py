@@ -1,9 +1,10 @@
 """The epoch loop: train, validate, keep the best weights, stop early, checkpoint, honour SIGTERM."""
 import logging
+import math
 
 from byoc.training import metrics, outputs, pretrained
 from byoc.training.engine import EpochMeter, StopSignal, evaluate, train_one_epoch
-from byoc.training.errors import Stopped
+from byoc.training.errors import Stopped, TrainingError
 from byoc.training.progress import Progress, checkpoint
 from byoc.training.setup import Job
 from byoc.training.watch import ProgressLog, epoch_scalars
@@ -30,6 +31,19 @@ def epoch_record(job: Job, progress: Progress, stop: StopSignal) -> dict | None:
     elif stop:
         return None
     return record
+
+
+def refuse_divergence(hp, record: dict) -> None:
+    """A non-finite loss has made the weights NaN or inf: every later epoch, the best-weights choice and
+    the model package would be garbage. The loss is summed over ranks, so every rank fails alike."""
+    loss = record["train_loss"]
+    if math.isfinite(loss):
+        return
+    raise TrainingError(
+        f"Training diverged in epoch {record['epoch']}: the training loss is {loss}, not a finite number, so "
+        f"the weights are no longer usable and no model is written. Lower lr (now {hp.lr:g}), or lengthen "
+        f"warmup_epochs (now {hp.warmup_epochs:g}) or set clip_grad_norm (now {hp.clip_grad_norm:g}; e.g. 1)."
+    )
 
 
 def patience_over(job: Job, progress: Progress) -> bool:
@@ -79,6 +93,7 @@ def fit(job: Job, progress: Progress, stop: StopSignal) -> None:
                       and epoch_record(job, progress, stop))
             if not record:  # a stop request: checkpoint in this epoch (its last step, at most) and leave
                 raise stopped(job, progress, stop)
+            refuse_divergence(hp, record)
             progress.history.append(record)
             logger.info(metrics.epoch_line(record))
             job.board.scalars(progress.epoch * job.steps_per_epoch, epoch_scalars(record))

@@ -79,7 +79,8 @@ def main() -> None:
         env = environment.Environment()
         clear_previous_outcome(env.output_dir)
         hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
-        channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing and Pipe channels
+        found = channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing, Pipe ones
+        channels.log_unread(env.channel_input_dirs, found)
         device = choose_device()
         cluster = distributed.Cluster.from_environment(env, gpus=env.num_gpus if device == "cuda" else 0)
         if cluster.world_size == 1:

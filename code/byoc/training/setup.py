@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from byoc import contract, model_package
 from byoc.contract import ModelSpec, Preprocessing
 from byoc.training import channels as inputs
-from byoc.training import checkpoints, data, distributed, pretrained, shards
+from byoc.training import checkpoints, data, distributed, preflight, pretrained, shards
 from byoc.training.engine import BatchNormalizer, TrainStep, cosine_schedule
 from byoc.training.errors import HyperparameterError
 from byoc.training.hyperparameters import Hyperparameters
@@ -34,8 +34,7 @@ def configure_torch(hp: Hyperparameters, group: distributed.Group) -> None:
     torch.manual_seed(hp.seed + group.rank)  # ranks draw different dropout masks
     # OMP_NUM_THREADS wins where set: the compose rehearsal runs several "hosts" on one machine's
     # cores, and spinning OpenMP threads that outnumber the cores slow every one of them down.
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0)
-                          or max(1, available_cores() // group.local_world_size))
+    torch.set_num_threads(preflight.omp_threads() or max(1, available_cores() // group.local_world_size))
     if hp.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)

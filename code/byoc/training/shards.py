@@ -11,12 +11,11 @@ a class), and every process runs the same number of steps an epoch, the fewest a
 images for: a process that ran out would leave the others waiting in their next all-reduce.
 """
 import logging
-import os
 from dataclasses import dataclass
 
 from torch.utils.data import Subset
 
-from byoc.training import formats
+from byoc.training import data, formats
 from byoc.training.channels import Channel
 from byoc.training.errors import DataError
 
@@ -50,7 +49,7 @@ def shared_classes(channel: Channel, group) -> list[str] | None:
             f"The '{channel.name}' channel is ShardedByS3Key but holds {kind} files, which only make sense "
             "together on one host: use S3DataDistributionType=FullyReplicated for it, or class folders of images."
         )
-    mine = sorted(entry.name for entry in os.scandir(channel.path) if entry.is_dir()) if kind == "folders" else []
+    mine = data.class_folders(channel.path) if kind == "folders" else []
     return sorted(set().union(*group.gather(mine))) if kind == "folders" else None
 
 
@@ -88,6 +87,7 @@ def data_report(splits: dict, channels: dict[str, Channel], group, host: str, st
     for name, channel in channels.items():
         images = sum(h[name] for h in hosts.values()) if channel.sharded else counts[name]
         report["channels"][name] = {"distribution": channel.distribution, "images": images}
+    refuse_empty_evaluation(report["channels"], channels)
     if channels["train"].sharded:
         check_every_class_has_images(splits["train"], group)
     per_host = "; ".join(f"{h} " + ", ".join(f"{n} {c}" for n, c in counts.items())
@@ -95,6 +95,20 @@ def data_report(splits: dict, channels: dict[str, Channel], group, host: str, st
     logger.info("images per host: %s; every process trains %d steps an epoch (%d of the %d training images)",
                 per_host, steps, steps * batch_size, report["channels"]["train"]["images"])
     return report
+
+
+def refuse_empty_evaluation(images: dict[str, dict], channels: dict[str, Channel]) -> None:
+    """A valid or test channel given with no readable image on any host: scoring 0 of 0 images, every
+    epoch would tie at accuracy 0, so the best-weights choice and early stopping would go wrong."""
+    for name in ("valid", "test"):
+        if name in channels and images[name]["images"] == 0:
+            channel = channels[name]
+            raise DataError(
+                f"The '{channel.name}' channel ({channel.path}) has no readable images"
+                f"{' on any host' if channel.sharded else ''}, so there is nothing to evaluate on: an empty "
+                f"'{name}' split would score every epoch 0 of 0 images. Put class folders of images (or "
+                "CIFAR-100 or IDX files) in it, or leave the channel out of the job."
+            )
 
 
 def check_every_class_has_images(train, group) -> None:

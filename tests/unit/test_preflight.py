@@ -1,0 +1,87 @@
+"""The image's `train` checks SageMaker's config files and settings before sagemaker-training reads
+them: what the toolkit would trip on fails in one paragraph, exit code 1, not with a traceback."""
+import json
+
+import pytest
+
+from byoc.training import preflight
+from byoc.training.errors import ConfigError
+
+GOOD = {"hyperparameters.json": {"epochs": "1", "sagemaker_container_log_level": "20"},
+        "inputdataconfig.json": {"train": {"TrainingInputMode": "File"}},
+        "resourceconfig.json": {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}}
+
+
+def lay_out(config_dir, **replaced) -> None:
+    """The three files as SageMaker writes them; replaced[name]: that file's text, or None for no file."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in GOOD.items():
+        text = replaced.get(name.replace(".json", ""), json.dumps(content))
+        if text is not None:
+            (config_dir / name).write_text(text)
+
+
+def test_a_job_as_sagemaker_lays_it_out_passes(tmp_path):
+    lay_out(tmp_path)
+    preflight.check(tmp_path, environ={"SAGEMAKER_CONTAINER_LOG_LEVEL": "20"})
+
+
+@pytest.mark.parametrize("replaced, reason", [
+    ({"hyperparameters": None}, "hyperparameters.json is missing"),
+    ({"inputdataconfig": None}, "inputdataconfig.json is missing"),
+    ({"hyperparameters": ""}, "hyperparameters.json is not valid JSON"),
+    ({"hyperparameters": '{"epochs": 1,'}, "hyperparameters.json is not valid JSON"),
+    ({"hyperparameters": '["epochs", "1"]'}, "hyperparameters.json holds a JSON list, not an object"),
+    ({"inputdataconfig": "{'train': {}}"}, "inputdataconfig.json is not valid JSON"),
+    ({"inputdataconfig": '{"train": "File"}'}, "channel 'train' is \"File\", not an object of settings"),
+    ({"resourceconfig": '{"current_host": "algo-1"}'}, "resourceconfig.json must list the job's hosts"),
+    ({"resourceconfig": '{"current_host": "algo-1", "hosts": "algo-1"}'}, "it has \"hosts\": \"algo-1\""),
+    ({"resourceconfig": '{"current_host": "algo-1", "hosts": []}'}, "it has \"hosts\": []"),
+    ({"resourceconfig": '{"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]}'}, "algo-1 more than once"),
+    ({"resourceconfig": '{"current_host": "algo-3", "hosts": ["algo-1"]}'}, "current_host \"algo-3\", which is not"),
+    ({"hyperparameters": '{"sagemaker_container_log_level": "verbose"}'},
+     "sagemaker_container_log_level='verbose' is not valid: it must be a logging level number"),
+    ({"hyperparameters": '{"sagemaker_job_name": "42"}'}, "sagemaker_job_name='42' is not valid: it must be text"),
+])
+def test_what_the_toolkit_would_trip_on_is_one_paragraph_naming_the_file(tmp_path, replaced, reason):
+    lay_out(tmp_path, **replaced)
+    with pytest.raises(ConfigError) as error:
+        preflight.check(tmp_path, environ={})
+    assert reason in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_log_level_the_toolkit_cannot_read_is_refused(tmp_path):
+    lay_out(tmp_path)
+    with pytest.raises(ConfigError, match="SAGEMAKER_CONTAINER_LOG_LEVEL='debug' is not valid"):
+        preflight.check(tmp_path, environ={"SAGEMAKER_CONTAINER_LOG_LEVEL": "debug"})
+
+
+@pytest.mark.parametrize("value, threads", [(None, 0), ("", 0), ("4", 4), (" 2 ", 2), ("0", 0)])
+def test_omp_num_threads_is_read_as_a_count(value, threads):
+    assert preflight.omp_threads({} if value is None else {"OMP_NUM_THREADS": value}) == threads
+
+
+def test_omp_num_threads_that_is_not_a_number_is_refused():
+    with pytest.raises(ConfigError, match="OMP_NUM_THREADS='two' is not valid: it must be a whole number"):
+        preflight.omp_threads({"OMP_NUM_THREADS": "two"})
+
+
+def test_train_writes_the_failure_and_exits_1_before_the_toolkit_runs(tmp_path, monkeypatch):
+    lay_out(tmp_path / "input/config", hyperparameters='["epochs", "1"]')
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.setattr("sagemaker_training.trainer.train", lambda: pytest.fail("the toolkit ran"))
+    with pytest.raises(SystemExit) as exit:
+        preflight.main()
+    assert exit.value.code == 1
+    assert (tmp_path / "output/failure").read_text().endswith("hyperparameters.json holds a JSON list, not an "
+                                                              "object ({...}).")
+
+
+def test_train_hands_a_sound_job_to_the_toolkit(tmp_path, monkeypatch):
+    lay_out(tmp_path / "input/config")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    ran = []
+    monkeypatch.setattr("sagemaker_training.trainer.train", lambda: ran.append(True))
+    preflight.main()
+    assert ran == [True] and not (tmp_path / "output/failure").exists()
