@@ -58,15 +58,6 @@ def s3_uri(text: str) -> str:
     return text
 
 
-def ecr_image(text: str) -> str:
-    """An ECR image URI, ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG or @sha256:...: what
-    SageMaker pulls (preflight checks its region, and reads its labels unless --skip-check)."""
-    if not ECR_URI.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ECR image URI "
-                                         "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG or @sha256:...)")
-    return text
-
-
 def positive(text: str) -> float:
     """A finite number above 0: hours, seconds, targets, thresholds."""
     value = _number(text, float, 0, "a finite number above 0")
@@ -99,6 +90,7 @@ JOB_NAME = api("sagemaker", "TrainingJobName")  # also a transform job's and the
 ENDPOINT_NAME = api("sagemaker", "EndpointName")
 ROLE_ARN = api("sagemaker", "RoleArn")
 MODEL_DATA_URL = api("sagemaker", "Url")
+IMAGE = api("sagemaker", "ContainerImage")  # an ECR URI to launch; a local image for --dry-run rehearsals
 TUNING_JOB_NAME = api("sagemaker", "HyperParameterTuningJobName")
 TRAINING_INSTANCE = api("sagemaker", "TrainingInstanceType")
 HOSTING_INSTANCE = api("sagemaker", "ProductionVariantInstanceType")

@@ -77,7 +77,7 @@ def add_commands(sub, common) -> None:
     command = sub.add_parser("deploy", parents=[common],
                              help="model, endpoint config, endpoint and auto-scaling: real-time, async, serverless "
                                   "or multi-model")
-    command.add_argument("--image", required=True, type=arguments.ecr_image, help="serving image URI (python -m ecr uri byoc-serving)")
+    command.add_argument("--image", required=True, type=arguments.IMAGE, help="serving image URI (python -m ecr uri byoc-serving)")
     command.add_argument("--role", required=True, type=arguments.ROLE_ARN)
     command.add_argument("--endpoint", required=True, type=arguments.ENDPOINT_NAME, help="the endpoint's name")
     add_model_source(command, required=True, multi_model=True)

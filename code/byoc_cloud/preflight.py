@@ -83,11 +83,16 @@ def image_facts(image: str, clients) -> ImageFacts:
     return from_engine(image) or from_ecr(image, clients["ecr"])
 
 
-def same_region(image: str, clients) -> None:
-    """SageMaker pulls an ECR image only from its own region."""
-    match, region = ECR_URI.fullmatch(image), clients["sagemaker"].meta.region_name
+def same_region(args, clients, launching: bool) -> None:
+    """SageMaker pulls an image from ECR, in its own region (a local image serves `check` and --dry-run
+    rehearsals)."""
+    match, region = ECR_URI.fullmatch(args.image), clients["sagemaker"].meta.region_name
+    if launching and not match and not getattr(args, "dry_run", False):
+        raise LaunchError(f"image {args.image!r} is not an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/"
+                          "REPOSITORY:TAG or @sha256:...), which is what SageMaker pulls: push it (make push) "
+                          "and pass `python -m ecr uri REPOSITORY`")
     if match and match["region"] != region:
-        raise LaunchError(f"image {image} is in {match['region']}, and SageMaker here is in {region}: "
+        raise LaunchError(f"image {args.image} is in {match['region']}, and SageMaker here is in {region}: "
                           f"push the image to {region} (python -m ecr push), or set AWS_REGION={match['region']}")
 
 
@@ -100,11 +105,11 @@ def device_fits(args, mode: str, instance_type: str | None) -> None:
                           f"GPU: the container would fail to start; leave it out ({contract.DEVICE_SETTING}=auto)")
 
 
-def preflight(args, clients, mode: str, instance_type: str | None) -> Verdict:
+def preflight(args, clients, mode: str, instance_type: str | None, launching: bool = True) -> Verdict:
     """The check, printed; raises LaunchError on a refusal. args.skip_check skips it, not the region
     or the device."""
     device_fits(args, mode, instance_type)
-    same_region(args.image, clients)
+    same_region(args, clients, launching)
     if getattr(args, "skip_check", False):
         print("check skipped (--skip-check)")
         return Verdict()
@@ -132,7 +137,7 @@ def check(args, clients, prices) -> list:
             arguments.api("sagemaker", INSTANCE_SHAPES[args.mode])(args.instance_type)
         except argparse.ArgumentTypeError as error:
             raise LaunchError(f"--instance-type for --mode {args.mode}: {error}") from None
-    preflight(args, clients, args.mode, args.instance_type)
+    preflight(args, clients, args.mode, args.instance_type, launching=False)
     return []
 
 

@@ -182,7 +182,7 @@ def add_commands(sub, common) -> None:
     command = sub.add_parser("roll", parents=[common],
                              help="move a live endpoint to a new image (blue/green, automatic rollback)")
     command.add_argument("--endpoint", required=True, type=arguments.ENDPOINT_NAME)
-    command.add_argument("--image", required=True, type=arguments.ecr_image)
+    command.add_argument("--image", required=True, type=arguments.IMAGE)
     command.add_argument("--role", type=arguments.ROLE_ARN, help="default: the current model's role")
     endpoints.add_model_source(command, required=False)
     shift = command.add_mutually_exclusive_group()

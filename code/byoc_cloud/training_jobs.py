@@ -108,7 +108,7 @@ def launch(args, clients, prices) -> list:
 
 def add_job_arguments(command, required: bool = True) -> None:
     """What a training job needs: train's flags, shared with tune (each of its trials is such a job)."""
-    command.add_argument("--image", required=required, type=arguments.ecr_image, help="training image URI (python -m ecr uri byoc-training)")
+    command.add_argument("--image", required=required, type=arguments.IMAGE, help="training image URI (python -m ecr uri byoc-training)")
     command.add_argument("--role", required=required, type=arguments.ROLE_ARN, help="the SageMaker execution role's ARN")
     command.add_argument("--channel", action="append", required=required, metavar="NAME=S3_URI",
                          help="an input channel, e.g. train=s3://bucket/fashion-mnist/train (repeatable)")

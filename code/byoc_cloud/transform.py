@@ -84,7 +84,7 @@ def launch(args, clients, prices) -> list[Call]:
 def add_commands(sub, common) -> None:
     command = sub.add_parser("transform", parents=[common],
                              help="a batch transform job: score every image under an S3 prefix")
-    command.add_argument("--image", required=True, type=arguments.ecr_image, help="serving image URI (python -m ecr uri byoc-serving)")
+    command.add_argument("--image", required=True, type=arguments.IMAGE, help="serving image URI (python -m ecr uri byoc-serving)")
     command.add_argument("--role", required=True, type=arguments.ROLE_ARN, help="the SageMaker execution role's ARN")
     endpoints.add_model_source(command, required=True)
     command.add_argument("--input", required=True, metavar="S3_PREFIX", help="the objects to score")

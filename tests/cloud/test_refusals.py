@@ -61,7 +61,7 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     ([*TRAIN, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role: RoleArn="),
     ([*TRAIN, "--output", "/local/out"], "argument --output: '/local/out': expected s3://bucket/prefix"),
     ([*TRAIN, "--checkpoint-s3-uri", "s3://Bucket/ck"], "argument --checkpoint-s3-uri"),
-    ([*TRAIN, "--image", "", "--skip-check"], "argument --image: '' is not an ECR image URI"),
+    ([*TRAIN, "--image", "", "--skip-check"], "argument --image: ContainerImage=''"),
     ([*TRAIN, "--image", "docker.io/library/python:3", "--skip-check"], "is not an ECR image URI"),
     ([*TRAIN, "--image", IMAGE.format("training").replace("us-east-1", "eu-west-1"), "--skip-check"],
      "is in eu-west-1, and SageMaker here is in us-east-1"),
