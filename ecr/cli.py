@@ -71,13 +71,11 @@ def _ensure(args, ecr) -> int:
 
 
 def _push(args, ecr) -> int:
-    if args.output.exists():
-        read_file(pushed_images, args.output, "the pushed images")  # before the login
+    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}  # before the login
     client = docker.from_env()
     session = registry.login(ecr, client, args.registry)
     print(f"logged in to {session.registry} as {session.auth_config['username']}")
     tags = args.tag or registry.default_tags(args.allow_dirty)
-    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}
     for local, repository in args.images:
         digest = registry.push(ecr, client, session, local, repository, tags)
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]

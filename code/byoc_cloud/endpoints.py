@@ -69,7 +69,7 @@ def add_model_source(command, required: bool, multi_model: bool = False) -> None
     group.add_argument("--model-data", type=arguments.MODEL_DATA_URL, metavar="S3_URI", help="a model.tar.gz")
     group.add_argument("--training-job", type=arguments.JOB_NAME, help="use this completed job's model")
     if multi_model:
-        group.add_argument("--multi-model", type=arguments.s3_uri, metavar="S3_PREFIX",
+        group.add_argument("--multi-model", metavar="S3_PREFIX",
                            help="a multi-model endpoint over every model.tar.gz under this prefix (ending in /)")
 
 

@@ -203,8 +203,8 @@ def add_arguments(command) -> None:
     command.add_argument("--invocations-per-instance", type=arguments.finite,
                          help="real-time auto-scaling target: invocations per instance per minute (default 100)")
     group = command.add_argument_group("async endpoints")
-    group.add_argument("--async-output", type=arguments.s3_uri, metavar="S3_URI", help="an async endpoint: its answers go here")
-    group.add_argument("--async-failure", type=arguments.s3_uri, metavar="S3_URI", help="where failed requests' errors go")
+    group.add_argument("--async-output", metavar="S3_URI", help="an async endpoint: its answers go here")
+    group.add_argument("--async-failure", metavar="S3_URI", help="where failed requests' errors go")
     group.add_argument("--max-concurrent-invocations", type=int, help="requests per instance at once (1-1000)")
     group.add_argument("--backlog-per-instance", type=arguments.finite,
                        help="auto-scaling target: queued requests per instance (default 5)")

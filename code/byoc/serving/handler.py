@@ -138,7 +138,8 @@ def _within_limit(responses: list, context) -> list:
     restarts the worker) over a longer one, so an answer that would not fit is a 413 instead."""
     limit = _settings.limits.max_payload_bytes
     for index, response in enumerate(responses):
-        if response is not None and (size := len(response.encode())) > limit:
+        # UTF-8 takes at most 4 bytes a character: most answers need no encoding to be measured.
+        if response is not None and len(response) * 4 > limit and (size := len(response.encode())) > limit:
             message = (f"The answer would have {size:,} bytes; at most {limit:,} fit in a response "
                        "(BYOC_MAX_PAYLOAD_MB). Ask for fewer classes (top_k) or send fewer lines.")
             context.set_response_status(413, RequestError(413, message).reason, index)
