@@ -76,6 +76,10 @@ def numeric(name: str, low, high, scaling: str = "auto") -> NumericRange:
     if field.type not in (int, float):
         raise LaunchError(f"range {name!r}: {name} is {field.metadata['allowed']}; give its values (a,b,...)")
     integer = field.type is int
+    for end, value in (("low", low), ("high", high)):
+        # The image reads None/null/"" as "the default"; as a range's end that would quietly become one.
+        if value is None or str(value).strip() in ("", "None", "null"):
+            raise LaunchError(f"range {name!r}: the {end} end must be a number, not {value!r}")
     low, high = _checked(name, low), _checked(name, high)
     if not low < high:
         raise LaunchError(f"range {name!r}: the low end {low:g} must be below the high end {high:g}")

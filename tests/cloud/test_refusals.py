@@ -148,6 +148,20 @@ def test_a_ranges_file_that_cannot_be_read_is_refused(tmp_path, requests_sent, c
                 else "not valid YAML", requests_sent, capsys)
 
 
+@pytest.mark.parametrize("entry, says", [
+    ({"min": None, "max": 0.1}, "the low end must be a number, not None"),
+    ({"min": 0.001, "max": "null"}, "the high end must be a number, not 'null'"),
+    ({"min": "", "max": 0.1}, "the low end must be a number, not ''"),
+])
+def test_a_range_end_that_names_no_number_is_refused(entry, says, tmp_path, requests_sent, capsys):
+    """The image reads None as "the default": as a range's end it must not quietly become lr's 0.05."""
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text(json.dumps({"lr": entry}))
+    refused(cli.main, [*TUNE[:-2], "--ranges-file", str(ranges)], says, requests_sent, capsys)
+    flag = f"lr={'' if entry['min'] is None else entry['min']}:{'' if entry['max'] is None else entry['max']}"
+    refused(cli.main, [*TUNE[:-2], "--range", flag], "must be a number", requests_sent, capsys)
+
+
 @pytest.mark.parametrize("argv, says", [
     (["push", "noequals", "--tag", "1.0", "--allow-dirty"], "expected LOCAL_IMAGE=REPOSITORY, got 'noequals'"),
     (["push", "img=Bad_Repo", "--allow-dirty"], "RepositoryName='Bad_Repo' does not match"),
