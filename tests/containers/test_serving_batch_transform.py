@@ -83,3 +83,17 @@ def test_multi_record_requests_framed_as_senders_frame_them(endpoint, trained, s
     for answer, text in zip(answers, lines):
         expected = support.expected_answer(trained.opt_ml / "model", text, "application/json")
         support.assert_same_predictions(json.loads(answer)["predictions"], expected["predictions"])
+
+
+@pytest.mark.parametrize("first", [b"", b'{"image": "damaged'])
+def test_a_multi_record_request_opening_with_a_bad_record_is_still_answered_line_by_line(endpoint, small_data,
+                                                                                         first):
+    """Under application/json too: one bad first record gets its error line, not a 400 for the batch."""
+    images = sorted((small_data / "test").glob("*/*.png"))[:2]
+    lines = [first] + [json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in images]
+    response = requests.post(f"{endpoint.url}/invocations", data=b"\n".join(lines) + b"\n",
+                             headers={"Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+    answers = [json.loads(text) for text in response.text.split("\n")]
+    assert answers[0]["status"] == 400 and answers[0]["error"].startswith("Line 1: ")
+    assert [len(answer["predictions"]) for answer in answers[1:]] == [5, 5]

@@ -131,15 +131,18 @@ def json_lines(body: bytes) -> list[bytes]:
 
 
 def _several_json_lines(body: bytes) -> bool:
-    """An application/json body that is not one JSON value but lines of them (MultiRecord)."""
+    """An application/json body that is not one JSON value but lines of them (MultiRecord): some
+    line is a JSON object by itself (not only the first: a transform's file may open with a blank
+    or damaged record, and each record is then answered on its own line, as under JSON Lines)."""
     lines = json_lines(body)
-    if len(lines) < 2:
-        return False
+    return len(lines) >= 2 and any(_is_object(line) for line in lines)
+
+
+def _is_object(line: bytes) -> bool:
     try:
-        strict_json(lines[0])
+        return isinstance(strict_json(line), dict)
     except RequestError:
         return False
-    return True
 
 
 def _base64(text, name: str) -> bytes:
