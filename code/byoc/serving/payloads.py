@@ -36,6 +36,7 @@ from byoc.serving.json_bodies import strict_json
 from byoc.serving.settings import Limits
 
 BOUNDARY = re.compile(r'boundary="?([^";]+)', re.IGNORECASE)
+JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*\{")  # (a byte order mark,) white space, an object
 FORMATS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "application/x-image": ("JPEG", "PNG")}
 ANY_IMAGE = ("JPEG", "PNG")
 
@@ -58,7 +59,7 @@ def _implied(body: bytes) -> str:
     """The type of a body sent without one: JSON (one value or JSON Lines) if it opens with '{'
     (after a UTF-8 byte order mark and white space), else an image, whose own signature then
     picks JPEG or PNG (no other decoder is tried)."""
-    return JSON_TYPE if body.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{" else "application/x-image"
+    return JSON_TYPE if JSON_START.match(body) else "application/x-image"
 
 
 def unsupported(kind: str) -> RequestError:
