@@ -166,7 +166,8 @@ def _bodies() -> list[Case]:
     return [
         Case("a PNG with curl's default form content type", good_png(), form, 415),
         Case("form fields with a bad escape", b"a=1&b=%zz", form, 415),
-        Case("no content type", good_png(), {}, 415),
+        Case("no content type (read as an image)", good_png(), {}, 200),
+        Case("no content type, a GIF", encode(photo(), "GIF"), {}, 400),
         Case("two content types in one", good_png(), {"Content-Type": "image/png, image/jpeg"}, 415),
         Case("text/html", b"<html></html>", {"Content-Type": "text/html"}, 415),
         Case("image/png in capitals with empty parameters", good_png(), {"Content-Type": "IMAGE/PNG;;;"}, 200),

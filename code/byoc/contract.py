@@ -304,6 +304,12 @@ JSON_LINES_TYPE = "application/jsonlines"
 NPY_TYPE = "application/x-npy"
 MULTIPART_TYPE = "multipart/form-data"  # one part holding an image (curl -F image=@dog.jpg)
 CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, JSON_LINES_TYPE, NPY_TYPE, MULTIPART_TYPE)
+# Other names senders use for JSON Lines (as Content-Type or in Accept): read as JSON_LINES_TYPE.
+CONTENT_TYPE_ALIASES = {"application/jsonl": JSON_LINES_TYPE, "application/x-jsonlines": JSON_LINES_TYPE}
+# What arrives when the sender named no type: ContentType is optional in InvokeEndpoint(Async) and in
+# a transform job (SDK local mode then sends no header), and S3 and boto3 label an object uploaded
+# without one binary/octet-stream. Such a body is read as JSON if it opens with '{', else as an image.
+UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
 RESPONSE_TYPE = JSON_TYPE  # JSON Lines requests are answered in JSON Lines
 # InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"

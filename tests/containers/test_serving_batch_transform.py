@@ -59,3 +59,41 @@ def test_a_multi_record_request_is_answered_line_by_line(endpoint, trained, smal
             expected = support.expected_answer(trained.opt_ml / "model", text, "application/json")
             support.assert_same_predictions(answer["predictions"], expected["predictions"])
     assert "Retry worker" not in endpoint.container.logs().decode(errors="replace")
+
+
+# How a SplitType=Line transform frames its records: the file's own line ends (CRLF from Windows
+# tools, which also start a file with a BOM), a last line with or without its newline, JSON Lines
+# under another name, or no ContentType at all (SDK local mode then sends no Content-Type).
+@pytest.mark.parametrize("content_type, start, end, last", [
+    ("application/jsonlines", b"\xef\xbb\xbf", b"\r\n", b"\r\n"),
+    ("application/jsonl", b"", b"\n", b""),
+    ("application/json; charset=utf-8", b"\xef\xbb\xbf", b"\n", b"\n"),
+    (None, b"", b"\r\n", b""),
+])
+def test_multi_record_requests_framed_as_senders_frame_them(endpoint, trained, small_data, content_type, start,
+                                                             end, last):
+    images = sorted((small_data / "test").glob("*/*.png"))[:40:10]
+    lines = [json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in images]
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(f"{endpoint.url}/invocations", data=start + end.join(lines) + last, headers=headers,
+                             timeout=60)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/jsonlines")
+    answers = response.text.split("\n")
+    assert len(answers) == len(lines), response.text
+    for answer, text in zip(answers, lines):
+        expected = support.expected_answer(trained.opt_ml / "model", text, "application/json")
+        support.assert_same_predictions(json.loads(answer)["predictions"], expected["predictions"])
+
+
+@pytest.mark.parametrize("first", [b"", b'{"image": "damaged'])
+def test_a_multi_record_request_opening_with_a_bad_record_is_still_answered_line_by_line(endpoint, small_data,
+                                                                                         first):
+    """Under application/json too: one bad first record gets its error line, not a 400 for the batch."""
+    images = sorted((small_data / "test").glob("*/*.png"))[:2]
+    lines = [first] + [json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in images]
+    response = requests.post(f"{endpoint.url}/invocations", data=b"\n".join(lines) + b"\n",
+                             headers={"Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+    answers = [json.loads(text) for text in response.text.split("\n")]
+    assert answers[0]["status"] == 400 and answers[0]["error"].startswith("Line 1: ")
+    assert [len(answer["predictions"]) for answer in answers[1:]] == [5, 5]

@@ -1,5 +1,8 @@
 """`serve` honours SageMaker's inference contract."""
 import io
+import json
+import socket
+import time
 
 import pytest
 import requests
@@ -18,6 +21,43 @@ def as_bytes(path, fmt: str) -> bytes:
 
 def test_ping(endpoint):
     assert requests.get(f"{endpoint.url}/ping", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/ping", "/execution-parameters"])
+def test_head_answers_as_get_without_a_body(endpoint, path):
+    head = requests.head(f"{endpoint.url}{path}", timeout=5)
+    get = requests.get(f"{endpoint.url}{path}", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(get.content))
+
+
+def exchange(url: str, request: bytes) -> bytes:
+    """Send a raw request and read until the server closes the connection (at most 10 s)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET /ping HTTP/1.0\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"POST /invocations HTTP/1.0\r\nContent-Type: image/png\r\nContent-Length: {length}\r\n\r\n",
+])
+def test_a_client_that_asks_to_close_gets_its_answer_and_the_close(endpoint, small_data, request_head):
+    """HTTP/1.0 without keep-alive (ab, old wget) and Connection: close read the answer to the end of
+    the connection: the server must close it after the answer, not hold it open."""
+    png = next((small_data / "test" / "002.Trouser").glob("*.png")).read_bytes()
+    body = png if b"POST" in request_head else b""
+    started = time.monotonic()
+    answer = exchange(endpoint.url, request_head.replace(b"{length}", str(len(body)).encode()) + body)
+    assert time.monotonic() - started < 5, "the connection was held open after the answer"
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower(), head
+    assert json.loads(content)
 
 
 @pytest.mark.parametrize("content_type, fmt", [("image/png", "PNG"), ("image/jpeg", "JPEG"),

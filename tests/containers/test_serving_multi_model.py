@@ -1,9 +1,16 @@
 """SAGEMAKER_MULTI_MODEL=true: SageMaker's /models protocol (list, load, invoke, unload) for two models,
 and nothing else of MMS's management API; the server runs unprivileged and checks each model's files."""
+import base64
+import io
+import json
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from support import label_of, post_image, run_training, start_serving
 
@@ -165,3 +172,56 @@ def test_no_memory_to_load_a_model_is_a_507_and_unloading_another_makes_room(doc
         assert not endpoint.container.attrs["State"]["OOMKilled"]
     finally:
         endpoint.container.remove(force=True)
+
+
+def slow_request_body(lines: int) -> bytes:
+    """JSON Lines of large (3000 x 3000) PNGs: a few seconds of decoding, resizing and scoring."""
+    ramp = np.linspace(0, 255, 3000, dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([np.tile(ramp, (3000, 1))] * 3, axis=-1)).save(buffer, "PNG")
+    line = json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode()
+    return b"\n".join([line] * lines)
+
+
+def test_an_unload_waits_for_the_models_requests_in_flight(models_endpoint):
+    """SageMaker unloads the least recently used model when it needs the memory, requests in flight
+    or not: they are answered (MMS cut them off with a 500 as it stopped the workers), then it goes."""
+    url = models_endpoint.url
+    assert load(url, "busy", "/opt/ml/models/ten/model").status_code == 200
+    done = {}
+
+    def timed(name, call, *args, **options):
+        response = call(*args, **options)
+        done[name] = time.monotonic()
+        return response
+
+    with ThreadPoolExecutor(2) as pool:
+        answer = pool.submit(timed, "answer", requests.post, f"{url}/models/busy/invoke", data=slow_request_body(10),
+                             headers={"Content-Type": "application/jsonlines"}, timeout=60)
+        time.sleep(0.5)  # the request is with the worker
+        unload = pool.submit(timed, "unload", requests.delete, f"{url}/models/busy", timeout=60)
+        assert answer.result().status_code == 200, answer.result().text
+        assert len(answer.result().text.split("\n")) == 10
+        assert unload.result().status_code == 200, unload.result().text
+    assert done["answer"] <= done["unload"]
+    assert requests.get(f"{url}/models/busy", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["", "?next_page_token=", "?limit=1&next_page_token=0"])
+def test_listing_as_sagemaker_pages_it(models_endpoint, query):
+    """SageMaker may list without a token, then with each nextPageToken it was given."""
+    url = models_endpoint.url
+    for name in ("page-a", "page-b"):
+        load(url, name, "/opt/ml/models/ten/model")
+    names, token, page = [], None, query
+    for _ in range(10):
+        response = requests.get(f"{url}/models{page}", headers={"Accept": "application/json"}, timeout=10)
+        assert response.status_code == 200, response.text
+        names += [m["modelName"] for m in response.json()["models"]]
+        token = response.json().get("nextPageToken")
+        if token is None:
+            break
+        page = f"?limit=1&next_page_token={token}" if "limit" in query else f"?next_page_token={token}"
+    assert {"page-a", "page-b"} <= set(names) and len(names) == len(set(names))
+    for name in ("page-a", "page-b"):
+        requests.delete(f"{url}/models/{name}", timeout=60)

@@ -13,7 +13,8 @@ import sagemaker
 from sagemaker.deserializers import JSONDeserializer
 from sagemaker.estimator import Estimator
 from sagemaker.local import LocalSession
-from sagemaker.serializers import IdentitySerializer
+from sagemaker.predictor import Predictor
+from sagemaker.serializers import IdentitySerializer, NumpySerializer
 
 ROLE = "arn:aws:iam::111111111111:role/service-role/SageMakerRole"  # never checked in local mode
 
@@ -44,6 +45,16 @@ def main() -> None:
         try:
             result["endpoint_name"] = predictor.endpoint_name
             result["predictions"] = {str(path): predictor.predict(path.read_bytes()) for path in args.predict}
+            # As the SDK sends by default: Predictor's IdentitySerializer labels the bytes
+            # application/octet-stream, its BytesDeserializer asks for */*. NumpySerializer writes
+            # np.array(data): float64 for the nested lists of a preprocessed image.
+            plain = Predictor(predictor.endpoint_name, sagemaker_session=session)
+            result["default_predictions"] = {str(path): json.loads(plain.predict(path.read_bytes()))
+                                             for path in args.predict}
+            arrays = Predictor(predictor.endpoint_name, sagemaker_session=session, serializer=NumpySerializer(),
+                               deserializer=JSONDeserializer())
+            result["npy_predictions"] = {str(path): arrays.predict(json.loads(path.read_text()))
+                                         for path in args.predict_lists}
         finally:
             predictor.delete_endpoint()
     args.result.write_text(json.dumps(result, indent=2))
@@ -61,6 +72,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hyperparameters", default="{}", help="JSON object")
     parser.add_argument("--port", type=int, default=8080, help="the local endpoint's host port")
     parser.add_argument("--predict", type=Path, nargs="*", default=[], help="images to send to the endpoint")
+    parser.add_argument("--predict-lists", type=Path, nargs="*", default=[],
+                        help="JSON files of preprocessed images as nested lists, sent with NumpySerializer")
     parser.add_argument("--result", type=Path, required=True)
     return parser.parse_args()
 

@@ -7,7 +7,8 @@ import re
 import pytest
 import requests
 
-from byoc import model_package
+import support
+from byoc import contract, model_package
 from sdk_harness import (HYPERPARAMETERS, SERVING_IMAGE, TRAINING_IMAGE, check_artifacts, check_predictions, run_driver,
                          sample_images, wait_until_stopped)
 
@@ -20,12 +21,32 @@ PYTHON_VALUES = {**HYPERPARAMETERS, "hflip": False, "amp": True, "pretrained_wei
                  "weight_decay": 1e-05}
 
 
+# The job trains at the default image_size (28) and resize_size (0: the same), so the model's input is this.
+PREPROCESSING = contract.Preprocessing(resize_size=28, crop_size=28)
+
+
+def preprocessed_lists(images: list, folder) -> list:
+    """Each image as the model's input, as nested lists in a JSON file (what a user hands NumpySerializer)."""
+    from PIL import Image
+
+    from byoc.preprocessing import eval_transform
+
+    folder.mkdir()
+    paths = []
+    for image in images:
+        path = folder / f"{image.parent.name}-{image.stem}.json"
+        path.write_text(json.dumps(eval_transform(Image.open(image), PREPROCESSING).numpy().tolist()))
+        paths.append(path)
+    return paths
+
+
 def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, sdk_env, serving_port, outbound):
     images = sample_images(small_data)
+    lists = preprocessed_lists(images[:3], sdk_root / "lists")
     run = run_driver("v2", sdk_docker, sdk_root, sdk_env, [
         "--data", str(small_data), "--output", str(sdk_root / "output"), "--container-root", str(sdk_root),
         "--job-name", "byoc-sdk-v2", "--port", str(serving_port), "--predict", *map(str, images),
-        "--hyperparameters", json.dumps(PYTHON_VALUES)])
+        "--predict-lists", *map(str, lists), "--hyperparameters", json.dumps(PYTHON_VALUES)])
 
     # The job got str() values (the toolkit says so) and ran with the Python values they stand for.
     assert "Failed to parse hyperparameter hflip value False to Json" in run.log
@@ -40,6 +61,13 @@ def test_v2_estimator_trains_deploys_predicts(small_data, sdk_docker, sdk_root, 
     used = json.loads((sdk_root / "unpacked/output/data/metrics.json").read_text())["hyperparameters"]
     assert {name: used[name] for name in PYTHON_VALUES} == {**PYTHON_VALUES, "pretrained_weights": ""}
     accuracy = check_predictions(run.result["predictions"], images, model_dir)
+    check_predictions(run.result["default_predictions"], images, model_dir)  # octet-stream, Accept */*
+    served = contract.load_spec(model_dir).preprocessing  # what the lists were made for
+    assert (served.resize_size, served.crop_size, *served.mean, *served.std) == (
+        PREPROCESSING.resize_size, PREPROCESSING.crop_size, *PREPROCESSING.mean, *PREPROCESSING.std)
+    for image, path in zip(images, lists):  # float64 .npy of the image's preprocessed pixels
+        support.assert_same_predictions(run.result["npy_predictions"][str(path)]["predictions"],
+                                        run.result["predictions"][str(image)]["predictions"])
     assert accuracy >= 0.5, f"served top-1 accuracy {accuracy:.2f} on {len(images)} test images"
 
     # one training container, one serving container; delete_endpoint stopped the endpoint

@@ -67,6 +67,14 @@ def test_one_json_document_stays_a_document(body):
     assert payload.lines is None and len(payload.images) == 1
 
 
+@pytest.mark.parametrize("first", [b"", b"{truncated", b'"not an object"'])
+def test_a_multi_record_body_whose_first_record_is_bad_is_still_answered_line_by_line(first):
+    """A transform's file may open with a blank or damaged record: under application/json too, the
+    request is JSON Lines (its first answer an error line), not one 400 that fails the whole batch."""
+    payload = payloads.decode(first + b"\n" + line(png(0)) + b"\n" + line(png(1)) + b"\n", "application/json", LIMITS)
+    assert payload.lines == [first, line(png(0)), line(png(1))]
+
+
 def test_malformed_json_on_several_lines_is_still_a_400():
     with pytest.raises(RequestError) as error:
         payloads.decode(b'{\n  "image": \n', "application/json", LIMITS)

@@ -86,6 +86,61 @@ def test_npy_carries_one_array_or_a_batch():
     assert batch.array.shape == (4, 3, 8, 8) and batch.many
 
 
+# As senders write them: the SDK's NumpySerializer saves np.array(data) (float64 from a list or a
+# tensor's .tolist()), in whatever order and byte order the array has.
+SENT_ARRAYS = {
+    "float64 from a list": lambda a: np.array(a.tolist()),
+    "float16": lambda a: a.astype(np.float16),
+    "big-endian float32": lambda a: a.astype(">f4"),
+    "big-endian float64": lambda a: a.astype(">f8"),
+    "Fortran order": np.asfortranarray,
+    "Fortran order float64": lambda a: np.asfortranarray(a.astype(np.float64)),
+    "a strided view": lambda a: np.concatenate([a, a], axis=-1)[..., ::2],
+}
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("how", SENT_ARRAYS)
+def test_npy_arrays_as_senders_write_them_are_the_same_float32_array(how, batch):
+    array = np.random.default_rng(1).standard_normal((2, 3, 8, 8) if batch else (3, 8, 8)).astype(np.float32)
+    sent = SENT_ARRAYS[how](array)
+    payload = payloads.decode(npy(sent), "application/x-npy", LIMITS)
+    assert payload.array.dtype == np.float32 and payload.many == batch
+    expected = np.asarray(sent, np.float32)
+    assert np.array_equal(payload.array, expected if batch else expected[None])
+
+
+UNTYPED = [None, "", "application/octet-stream", "binary/octet-stream", "Application/Octet-Stream; x=1"]
+
+
+@pytest.mark.parametrize("content_type", UNTYPED)
+def test_a_body_sent_without_a_type_is_an_image_or_json_by_its_first_bytes(content_type):
+    png, jpeg = encoded("PNG"), encoded("JPEG")
+    for image, fmt in ((png, "PNG"), (jpeg, "JPEG")):
+        payload = payloads.decode(image, content_type, LIMITS)
+        assert payload.images[0][1].format == fmt
+    line = json.dumps({"image": b64(png)}).encode()
+    assert len(payloads.decode(b"\xef\xbb\xbf \n" + line, content_type, LIMITS).images) == 1
+    assert payloads.decode(line + b"\n" + line + b"\n", content_type, LIMITS).lines == [line, line]
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "application/jsonlines", "application/jsonl", "Application/X-JSONLines"])
+def test_json_and_json_lines_as_senders_label_and_frame_them(content_type):
+    """A byte order mark at the payload's start (Windows tools write one), CRLF line ends, a final
+    newline or none, and JSON Lines under the other names senders use."""
+    line = json.dumps({"image": b64(encoded("PNG"))}).encode()
+    for body in (BOM + line, BOM + line + b"\r\n", line + b"\n"):
+        payload = payloads.decode(body, content_type, LIMITS)
+        assert (payload.lines or [None]) != [] and (payload.images or payload.lines)
+    several = payloads.decode(BOM + line + b"\r\n" + line + b"\r\n", content_type, LIMITS)
+    assert several.lines == [BOM + line, line]
+    assert len(payloads.decode(several.lines[0], "application/json", LIMITS).images) == 1
+
+
 def npy_claiming(shape, data=b"") -> bytes:
     """A .npy header that declares `shape` of float32, followed by `data` only."""
     header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode()
@@ -99,7 +154,10 @@ def deep_json(depth: int) -> bytes:
 
 BAD = [
     (b"abc", "text/plain", 415, "'text/plain' is not supported"),
-    (b"abc", None, 415, "'(none)' is not supported"),
+    (b"abc", None, 400, "sent with no Content-Type, so read as an image) is not a JPEG or PNG image"),
+    (encoded("GIF"), "binary/octet-stream", 400, "'binary/octet-stream', so read as an image) is not a JPEG or PNG"),
+    (b"{not json", None, 400, "not valid JSON"),
+    (b"abc", "application/jsonlinesx", 415, "'application/jsonlinesx' is not supported"),
     (b"a=1&b=%zz", "application/x-www-form-urlencoded", 415, "curl --data-binary"),
     (b"", "image/png", 400, "empty"),
     (b"x" * ((1 << 20) + 1), "image/png", 413, "BYOC_MAX_PAYLOAD_MB"),
@@ -129,8 +187,10 @@ BAD = [
     (json.dumps({"image": b64(b"hello")}).encode(), "application/json", 400, "not a JPEG or PNG"),
     (b"\x93NUMPY garbage", "application/x-npy", 400, "not a .npy array"),
     (npy(np.array([{"a": 1}], dtype=object)), "application/x-npy", 400, "Python objects"),
-    (npy(np.zeros((3, 8, 8), np.int64)), "application/x-npy", 400, "must be float32"),
-    (npy(np.zeros((3, 8, 8), ">f4")), "application/x-npy", 400, "must be float32"),
+    (npy(np.zeros((3, 8, 8), np.int64)), "application/x-npy", 400, "must hold floats"),
+    (npy(np.zeros((8, 8, 3), np.uint8)), "application/x-npy", 400, "send the image itself"),
+    (npy(np.zeros((3, 8, 8), np.complex64)), "application/x-npy", 400, "must hold floats"),
+    (npy(np.full((3, 8, 8), 1e300)), "application/x-npy", 400, "NaN or infinite"),
     (npy(np.zeros((8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
     (npy(np.zeros((0, 3, 8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
     (npy(np.full((3, 8, 8), np.nan, np.float32)), "application/x-npy", 400, "NaN"),

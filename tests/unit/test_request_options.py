@@ -4,7 +4,10 @@ from byoc.serving.errors import RequestError
 from byoc.serving.request_options import check_accept, top_k
 
 
-@pytest.mark.parametrize("accept", [None, "", "application/json", "*/*", "text/html, application/*;q=0.8"])
+@pytest.mark.parametrize("accept", [None, "", "application/json", "*/*", "text/html, application/*;q=0.8",
+                                    # as SDKs and SageMaker's services send it
+                                    "application/json, */*", "application/json; charset=utf-8", "application/jsonl",
+                                    "application/x-jsonlines", "APPLICATION/JSONLINES"])
 def test_accept_that_allows_json_passes(accept):
     check_accept(accept)
 

@@ -1,5 +1,8 @@
-""".npy bodies: the header is read and checked (float32, (3, H, W) or (N, 3, H, W), the data really
-there, within the limits) before anything is allocated; the array is then a view of the body.
+""".npy bodies: the header is read and checked (floats, (3, H, W) or (N, 3, H, W), the data really
+there, within the limits) before anything is allocated; a float32 array is then a view of the body.
+
+float16 and float64 arrays of either byte order are converted to float32: the SDK's NumpySerializer
+writes np.array(data), float64 for a list of Python floats or a torch tensor's .tolist().
 
 np.load would allocate the shape the header declares before reading any data (a tiny body could
 ask for terabytes), and would need pickle for object arrays (refused here without unpickling).
@@ -13,6 +16,7 @@ from byoc.serving.errors import RequestError
 from byoc.serving.settings import Limits
 
 FLOAT32 = np.dtype("<f4")
+FLOATS = ("f2", "f4", "f8")  # kind and size, either byte order
 
 
 def _header(body: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -35,8 +39,10 @@ def from_npy(body: bytes, limits: Limits) -> tuple[np.ndarray, bool]:
     shape, fortran, dtype, offset = _header(body)
     if dtype.hasobject:
         raise RequestError(400, "The array holds Python objects; send a float32 array.")
-    if dtype != FLOAT32:
-        raise RequestError(400, f"The array must be float32 (little-endian), not {dtype}.")
+    if dtype.str[1:] not in FLOATS:
+        pixels = " (for pixels, send the image itself, e.g. as image/png)" if dtype.kind in "ui" else ""
+        raise RequestError(400, f"The array must hold floats (float32; float16 and float64 are converted), "
+                                f"not {dtype}{pixels}.")
     sizes = all(type(size) is int and size > 0 for size in shape)  # numpy's reader takes -28 and True
     if not sizes or len(shape) not in (3, 4) or shape[-3] != 3:
         raise RequestError(400, f"The array must have shape (3, H, W) or (N, 3, H, W), not {shape}.")
@@ -47,11 +53,13 @@ def from_npy(body: bytes, limits: Limits) -> tuple[np.ndarray, bool]:
     if rows * height * width > limits.max_request_pixels:
         raise RequestError(413, f"The arrays hold {rows * height * width:,} pixels; at most "
                                 f"{limits.max_request_pixels:,} per request (BYOC_MAX_REQUEST_PIXELS).")
-    expected = rows * 3 * height * width * FLOAT32.itemsize
+    expected = rows * 3 * height * width * dtype.itemsize
     if len(body) - offset != expected:
-        raise RequestError(400, f"The header declares {shape} ({expected} bytes of data) but the body holds "
-                                f"{len(body) - offset}.")
-    array = np.frombuffer(body, FLOAT32, offset=offset).reshape(shape, order="F" if fortran else "C")
+        raise RequestError(400, f"The header declares {shape} {dtype} ({expected} bytes of data) but the body "
+                                f"holds {len(body) - offset}.")
+    array = np.frombuffer(body, dtype, offset=offset).reshape(shape, order="F" if fortran else "C")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+        array = array.astype(FLOAT32, copy=False)
     if not np.isfinite(array).all():
         raise RequestError(400, "The array holds NaN or infinite values.")
     return (array if many else array[None]), many

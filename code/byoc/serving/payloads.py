@@ -10,8 +10,10 @@ by Content-Type, and only the formats it names:
                                    (byoc.serving.json_lines); so is an application/json body of
                                    several lines whose first line is a whole JSON value (batch
                                    transform's MultiRecord requests over SplitType=Line input)
-  application/x-npy                a float32 array (3, H, W) or (N, 3, H, W), already resized and
+  application/x-npy                a float array (3, H, W) or (N, 3, H, W), already resized and
                                    normalised as model.json describes (byoc.serving.arrays)
+  (none, or application/octet-stream)  JSON if the body opens with '{', else one JPEG or PNG image
+                                   (contract.UNTYPED says who sends these)
 
 Every way a body can be wrong raises RequestError: 415 for a content type not listed above, 413
 over a limit (settings.Limits, each named), 400 otherwise.
@@ -26,13 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from byoc.contract import CONTENT_TYPES, IMAGE_TYPES, JSON_LINES_TYPE, JSON_TYPE, MULTIPART_TYPE, NPY_TYPE
+from byoc.contract import (CONTENT_TYPE_ALIASES, CONTENT_TYPES, IMAGE_TYPES, JSON_LINES_TYPE, JSON_TYPE, MULTIPART_TYPE,
+                           NPY_TYPE, UNTYPED)
 from byoc.serving import arrays, images
 from byoc.serving.errors import RequestError
 from byoc.serving.json_bodies import strict_json
 from byoc.serving.settings import Limits
 
 BOUNDARY = re.compile(r'boundary="?([^";]+)', re.IGNORECASE)
+JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*\{")  # (a byte order mark,) white space, an object
 FORMATS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "application/x-image": ("JPEG", "PNG")}
 ANY_IMAGE = ("JPEG", "PNG")
 
@@ -46,8 +50,16 @@ class Payload:
 
 
 def media_type(content_type: str | None) -> str:
-    """'image/jpeg; charset=x' -> 'image/jpeg'."""
-    return (content_type or "").split(";")[0].strip().lower()
+    """'image/jpeg; charset=x' -> 'image/jpeg'; 'application/jsonl' -> 'application/jsonlines'."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return CONTENT_TYPE_ALIASES.get(kind, kind)
+
+
+def _implied(body: bytes) -> str:
+    """The type of a body sent without one: JSON (one value or JSON Lines) if it opens with '{'
+    (after a UTF-8 byte order mark and white space), else an image, whose own signature then
+    picks JPEG or PNG (no other decoder is tried)."""
+    return JSON_TYPE if JSON_START.match(body) else "application/x-image"
 
 
 def unsupported(kind: str) -> RequestError:
@@ -59,10 +71,14 @@ def unsupported(kind: str) -> RequestError:
 
 def decode(body: bytes, content_type: str | None, limits: Limits) -> Payload:
     kind = media_type(content_type)
-    if kind not in CONTENT_TYPES:
+    if kind not in CONTENT_TYPES and kind not in UNTYPED:
         raise unsupported(kind)
     if not body:
         raise RequestError(400, "The request body is empty.")
+    name = "The image"
+    if kind in UNTYPED:
+        name = f"The body (sent with {f'Content-Type {kind!r}' if kind else 'no Content-Type'}, so read as an image)"
+        kind = _implied(body)
     if len(body) > limits.max_payload_bytes:
         raise RequestError(413, f"The body has {len(body)} bytes; at most {limits.max_payload_bytes} are "
                                 "accepted (BYOC_MAX_PAYLOAD_MB).")
@@ -80,8 +96,7 @@ def decode(body: bytes, content_type: str | None, limits: Limits) -> Payload:
         return Payload(array=array, many=many)
     if kind == MULTIPART_TYPE:
         body, kind = _from_multipart(body, content_type or "")
-    return _checked_images([images.open_checked(body, FORMATS[kind], limits, "The image")], ["The image"],
-                           False, limits)
+    return _checked_images([images.open_checked(body, FORMATS[kind], limits, name)], [name], False, limits)
 
 
 def _checked_images(opened: list[Image.Image], names: list[str], many: bool, limits: Limits) -> Payload:
@@ -117,15 +132,18 @@ def json_lines(body: bytes) -> list[bytes]:
 
 
 def _several_json_lines(body: bytes) -> bool:
-    """An application/json body that is not one JSON value but lines of them (MultiRecord)."""
+    """An application/json body that is not one JSON value but lines of them (MultiRecord): some
+    line is a JSON object by itself (not only the first: a transform's file may open with a blank
+    or damaged record, and each record is then answered on its own line, as under JSON Lines)."""
     lines = json_lines(body)
-    if len(lines) < 2:
-        return False
+    return len(lines) >= 2 and any(_is_object(line) for line in lines)
+
+
+def _is_object(line: bytes) -> bool:
     try:
-        strict_json(lines[0])
+        return isinstance(strict_json(line), dict)
     except RequestError:
         return False
-    return True
 
 
 def _base64(text, name: str) -> bytes:

@@ -3,7 +3,7 @@
 InvokeEndpoint forwards `Accept` and `CustomAttributes` (as the header
 X-Amzn-SageMaker-Custom-Attributes); query strings do not reach the container.
 """
-from byoc.contract import DEFAULT_TOP_K, JSON_LINES_TYPE, RESPONSE_TYPE
+from byoc.contract import CONTENT_TYPE_ALIASES, DEFAULT_TOP_K, JSON_LINES_TYPE, RESPONSE_TYPE
 from byoc.serving.errors import RequestError
 
 
@@ -27,7 +27,7 @@ def _media_range(part: str) -> tuple[str, float]:
                 weight = float(value)
             except ValueError:
                 weight = 0.0  # a q-value that is not a number accepts nothing
-    return kind.lower(), weight
+    return CONTENT_TYPE_ALIASES.get(kind.lower(), kind.lower()), weight
 
 
 def _weight(weights: dict[str, float], media_type: str) -> float:

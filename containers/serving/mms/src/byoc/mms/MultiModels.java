@@ -29,7 +29,7 @@ import org.slf4j.LoggerFactory;
  *                                                (LoadRequest), 409 already loaded, 507 no room
  *   GET /models                                  {"models": [{"modelName", "modelUrl"}], "nextPageToken"}
  *   GET /models/N                                {"modelName", "modelUrl"}, 404 if not loaded
- *   DELETE /models/N                             unload, 404 if not loaded
+ *   DELETE /models/N                             unload (after its requests in flight), 404 if not loaded
  *   POST /models/N/invoke                        the model N (Invocations)
  * </pre>
  *
@@ -64,7 +64,7 @@ final class MultiModels {
                 if ("GET".equals(request.method().name())) {
                     describe(ctx, path.get(1));
                 } else {
-                    LOADS.execute(() -> unload(ctx, path.get(1)));
+                    LOADS.execute(() -> unload(ctx, path.get(1), settings));
                 }
             }
         } else if (path.size() == 3 && path.get(2).equals("invoke")) {
@@ -102,7 +102,9 @@ final class MultiModels {
     private static int intParameter(QueryStringDecoder query, String name, int fallback) {
         List<String> values = query.parameters().get(name);
         try {
-            return values == null || values.isEmpty() ? fallback : Integer.parseInt(values.get(0));
+            // An empty value is no value (a first page asked for as "?next_page_token=").
+            return values == null || values.isEmpty() || values.get(0).isEmpty() ? fallback
+                    : Integer.parseInt(values.get(0));
         } catch (NumberFormatException e) {
             return -1;
         }
@@ -198,7 +200,19 @@ final class MultiModels {
         }
     }
 
-    private static void unload(ChannelHandlerContext ctx, String name) {
+    private static void unload(ChannelHandlerContext ctx, String name, Settings settings) {
+        // SageMaker unloads the least recently used model when it needs the memory, whether or not
+        // requests for it are still queued or running: they are answered first (within the timeout
+        // they have anyway), not cut off with a 500 when MMS stops the model's workers.
+        try {
+            if (ModelManager.getInstance().getModels().containsKey(name)
+                    && !AnswerDeadline.awaitIdle(name, settings.timeoutSeconds)) {
+                logger.warn("model {}: requests still unanswered after {} s; unloading it", name,
+                        settings.timeoutSeconds);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         HttpResponseStatus status = ModelManager.getInstance().unregisterModel(name);
         if (status == HttpResponseStatus.NOT_FOUND) {
             Replies.error(ctx, 404, "No model named '" + name + "' is loaded.");

@@ -20,6 +20,7 @@ import org.slf4j.LoggerFactory;
  * <pre>
  *   GET  /ping                    200 when the endpoint can answer, else 503
  *   GET  /execution-parameters    what a batch transform job should send (serve computes it)
+ *   (HEAD for either: the same status and headers; HttpServerCodec leaves out the body)
  *   POST /invocations             the model (single-model endpoints)
  *   GET, POST /models             list, load          (multi-model endpoints: MultiModels)
  *   GET, DELETE /models/NAME      describe, unload
@@ -63,11 +64,11 @@ public final class SageMakerApi extends SimpleChannelInboundHandler<FullHttpRequ
         }
         HttpMethod method = request.method();
         if (path.equals(List.of("ping"))) {
-            if (allowed(ctx, method, "GET")) {
+            if (allowed(ctx, method, "GET", "HEAD")) {
                 Readiness.answer(ctx, settings);
             }
         } else if (path.equals(List.of("execution-parameters"))) {
-            if (allowed(ctx, method, "GET")) {
+            if (allowed(ctx, method, "GET", "HEAD")) {
                 Replies.send(ctx, 200, settings.executionParameters);
             }
         } else if (path.equals(List.of("invocations")) && !settings.multiModel) {
