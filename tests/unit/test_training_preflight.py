@@ -1,6 +1,7 @@
 """The image's `train` checks SageMaker's config files and settings before sagemaker-training reads
 them: what the toolkit would trip on fails in one paragraph, exit code 1, not with a traceback."""
 import json
+import os
 
 import pytest
 
@@ -85,3 +86,41 @@ def test_train_hands_a_sound_job_to_the_toolkit(tmp_path, monkeypatch):
     monkeypatch.setattr("sagemaker_training.trainer.train", lambda: ran.append(True))
     preflight.main()
     assert ran == [True] and not (tmp_path / "output/failure").exists()
+
+
+def test_a_user_id_without_a_name_gets_one_for_torchs_cache_folders(monkeypatch):
+    """docker run --user 12345: getpass.getuser() (torch, on import) raises KeyError without a name."""
+    import getpass
+
+    monkeypatch.setattr("os.getuid", lambda: 4242424)  # no passwd entry
+    environ = {}
+    preflight.name_the_user(environ)
+    assert environ == {"USER": "uid4242424"}
+    monkeypatch.setattr("os.environ", environ)
+    assert getpass.getuser() == "uid4242424"
+    kept = {"LOGNAME": "trainer"}
+    preflight.name_the_user(kept)
+    assert kept == {"LOGNAME": "trainer"}
+
+
+def test_a_known_user_keeps_its_passwd_name(monkeypatch):
+    environ = {}
+    preflight.name_the_user(environ)  # the test's own user has a passwd entry
+    assert environ == {}
+
+
+def test_an_opt_ml_this_user_cannot_write_is_refused_in_one_paragraph(tmp_path):
+    base = tmp_path / "opt_ml"
+    base.mkdir()
+    preflight.check_code_dir(base)  # writable: the toolkit creates code/ itself
+    base.chmod(0o555)
+    try:
+        if os.access(base, os.W_OK):
+            pytest.skip("running as root: every folder is writable")
+        with pytest.raises(ConfigError, match=r"cannot create .*/code: sagemaker-training creates that folder"):
+            preflight.check_code_dir(base)
+        (base.chmod(0o755), (base / "code").mkdir(), base.chmod(0o555))
+        preflight.check_code_dir(base)  # there already, as in the image
+    finally:
+        base.chmod(0o755)
+

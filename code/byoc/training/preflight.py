@@ -12,6 +12,7 @@ No torch here: this runs before every job, on every host.
 import json
 import logging
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -119,6 +120,31 @@ def omp_threads(environ=os.environ) -> int:
     return int(value or 0)
 
 
+def name_the_user(environ=os.environ) -> None:
+    """A user id without a passwd entry (`docker run --user 12345`, Kubernetes' runAsUser) has no
+    name, and getpass.getuser(), which torch calls on import for its cache folders, then raises
+    KeyError: give it one in USER, getuser's second choice (LOGNAME, if set, still wins)."""
+    if any(environ.get(name) for name in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+        return
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        environ["USER"] = f"uid{os.getuid()}"
+
+
+def check_code_dir(base: Path) -> None:
+    """sagemaker-training creates {base}/code when it is imported; the image holds /opt/ml/code
+    already, so only an /opt/ml this user cannot write, mounted over the image's, is left."""
+    code = base / "code"
+    if code.is_dir() or os.access(base, os.W_OK | os.X_OK):
+        return
+    raise ConfigError(f"This container runs as user id {os.getuid()}, which cannot create {code}: "
+                      f"sagemaker-training creates that folder as it starts. {base} is mounted over the image's "
+                      f"own (which has {code}) and is not writable by this user; create {code} in the mounted "
+                      "folder, make the folder writable by this user, or run the container as root, as "
+                      "SageMaker does.")
+
+
 def fail(reason: str, output_dir: Path) -> None:
     """Report as sagemaker-training does: the paragraph in output/failure, exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -133,9 +159,11 @@ def fail(reason: str, output_dir: Path) -> None:
 
 def main() -> None:
     base = Path(os.environ.get(BASE_DIR_ENV, "/opt/ml"))
+    name_the_user()
     try:
         check(base / "input" / "config")
         omp_threads()
+        check_code_dir(base)
     except ConfigError as error:
         fail(str(error), base / "output")
     from sagemaker_training import trainer  # its Environment() reads the files checked above
