@@ -124,3 +124,26 @@ def test_an_opt_ml_this_user_cannot_write_is_refused_in_one_paragraph(tmp_path):
     finally:
         base.chmod(0o755)
 
+
+@pytest.mark.parametrize("name, written, expected", [
+    ("checkpointconfig.json", None, "/opt/ml/checkpoints"),  # no CheckpointConfig
+    ("checkpointconfig.json", {"S3Uri": "s3://bucket/ckpt"}, "/opt/ml/checkpoints"),  # LocalPath left out
+    ("checkpointconfig.json", {"LocalPath": "/opt/ml/checkpoints/", "S3Uri": "s3://b/c"}, "/opt/ml/checkpoints"),
+    ("checkpointconfig.json", {"LocalPath": "/checkpoints/run-7", "S3Uri": "s3://b/c"}, "/checkpoints/run-7"),
+    ("tensorboardoutputconfig.json", {"LocalPath": "/opt/ml/output/tb", "S3OutputPath": "s3://b/tb"},
+     "/opt/ml/output/tb"),
+])
+def test_the_folder_sagemaker_syncs_is_the_jobs_local_path(tmp_path, name, written, expected):
+    lay_out(tmp_path)
+    if written is not None:
+        (tmp_path / name).write_text(json.dumps(written))
+    default = "/opt/ml/checkpoints" if name.startswith("checkpoint") else "/opt/ml/output/tensorboard"
+    assert str(preflight.local_path(tmp_path, name, default)) == expected
+    preflight.check(tmp_path, environ={})
+
+
+def test_a_local_path_that_is_no_absolute_folder_is_refused_before_the_toolkit(tmp_path):
+    lay_out(tmp_path)
+    (tmp_path / "checkpointconfig.json").write_text('{"LocalPath": "checkpoints", "S3Uri": "s3://b/c"}')
+    with pytest.raises(ConfigError, match=r"checkpointconfig.json: LocalPath must be an absolute folder path"):
+        preflight.check(tmp_path, environ={})

@@ -23,6 +23,11 @@ LOG_LEVEL_ENV = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # read with int()
 LOG_LEVEL_KEY = "sagemaker_container_log_level"  # handed to logging as the JSON-decoded value
 TEXT_KEYS = ("sagemaker_job_name", "sagemaker_region")  # the toolkit puts these into os.environ
 CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+# What SageMaker also writes there when the job has a CheckpointConfig or TensorBoardOutputConfig:
+# {"LocalPath": ..., "S3Uri"/"S3OutputPath": ...}. LocalPath is the folder it syncs with S3; a job may
+# name its own (the SDKs' checkpoint_local_path=, TensorBoardOutputConfig(container_local_output_path=)).
+CHECKPOINT_CONFIG = "checkpointconfig.json"
+TENSORBOARD_CONFIG = "tensorboardoutputconfig.json"
 
 logger = logging.getLogger("byoc.training")
 
@@ -102,6 +107,21 @@ def check_resource_config(config, where: str = "resourceconfig.json") -> None:
                           f"{json.dumps(interface)[:60]}.")
 
 
+def local_path(config_dir: Path, name: str, default: Path) -> Path:
+    """The LocalPath of CHECKPOINT_CONFIG or TENSORBOARD_CONFIG, or `default` (no such file, or no
+    LocalPath in it): writing anywhere else, the job's checkpoints or scalars would never reach S3."""
+    path = Path(config_dir) / name
+    if not path.is_file():
+        return Path(default)
+    local = read_object(path).get("LocalPath")
+    if local is None:
+        return Path(default)
+    if not isinstance(local, str) or not local.startswith("/"):
+        raise ConfigError(f"{path}: LocalPath must be an absolute folder path, e.g. \"{default}\"; it is "
+                          f"{json.dumps(local)[:80]}.")
+    return Path(local)
+
+
 def check(config_dir: Path, environ=os.environ) -> None:
     """Everything sagemaker-training reads before our code runs; a ConfigError for the first fault."""
     hyperparameters, input_data, resources = (read_object(config_dir / name) for name in CONFIG_FILES)
@@ -109,6 +129,8 @@ def check(config_dir: Path, environ=os.environ) -> None:
     check_input_data_config(input_data, str(config_dir / "inputdataconfig.json"))
     check_resource_config(resources, str(config_dir / "resourceconfig.json"))
     check_log_level_env(environ)
+    for name in (CHECKPOINT_CONFIG, TENSORBOARD_CONFIG):
+        local_path(config_dir, name, Path("/opt/ml"))
 
 
 def omp_threads(environ=os.environ) -> int:
