@@ -140,6 +140,8 @@ def test_missing_train_channel_fails_with_a_reason(docker_client, small_data, tm
         ({"epochs": 0}, ["epochs=0", "an integer in [1, "]),
         ({"learning_rate": 0.1}, ["Unknown hyperparameter(s) learning_rate", "Allowed:"]),
         ({"model": "resnet9000"}, ["model='resnet9000'", "small_cnn"]),
+        # RLEstimator's key, with no region (the toolkit's S3 client failed: "Invalid endpoint: https://s3..")
+        ({"sagemaker_s3_output": "s3://bucket/out"}, ["sagemaker_s3_output", "no region is known"]),
     ],
 )
 def test_bad_hyperparameter_fails_before_training(docker_client, small_data, tmp_path, hyperparameters, phrases):

@@ -147,3 +147,25 @@ def test_a_local_path_that_is_no_absolute_folder_is_refused_before_the_toolkit(t
     (tmp_path / "checkpointconfig.json").write_text('{"LocalPath": "checkpoints", "S3Uri": "s3://b/c"}')
     with pytest.raises(ConfigError, match=r"checkpointconfig.json: LocalPath must be an absolute folder path"):
         preflight.check(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("location, environ, intermediate, reason", [
+    ('"s3://bucket/out"', {}, False, "no region is known for its S3 client"),
+    ('"/tmp/out"', {"AWS_REGION": "us-west-2"}, False, r"it must be an s3:// URI \(or file://\)"),
+    ('"s3://bucket/out"', {"AWS_REGION": "us-west-2"}, False, None),  # SageMaker: the region is set
+    ('"s3://bucket/out"', {"AWS_DEFAULT_REGION": "eu-west-1"}, False, None),
+    ('"file:///tmp/out"', {}, False, None),  # local output: the toolkit syncs nothing
+    ('"s3://bucket/out"', {}, True, None),  # the folder exists: SageMaker syncs it, the toolkit does not
+])
+def test_sagemaker_s3_output_is_checked_as_the_toolkit_uses_it(tmp_path, location, environ, intermediate, reason):
+    """RLEstimator sends sagemaker_s3_output; sagemaker-training then makes an S3 client for
+    /opt/ml/output/intermediate, and without a region it dies with 'Invalid endpoint: https://s3..amazonaws.com'."""
+    config = tmp_path / "input" / "config"
+    lay_out(config, hyperparameters=json.dumps({"epochs": "1", "sagemaker_s3_output": location}))
+    if intermediate:
+        (tmp_path / "output" / "intermediate").mkdir(parents=True)
+    if reason is None:
+        preflight.check(config, environ=environ)
+    else:
+        with pytest.raises(ConfigError, match=reason):
+            preflight.check(config, environ=environ)

@@ -15,6 +15,7 @@ import os
 import pwd
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from byoc.training.errors import ConfigError
 
@@ -22,6 +23,7 @@ BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"  # sagemaker-training's: /opt/ml unless set
 LOG_LEVEL_ENV = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # read with int()
 LOG_LEVEL_KEY = "sagemaker_container_log_level"  # handed to logging as the JSON-decoded value
 TEXT_KEYS = ("sagemaker_job_name", "sagemaker_region")  # the toolkit puts these into os.environ
+S3_OUTPUT_KEY = "sagemaker_s3_output"  # the toolkit syncs output/intermediate there (SDK v2's RLEstimator sends it)
 CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
 # What SageMaker also writes there when the job has a CheckpointConfig or TensorBoardOutputConfig:
 # {"LocalPath": ..., "S3Uri"/"S3OutputPath": ...}. LocalPath is the folder it syncs with S3; a job may
@@ -64,6 +66,27 @@ def check_hyperparameters(raw: dict) -> None:
     for key in TEXT_KEYS:
         if key in raw and not isinstance(decoded(raw[key]), str):
             raise ConfigError(f"Hyperparameter {key}={raw[key]!r} is not valid: it must be text.")
+
+
+def check_s3_output(raw: dict, environ, base: Path) -> None:
+    """sagemaker-training uploads output/intermediate to sagemaker_s3_output while the job runs,
+    unless that folder exists (then SageMaker syncs it itself). Its S3 client needs an s3:// URI (or
+    file://, which it skips) and a region, read as the toolkit reads it."""
+    location = decoded(raw.get(S3_OUTPUT_KEY))
+    if not location or (base / "output" / "intermediate").exists():
+        return
+    scheme = urlparse(str(location)).scheme
+    if scheme == "file":
+        return
+    if scheme != "s3":
+        raise ConfigError(f"Hyperparameter {S3_OUTPUT_KEY}={raw[S3_OUTPUT_KEY]!r} is not valid: sagemaker-training "
+                          "uploads /opt/ml/output/intermediate there, so it must be an s3:// URI (or file://).")
+    region = environ.get("AWS_REGION") or decoded(raw.get("sagemaker_region")) or environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError(f"Hyperparameter {S3_OUTPUT_KEY}={raw[S3_OUTPUT_KEY]!r} asks sagemaker-training to upload "
+                          "/opt/ml/output/intermediate to S3, but no region is known for its S3 client: set the "
+                          "environment variable AWS_REGION (SageMaker sets it) or the hyperparameter "
+                          "sagemaker_region.")
 
 
 def check_log_level_env(environ) -> None:
@@ -126,6 +149,7 @@ def check(config_dir: Path, environ=os.environ) -> None:
     """Everything sagemaker-training reads before our code runs; a ConfigError for the first fault."""
     hyperparameters, input_data, resources = (read_object(config_dir / name) for name in CONFIG_FILES)
     check_hyperparameters(hyperparameters)
+    check_s3_output(hyperparameters, environ, Path(config_dir).parent.parent)
     check_input_data_config(input_data, str(config_dir / "inputdataconfig.json"))
     check_resource_config(resources, str(config_dir / "resourceconfig.json"))
     check_log_level_env(environ)
