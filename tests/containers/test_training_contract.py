@@ -90,14 +90,15 @@ def test_a_job_as_sagemaker_lays_it_out_trains_as_another_user(docker_client, sm
         del platform["checkpointconfig.json"]
     for name, content in platform.items():
         (config / name).write_text(json.dumps(content))
-    checkpoints, board = tmp_path / "run-checkpoints", tmp_path / "run-tensorboard"
-    for folder in (checkpoints, board, root / "model", root / "output"):
+    # TensorBoardOutputConfig's LocalPath is not made beforehand: the config file alone asks for scalars
+    checkpoints, board = tmp_path / "run-checkpoints", root / "output" / "run-tensorboard"
+    for folder in (checkpoints, root / "model", root / "output"):
         folder.mkdir(exist_ok=True)
         folder.chmod(0o777)
     job = "byoc-job-001-5f1c2e7a"
     container = start_training(
         docker_client, root, channels, user="12345:12345",
-        volumes=[f"{checkpoints}:/opt/ml/run-checkpoints:rw", f"{board}:/opt/ml/output/run-tensorboard:rw"],
+        volumes=[f"{checkpoints}:/opt/ml/run-checkpoints:rw"],
         environment={"TRAINING_JOB_NAME": job, "AWS_REGION": "us-west-2",
                      "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-west-2:111111111111:training-job/{job}"})
     try:

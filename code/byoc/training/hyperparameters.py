@@ -112,8 +112,9 @@ class Hyperparameters:
                          "continued with this job's values (force)", operational=True)
     progress_seconds: int = option(30, *count(0), "seconds between progress lines within an epoch (rank 0); "
                                                      "0 = off", operational=True)
-    tensorboard: bool = flag(False, "TensorBoard scalars to /opt/ml/output/tensorboard; also on whenever that "
-                                    "folder exists (TensorBoardOutputConfig)", operational=True)
+    tensorboard: bool = flag(False, "TensorBoard scalars to /opt/ml/output/tensorboard (TensorBoardOutputConfig's "
+                                    "LocalPath); also on whenever the job has a TensorBoardOutputConfig or that "
+                                    "folder exists", operational=True)
 
 
 FIELDS = {f.name: f for f in fields(Hyperparameters)}

@@ -177,9 +177,9 @@ def build_job(env: environment.Environment, hp: Hyperparameters, group: distribu
     # env.hyperparameters lacks SageMaker's own keys (sagemaker-training drops them): read them all
     raw = environment.read_hyperparameters() if env.job_name else {}
     checkpoint_dir = checkpoints.job_directory(root, raw, env.job_name)
+    board_dir = preflight.local_path(config_dir, preflight.TENSORBOARD_CONFIG, Path(env.output_dir) / TENSORBOARD_DIR)
+    # a TensorBoardOutputConfig asks for scalars whether or not SageMaker has made its folder yet
+    wants_board = hp.tensorboard or (config_dir / preflight.TENSORBOARD_CONFIG).is_file()
     return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders, checkpoint_dir=checkpoint_dir,
                model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir), data=report,
-               board=Board.for_job(preflight.local_path(config_dir, preflight.TENSORBOARD_CONFIG,
-                                                        Path(env.output_dir) / TENSORBOARD_DIR),
-                                   hp.tensorboard, group.is_main),
-               trial=checkpoint_dir != root)
+               board=Board.for_job(board_dir, wants_board, group.is_main), trial=checkpoint_dir != root)

@@ -6,9 +6,9 @@ loss.item() filled): no extra device synchronisation, one clock read per batch.
 
 TensorBoard: SageMaker's TensorBoardOutputConfig syncs its LocalPath, /opt/ml/output/tensorboard
 by default (input/config/tensorboardoutputconfig.json names another), to S3 while the job runs.
-Scalars go there when that folder exists or the `tensorboard` hyperparameter asks for them; every
-scalar's step is the job's training step, so a resumed job purges what the stopped one wrote after
-its checkpoint.
+Scalars go there when the job has that config, the folder exists or the `tensorboard` hyperparameter
+asks for them; every scalar's step is the job's training step, so a resumed job purges what the
+stopped one wrote after its checkpoint.
 """
 import datetime
 import logging
