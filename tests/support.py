@@ -112,13 +112,14 @@ def training_volumes(root: Path, channels: dict[str, Path], checkpoints: Path | 
 
 
 def start_training(client, root: Path, channels: dict[str, Path], command=("train",), volumes=(), environment=None,
-                   checkpoints: Path | None = None):
+                   checkpoints: Path | None = None, user: str | None = None):
     """A detached training container over an /opt/ml tree made by write_opt_ml, plus `volumes` (docker's
-    "host:container:mode" strings); environment: what SageMaker sets, e.g. TRAINING_JOB_NAME."""
+    "host:container:mode" strings); environment: what SageMaker sets, e.g. TRAINING_JOB_NAME; user:
+    docker's --user (None: the image's, root)."""
     return client.containers.run(
         TRAINING_IMAGE, list(command) if command else None,
         volumes=training_volumes(root, channels, checkpoints) + list(volumes),
-        detach=True, labels=LABEL, shm_size="1g", network_mode="none", environment=environment or {},
+        detach=True, labels=LABEL, shm_size="1g", network_mode="none", environment=environment or {}, user=user,
     )
 
 

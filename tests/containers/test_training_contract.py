@@ -42,6 +42,84 @@ def test_no_command_trains_too(docker_client, small_data, tmp_path):
     assert (tmp_path / "model" / "model.safetensors").exists()
 
 
+# hyperparameters.json as two real senders write it (values are always strings in the file).
+SDK_V2_ESTIMATOR = {  # SDK v2's generic Estimator: str() of each value
+    "epochs": "2", "batch_size": "100", "lr": "0.01", "weight_decay": "1e-05", "amp": "False", "seed": "None",
+    "pretrained_weights": "", "optimizer": "adamw", "warmup_epochs": "0", "progress_seconds": "0",
+    "deterministic": "0", "hflip": "1",  # a flag as 1/0
+}
+TUNING_TRIAL = {  # a tuning job over a framework estimator: json.dumps of each static value, ranges as chosen
+    "epochs": "2.0", "batch_size": "100.0", "lr": "1.0E-2", "optimizer": '"sgd"', "channels_last": "1",
+    "progress_seconds": "0", "_tuning_objective_metric": '"validation:accuracy"',
+    "sagemaker_estimator_class_name": '"PyTorch"', "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
+    "sagemaker_container_log_level": "20", "sagemaker_job_name": '"pytorch-training-2026-12-07-15-00-00-000"',
+    "sagemaker_region": '"us-west-2"', "sagemaker_program": '"train.py"',
+    "sagemaker_submit_directory": '"s3://bucket/pytorch-training/source/sourcedir.tar.gz"',
+}
+SAGEMAKER_CHANNEL = {"ContentType": "application/x-image", "TrainingInputMode": "File",
+                     "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+
+
+@pytest.mark.parametrize("sent", [SDK_V2_ESTIMATOR, TUNING_TRIAL], ids=["sdk-v2-estimator", "tuning-trial"])
+def test_a_job_as_sagemaker_lays_it_out_trains_as_another_user(docker_client, small_data, tmp_path, sent):
+    """Every file SageMaker writes, as it writes them: full channel and resource configs, one instance
+    group, the platform's own files, a TensorBoardOutputConfig with a LocalPath of its own (where
+    SageMaker syncs from), and for the trial a CheckpointConfig with one too (the estimator's job has
+    none: it checkpoints into the image's /opt/ml/checkpoints); run as a user id without a passwd entry."""
+    root = write_opt_ml(tmp_path / "opt_ml", {}, {})
+    config = root / "input" / "config"
+    (config / "hyperparameters.json").write_text(json.dumps(sent))
+    channels = {"train": small_data / "valid", "validation": small_data / "valid", "model": small_data / "test"}
+    (config / "inputdataconfig.json").write_text(json.dumps({name: SAGEMAKER_CHANNEL for name in channels}))
+    (config / "resourceconfig.json").write_text(json.dumps({
+        "current_host": "algo-1", "current_instance_type": "ml.g5.2xlarge", "current_group_name": "homogeneousCluster",
+        "hosts": ["algo-1"], "network_interface_name": "ethwe", "instance_groups": [
+            {"instance_group_name": "homogeneousCluster", "instance_type": "ml.g5.2xlarge", "hosts": ["algo-1"]}]}))
+    platform = {
+        "checkpointconfig.json": {"LocalPath": "/opt/ml/run-checkpoints", "S3Uri": "s3://bucket/checkpoints"},
+        "tensorboardoutputconfig.json": {"LocalPath": "/opt/ml/output/run-tensorboard",
+                                         "S3OutputPath": "s3://bucket/tensorboard"},
+        "debughookconfig.json": {"LocalPath": "/opt/ml/output/tensors", "S3OutputPath": "s3://bucket/debug",
+                                 "HookParameters": {}, "CollectionConfigurations": []},
+        "profilerconfig.json": {"ProfilingIntervalInMilliseconds": 500, "S3OutputPath": "s3://bucket/profiler"},
+        "trainingjobconfig.json": {"TrainingJobName": "byoc-job", "HyperParameters": sent},
+        "metric-definition-regex.json": [{"Name": m["Name"], "Regex": m["Regex"]} for m in METRIC_DEFINITIONS],
+        "upstreamoutputdataconfig.json": [], "init-config.json": {},
+    }
+    if sent is SDK_V2_ESTIMATOR:
+        del platform["checkpointconfig.json"]
+    for name, content in platform.items():
+        (config / name).write_text(json.dumps(content))
+    # TensorBoardOutputConfig's LocalPath is not made beforehand: the config file alone asks for scalars
+    checkpoints, board = tmp_path / "run-checkpoints", root / "output" / "run-tensorboard"
+    for folder in (checkpoints, root / "model", root / "output"):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o777)
+    job = "byoc-job-001-5f1c2e7a"
+    container = start_training(
+        docker_client, root, channels, user="12345:12345",
+        volumes=[f"{checkpoints}:/opt/ml/run-checkpoints:rw"],
+        environment={"TRAINING_JOB_NAME": job, "AWS_REGION": "us-west-2",
+                     "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-west-2:111111111111:training-job/{job}"})
+    try:
+        exit_code = container.wait(timeout=600)["StatusCode"]
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    assert exit_code == 0, logs[-3000:]
+    assert (root / "output" / "success").exists() and (root / "model" / "model.safetensors").exists()
+    assert "channel(s) model are not read by this image" in logs
+    assert list(board.glob("events.out.tfevents.*")), "no TensorBoard scalars in TensorBoardOutputConfig's LocalPath"
+    assert not (root / "output" / "tensorboard").exists()
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    hp = metrics["hyperparameters"]
+    if sent is TUNING_TRIAL:  # a trial's checkpoints are its own, and go once it has succeeded
+        assert "removed its checkpoints in /opt/ml/run-checkpoints/" + job in logs
+        assert (hp["epochs"], hp["batch_size"], hp["channels_last"]) == (2, 100, True)
+    else:  # finished: its checkpoint after epoch 1 was written to the image's /opt/ml/checkpoints
+        assert (hp["deterministic"], hp["hflip"], hp["amp"], hp["optimizer"]) == (False, True, False, "adamw")
+
+
 def assert_clean_failure(run, *phrases):
     assert run.exit_code != 0
     assert run.failure is not None, "no /opt/ml/output/failure written"
@@ -63,6 +141,8 @@ def test_missing_train_channel_fails_with_a_reason(docker_client, small_data, tm
         ({"epochs": 0}, ["epochs=0", "an integer in [1, "]),
         ({"learning_rate": 0.1}, ["Unknown hyperparameter(s) learning_rate", "Allowed:"]),
         ({"model": "resnet9000"}, ["model='resnet9000'", "small_cnn"]),
+        # RLEstimator's key, with no region (the toolkit's S3 client failed: "Invalid endpoint: https://s3..")
+        ({"sagemaker_s3_output": "s3://bucket/out"}, ["sagemaker_s3_output", "no region is known"]),
     ],
 )
 def test_bad_hyperparameter_fails_before_training(docker_client, small_data, tmp_path, hyperparameters, phrases):

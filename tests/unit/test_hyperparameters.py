@@ -127,13 +127,15 @@ def test_json_encoded_and_plain_values_are_read_alike():
 
 
 @pytest.mark.parametrize("spelling, value", [("true", True), ("TRUE", True), ("True", True), ("false", False),
-                                             ("False", False), (" FALSE ", False)])
+                                             ("False", False), (" FALSE ", False), ("1", True), ("0", False),
+                                             (1, True), (0, False)])
 def test_booleans_in_any_case(spelling, value):
     assert parse({"hflip": spelling}).hflip is value
 
 
 @pytest.mark.parametrize("raw, named", [
-    ({"hflip": "yes"}, "hflip='yes'"), ({"hflip": 1}, "hflip=1"), ({"lr": "nan"}, "lr='nan'"),
+    ({"hflip": "yes"}, "hflip='yes'"), ({"hflip": 2}, "hflip=2"), ({"hflip": 0.5}, "hflip=0.5"),
+    ({"lr": "nan"}, "lr='nan'"),
     ({"lr": float("inf")}, "lr=inf"), ({"epochs": "3.5"}, "epochs='3.5'"), ({"model": True}, "model=True"),
 ])
 def test_what_no_client_means_is_refused(raw, named):
@@ -180,6 +182,7 @@ def test_checking_hyperparameters_needs_no_torch(tmp_path):
     ("True", "hflip", True), ("False", "amp", False),  # SDK v2 CategoricalParameter([True, False]): str()
     ("true", "hflip", True), ("FALSE", "hflip", False),  # JSON-encoded (SDK v3, boto3) or as typed
     ('"false"', "hflip", False),  # a JSON-encoded string of the word
+    ("1", "deterministic", True), ("0", "hflip", False), ("1.0", "tensorboard", True),  # a 0-1 range or 0/1 choice
     ("adamw", "optimizer", "adamw"), ('"adamw"', "optimizer", "adamw"),
     ("64", "batch_size", 64), ("0.0125", "lr", 0.0125), ("1.0E-4", "weight_decay", 1e-4),  # Integer/Continuous
     ("force", "resume", "force"),

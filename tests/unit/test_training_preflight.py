@@ -1,6 +1,7 @@
 """The image's `train` checks SageMaker's config files and settings before sagemaker-training reads
 them: what the toolkit would trip on fails in one paragraph, exit code 1, not with a traceback."""
 import json
+import os
 
 import pytest
 
@@ -85,3 +86,86 @@ def test_train_hands_a_sound_job_to_the_toolkit(tmp_path, monkeypatch):
     monkeypatch.setattr("sagemaker_training.trainer.train", lambda: ran.append(True))
     preflight.main()
     assert ran == [True] and not (tmp_path / "output/failure").exists()
+
+
+def test_a_user_id_without_a_name_gets_one_for_torchs_cache_folders(monkeypatch):
+    """docker run --user 12345: getpass.getuser() (torch, on import) raises KeyError without a name."""
+    import getpass
+
+    monkeypatch.setattr("os.getuid", lambda: 4242424)  # no passwd entry
+    environ = {}
+    preflight.name_the_user(environ)
+    assert environ == {"USER": "uid4242424"}
+    monkeypatch.setattr("os.environ", environ)
+    assert getpass.getuser() == "uid4242424"
+    kept = {"LOGNAME": "trainer"}
+    preflight.name_the_user(kept)
+    assert kept == {"LOGNAME": "trainer"}
+
+
+def test_a_known_user_keeps_its_passwd_name(monkeypatch):
+    environ = {}
+    preflight.name_the_user(environ)  # the test's own user has a passwd entry
+    assert environ == {}
+
+
+def test_an_opt_ml_this_user_cannot_write_is_refused_in_one_paragraph(tmp_path):
+    base = tmp_path / "opt_ml"
+    base.mkdir()
+    preflight.check_code_dir(base)  # writable: the toolkit creates code/ itself
+    base.chmod(0o555)
+    try:
+        if os.access(base, os.W_OK):
+            pytest.skip("running as root: every folder is writable")
+        with pytest.raises(ConfigError, match=r"cannot create .*/code: sagemaker-training creates that folder"):
+            preflight.check_code_dir(base)
+        (base.chmod(0o755), (base / "code").mkdir(), base.chmod(0o555))
+        preflight.check_code_dir(base)  # there already, as in the image
+    finally:
+        base.chmod(0o755)
+
+
+@pytest.mark.parametrize("name, written, expected", [
+    ("checkpointconfig.json", None, "/opt/ml/checkpoints"),  # no CheckpointConfig
+    ("checkpointconfig.json", {"S3Uri": "s3://bucket/ckpt"}, "/opt/ml/checkpoints"),  # LocalPath left out
+    ("checkpointconfig.json", {"LocalPath": "/opt/ml/checkpoints/", "S3Uri": "s3://b/c"}, "/opt/ml/checkpoints"),
+    ("checkpointconfig.json", {"LocalPath": "/checkpoints/run-7", "S3Uri": "s3://b/c"}, "/checkpoints/run-7"),
+    ("tensorboardoutputconfig.json", {"LocalPath": "/opt/ml/output/tb", "S3OutputPath": "s3://b/tb"},
+     "/opt/ml/output/tb"),
+])
+def test_the_folder_sagemaker_syncs_is_the_jobs_local_path(tmp_path, name, written, expected):
+    lay_out(tmp_path)
+    if written is not None:
+        (tmp_path / name).write_text(json.dumps(written))
+    default = "/opt/ml/checkpoints" if name.startswith("checkpoint") else "/opt/ml/output/tensorboard"
+    assert str(preflight.local_path(tmp_path, name, default)) == expected
+    preflight.check(tmp_path, environ={})
+
+
+def test_a_local_path_that_is_no_absolute_folder_is_refused_before_the_toolkit(tmp_path):
+    lay_out(tmp_path)
+    (tmp_path / "checkpointconfig.json").write_text('{"LocalPath": "checkpoints", "S3Uri": "s3://b/c"}')
+    with pytest.raises(ConfigError, match=r"checkpointconfig.json: LocalPath must be an absolute folder path"):
+        preflight.check(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("location, environ, intermediate, reason", [
+    ('"s3://bucket/out"', {}, False, "no region is known for its S3 client"),
+    ('"/tmp/out"', {"AWS_REGION": "us-west-2"}, False, r"it must be an s3:// URI \(or file://\)"),
+    ('"s3://bucket/out"', {"AWS_REGION": "us-west-2"}, False, None),  # SageMaker: the region is set
+    ('"s3://bucket/out"', {"AWS_DEFAULT_REGION": "eu-west-1"}, False, None),
+    ('"file:///tmp/out"', {}, False, None),  # local output: the toolkit syncs nothing
+    ('"s3://bucket/out"', {}, True, None),  # the folder exists: SageMaker syncs it, the toolkit does not
+])
+def test_sagemaker_s3_output_is_checked_as_the_toolkit_uses_it(tmp_path, location, environ, intermediate, reason):
+    """RLEstimator sends sagemaker_s3_output; sagemaker-training then makes an S3 client for
+    /opt/ml/output/intermediate, and without a region it dies with 'Invalid endpoint: https://s3..amazonaws.com'."""
+    config = tmp_path / "input" / "config"
+    lay_out(config, hyperparameters=json.dumps({"epochs": "1", "sagemaker_s3_output": location}))
+    if intermediate:
+        (tmp_path / "output" / "intermediate").mkdir(parents=True)
+    if reason is None:
+        preflight.check(config, environ=environ)
+    else:
+        with pytest.raises(ConfigError, match=reason):
+            preflight.check(config, environ=environ)

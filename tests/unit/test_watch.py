@@ -48,10 +48,10 @@ def test_a_resumed_epoch_counts_from_where_it_stopped(caplog):
 
 
 def test_off_when_no_folder_and_not_asked(tmp_path):
-    assert watch.Board.for_job(tmp_path, requested=False, is_main=True).folder is None
-    assert watch.Board.for_job(tmp_path, requested=True, is_main=False).folder is None  # rank 0 only
+    assert watch.Board.for_job(tmp_path / "tensorboard", requested=False, is_main=True).folder is None
+    assert watch.Board.for_job(tmp_path / "tensorboard", requested=True, is_main=False).folder is None  # rank 0 only
     (tmp_path / "tensorboard").mkdir()  # TensorBoardOutputConfig's LocalPath exists: on
-    assert watch.Board.for_job(tmp_path, requested=False, is_main=True).folder == tmp_path / "tensorboard"
+    assert watch.Board.for_job(tmp_path / "tensorboard", requested=False, is_main=True).folder == tmp_path / "tensorboard"
 
 
 def scalars(folder) -> dict:
@@ -61,12 +61,12 @@ def scalars(folder) -> dict:
 
 
 def test_scalars_are_written_and_a_resume_purges_what_came_after_its_checkpoint(tmp_path):
-    first = watch.Board.for_job(tmp_path, requested=True, is_main=True)
+    first = watch.Board.for_job(tmp_path / "tensorboard", requested=True, is_main=True)
     first.open(0)
     for step in (10, 20, 30):
         first.scalars(step, watch.epoch_scalars({"epoch": step // 10, "train_loss": 1 / step, "lr": 0.1}))
     first.close()
-    resumed = watch.Board.for_job(tmp_path, requested=False, is_main=True)  # the folder exists now
+    resumed = watch.Board.for_job(tmp_path / "tensorboard", requested=False, is_main=True)  # the folder exists now
     resumed.open(20)  # resumed from the checkpoint at step 20: the old 20 and 30 go
     resumed.scalars(20, {"epoch/train_loss": 0.04})
     resumed.close()

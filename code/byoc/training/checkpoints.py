@@ -1,4 +1,5 @@
-"""Spot-safe checkpoints in /opt/ml/checkpoints (SageMaker syncs that folder to S3).
+"""Spot-safe checkpoints in /opt/ml/checkpoints (SageMaker syncs that folder to S3), or in the
+LocalPath the job's CheckpointConfig names (input/config/checkpointconfig.json; preflight.local_path).
 
 Each checkpoint is written to a temporary file, flushed to disk, then renamed
 into place, so a crash mid-write never leaves a file that looks complete. On

@@ -21,7 +21,9 @@ from byoc.training.errors import HyperparameterError
 
 # Keys SageMaker itself adds (a tuning job names its objective); not ours to check.
 SAGEMAKER_KEYS = ("_tuning_objective_metric",)
-BOOLEAN_SPELLINGS = {"true": True, "false": False}
+# "1"/"0" as well: a tuning job's categorical or integer range over a flag sends them, and
+# sagemaker-training hands them on JSON-decoded, as the numbers 1 and 0.
+BOOLEAN_SPELLINGS = {"true": True, "false": False, "1": True, "0": False}
 RESUME_CHOICES = ("auto", "force")
 INT_MAX = 2**31 - 1  # counts and seconds reach C code as a C int (the launcher's timedelta, ...)
 SEED_MAX = 2**63 - 1  # a signed 64-bit integer: what torch's and numpy's seeds have in common
@@ -110,8 +112,9 @@ class Hyperparameters:
                          "continued with this job's values (force)", operational=True)
     progress_seconds: int = option(30, *count(0), "seconds between progress lines within an epoch (rank 0); "
                                                      "0 = off", operational=True)
-    tensorboard: bool = flag(False, "TensorBoard scalars to /opt/ml/output/tensorboard; also on whenever that "
-                                    "folder exists (TensorBoardOutputConfig)", operational=True)
+    tensorboard: bool = flag(False, "TensorBoard scalars to /opt/ml/output/tensorboard (TensorBoardOutputConfig's "
+                                    "LocalPath); also on whenever the job has a TensorBoardOutputConfig or that "
+                                    "folder exists", operational=True)
 
 
 FIELDS = {f.name: f for f in fields(Hyperparameters)}
@@ -138,7 +141,7 @@ def _shown_value(value) -> str:
 def _invalid(name: str, value) -> HyperparameterError:
     allowed = FIELDS[name].metadata["allowed"]
     if FIELDS[name].type is bool:
-        allowed += " (any case: true, True, TRUE, ...)"
+        allowed += " (any case: true, True, TRUE, ...; or 1 and 0)"
     return HyperparameterError(f"Hyperparameter {name}={_shown_value(value)} is not valid: it must be {allowed}.")
 
 
@@ -173,6 +176,8 @@ def coerce(name: str, value):
     if kind is bool:
         if isinstance(value, str) and value.strip().lower() in BOOLEAN_SPELLINGS:
             return BOOLEAN_SPELLINGS[value.strip().lower()]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)  # "1", "0" (and a tuner's "1.0"), as the toolkit decodes them
         if not isinstance(value, bool):
             raise _invalid(name, value)
         return value

@@ -12,8 +12,10 @@ No torch here: this runs before every job, on every host.
 import json
 import logging
 import os
+import pwd
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from byoc.training.errors import ConfigError
 
@@ -21,7 +23,13 @@ BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"  # sagemaker-training's: /opt/ml unless set
 LOG_LEVEL_ENV = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # read with int()
 LOG_LEVEL_KEY = "sagemaker_container_log_level"  # handed to logging as the JSON-decoded value
 TEXT_KEYS = ("sagemaker_job_name", "sagemaker_region")  # the toolkit puts these into os.environ
+S3_OUTPUT_KEY = "sagemaker_s3_output"  # the toolkit syncs output/intermediate there (SDK v2's RLEstimator sends it)
 CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+# What SageMaker also writes there when the job has a CheckpointConfig or TensorBoardOutputConfig:
+# {"LocalPath": ..., "S3Uri"/"S3OutputPath": ...}. LocalPath is the folder it syncs with S3; a job may
+# name its own (the SDKs' checkpoint_local_path=, TensorBoardOutputConfig(container_local_output_path=)).
+CHECKPOINT_CONFIG = "checkpointconfig.json"
+TENSORBOARD_CONFIG = "tensorboardoutputconfig.json"
 
 logger = logging.getLogger("byoc.training")
 
@@ -58,6 +66,27 @@ def check_hyperparameters(raw: dict) -> None:
     for key in TEXT_KEYS:
         if key in raw and not isinstance(decoded(raw[key]), str):
             raise ConfigError(f"Hyperparameter {key}={raw[key]!r} is not valid: it must be text.")
+
+
+def check_s3_output(raw: dict, environ, base: Path) -> None:
+    """sagemaker-training uploads output/intermediate to sagemaker_s3_output while the job runs,
+    unless that folder exists (then SageMaker syncs it itself). Its S3 client needs an s3:// URI (or
+    file://, which it skips) and a region, read as the toolkit reads it."""
+    location = decoded(raw.get(S3_OUTPUT_KEY))
+    if not location or (base / "output" / "intermediate").exists():
+        return
+    scheme = urlparse(str(location)).scheme
+    if scheme == "file":
+        return
+    if scheme != "s3":
+        raise ConfigError(f"Hyperparameter {S3_OUTPUT_KEY}={raw[S3_OUTPUT_KEY]!r} is not valid: sagemaker-training "
+                          "uploads /opt/ml/output/intermediate there, so it must be an s3:// URI (or file://).")
+    region = environ.get("AWS_REGION") or decoded(raw.get("sagemaker_region")) or environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError(f"Hyperparameter {S3_OUTPUT_KEY}={raw[S3_OUTPUT_KEY]!r} asks sagemaker-training to upload "
+                          "/opt/ml/output/intermediate to S3, but no region is known for its S3 client: set the "
+                          "environment variable AWS_REGION (SageMaker sets it) or the hyperparameter "
+                          "sagemaker_region.")
 
 
 def check_log_level_env(environ) -> None:
@@ -101,13 +130,31 @@ def check_resource_config(config, where: str = "resourceconfig.json") -> None:
                           f"{json.dumps(interface)[:60]}.")
 
 
+def local_path(config_dir: Path, name: str, default: Path) -> Path:
+    """The LocalPath of CHECKPOINT_CONFIG or TENSORBOARD_CONFIG, or `default` (no such file, or no
+    LocalPath in it): writing anywhere else, the job's checkpoints or scalars would never reach S3."""
+    path = Path(config_dir) / name
+    if not path.is_file():
+        return Path(default)
+    local = read_object(path).get("LocalPath")
+    if local is None:
+        return Path(default)
+    if not isinstance(local, str) or not local.startswith("/"):
+        raise ConfigError(f"{path}: LocalPath must be an absolute folder path, e.g. \"{default}\"; it is "
+                          f"{json.dumps(local)[:80]}.")
+    return Path(local)
+
+
 def check(config_dir: Path, environ=os.environ) -> None:
     """Everything sagemaker-training reads before our code runs; a ConfigError for the first fault."""
     hyperparameters, input_data, resources = (read_object(config_dir / name) for name in CONFIG_FILES)
     check_hyperparameters(hyperparameters)
+    check_s3_output(hyperparameters, environ, Path(config_dir).parent.parent)
     check_input_data_config(input_data, str(config_dir / "inputdataconfig.json"))
     check_resource_config(resources, str(config_dir / "resourceconfig.json"))
     check_log_level_env(environ)
+    for name in (CHECKPOINT_CONFIG, TENSORBOARD_CONFIG):
+        local_path(config_dir, name, Path("/opt/ml"))
 
 
 def omp_threads(environ=os.environ) -> int:
@@ -117,6 +164,31 @@ def omp_threads(environ=os.environ) -> int:
         raise ConfigError(f"Environment variable OMP_NUM_THREADS={value!r} is not valid: it must be a whole "
                           "number (the compute threads per process; 0 or unset: one per core).")
     return int(value or 0)
+
+
+def name_the_user(environ=os.environ) -> None:
+    """A user id without a passwd entry (`docker run --user 12345`, Kubernetes' runAsUser) has no
+    name, and getpass.getuser(), which torch calls on import for its cache folders, then raises
+    KeyError: give it one in USER, getuser's second choice (LOGNAME, if set, still wins)."""
+    if any(environ.get(name) for name in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+        return
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        environ["USER"] = f"uid{os.getuid()}"
+
+
+def check_code_dir(base: Path) -> None:
+    """sagemaker-training creates {base}/code when it is imported; the image holds /opt/ml/code
+    already, so only an /opt/ml this user cannot write, mounted over the image's, is left."""
+    code = base / "code"
+    if code.is_dir() or os.access(base, os.W_OK | os.X_OK):
+        return
+    raise ConfigError(f"This container runs as user id {os.getuid()}, which cannot create {code}: "
+                      f"sagemaker-training creates that folder as it starts. {base} is mounted over the image's "
+                      f"own (which has {code}) and is not writable by this user; create {code} in the mounted "
+                      "folder, make the folder writable by this user, or run the container as root, as "
+                      "SageMaker does.")
 
 
 def fail(reason: str, output_dir: Path) -> None:
@@ -133,9 +205,11 @@ def fail(reason: str, output_dir: Path) -> None:
 
 def main() -> None:
     base = Path(os.environ.get(BASE_DIR_ENV, "/opt/ml"))
+    name_the_user()
     try:
         check(base / "input" / "config")
         omp_threads()
+        check_code_dir(base)
     except ConfigError as error:
         fail(str(error), base / "output")
     from sagemaker_training import trainer  # its Environment() reads the files checked above

@@ -21,7 +21,7 @@ from byoc.training import checkpoints, data, distributed, preflight, pretrained,
 from byoc.training.engine import BatchNormalizer, TrainStep, cosine_schedule
 from byoc.training.errors import HyperparameterError
 from byoc.training.hyperparameters import Hyperparameters
-from byoc.training.watch import Board
+from byoc.training.watch import TENSORBOARD_DIR, Board
 
 logger = logging.getLogger("byoc.training")
 
@@ -98,7 +98,7 @@ class Job:
     train_loader: torch.utils.data.DataLoader
     sampler: object  # the training loader's EpochSampler
     eval_loaders: dict  # "valid" and "test", where those channels exist: this rank's share of each
-    checkpoint_dir: Path  # /opt/ml/checkpoints, or a folder of its own there for a tuning trial
+    checkpoint_dir: Path  # CheckpointConfig's LocalPath (/opt/ml/checkpoints), or a trial's folder there
     model_dir: Path
     output_data_dir: Path
     data: dict  # what each host had and what an epoch trains on (shards.data_report)
@@ -172,11 +172,14 @@ def build_job(env: environment.Environment, hp: Hyperparameters, group: distribu
     trained = group.wrap(model, find_unused_parameters=hp.freeze_backbone_epochs > 0)  # DDP with >1 process
     step = make_step(hp, model, prep, group.device, len(train_loader), len(classes), trained)
     logger.info("device %s, mixed precision %s, %d steps per epoch", group.device, step.amp_dtype, len(train_loader))
-    root = Path(environment.base_dir) / "checkpoints"
+    config_dir = Path(environment.input_config_dir)
+    root = preflight.local_path(config_dir, preflight.CHECKPOINT_CONFIG, Path(environment.base_dir) / "checkpoints")
     # env.hyperparameters lacks SageMaker's own keys (sagemaker-training drops them): read them all
     raw = environment.read_hyperparameters() if env.job_name else {}
     checkpoint_dir = checkpoints.job_directory(root, raw, env.job_name)
+    board_dir = preflight.local_path(config_dir, preflight.TENSORBOARD_CONFIG, Path(env.output_dir) / TENSORBOARD_DIR)
+    # a TensorBoardOutputConfig asks for scalars whether or not SageMaker has made its folder yet
+    wants_board = hp.tensorboard or (config_dir / preflight.TENSORBOARD_CONFIG).is_file()
     return Job(hp, group, spec, model, step, train_loader, sampler, eval_loaders, checkpoint_dir=checkpoint_dir,
                model_dir=Path(env.model_dir), output_data_dir=Path(env.output_data_dir), data=report,
-               board=Board.for_job(Path(env.output_dir), hp.tensorboard, group.is_main),
-               trial=checkpoint_dir != root)
+               board=Board.for_job(board_dir, wants_board, group.is_main), trial=checkpoint_dir != root)

@@ -5,9 +5,10 @@ Both read figures the training loop has on the host already (the meter's sums, w
 loss.item() filled): no extra device synchronisation, one clock read per batch.
 
 TensorBoard: SageMaker's TensorBoardOutputConfig syncs its LocalPath, /opt/ml/output/tensorboard
-by default, to S3 while the job runs. Scalars go there when that folder exists or the
-`tensorboard` hyperparameter asks for them; every scalar's step is the job's training step, so a
-resumed job purges what the stopped one wrote after its checkpoint.
+by default (input/config/tensorboardoutputconfig.json names another), to S3 while the job runs.
+Scalars go there when the job has that config, the folder exists or the `tensorboard` hyperparameter
+asks for them; every scalar's step is the job's training step, so a resumed job purges what the
+stopped one wrote after its checkpoint.
 """
 import datetime
 import logging
@@ -27,8 +28,8 @@ class Board:
         self.folder, self.writer = folder, None
 
     @classmethod
-    def for_job(cls, output_dir: Path, requested: bool, is_main: bool) -> "Board":
-        folder = output_dir / TENSORBOARD_DIR
+    def for_job(cls, folder: Path, requested: bool, is_main: bool) -> "Board":
+        """folder: TensorBoardOutputConfig's LocalPath (/opt/ml/output/tensorboard by default)."""
         return cls(folder if is_main and (requested or folder.is_dir()) else None)
 
     def open(self, step: int) -> None:
