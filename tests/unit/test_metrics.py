@@ -20,14 +20,14 @@ def test_every_metric_is_read_back_from_the_log_lines():
                                                         "valid_loss": 1.25, "valid_acc": 0.625, "lr": 0.05,
                                                         "images_per_sec": 812.5}),
         "2026-01-01 INFO byoc.training: " + epoch_line({"epoch": 2, "train_loss": 2.5e-05, "train_acc": 0.75,
-                                                        "valid_loss": 0.5, "valid_acc": 0.875, "lr": 1e-4,
+                                                        "valid_loss": 0.5, "valid_acc": 0.875, "lr": 1e-7,
                                                         "images_per_sec": 900}),
         "2026-01-01 INFO byoc.training: " + final_line({"test_loss": 0.4375, "test_acc": 0.9}),
         "2026-01-01 INFO sagemaker-training-toolkit: Reporting training SUCCESS",
     ]
     assert parse(log) == {
         "epoch": [1, 2], "train:loss": [1.5, 2.5e-05], "train:accuracy": [0.5, 0.75],
-        "validation:loss": [1.25, 0.5], "validation:accuracy": [0.625, 0.875], "learning_rate": [0.05, 0.0001],
+        "validation:loss": [1.25, 0.5], "validation:accuracy": [0.625, 0.875], "learning_rate": [0.05, 1e-07],
         "train:images_per_second": [812.5, 900.0], "test:loss": [0.4375], "test:accuracy": [0.9],
     }
 

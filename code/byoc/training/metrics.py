@@ -10,11 +10,12 @@ training job's `metric_definitions` (or a tuning job's objective source):
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 EPOCH_FIELDS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "images_per_sec")
 FINAL_FIELDS = ("test_loss", "test_acc")
+FORMATS = {"lr": ".6g"}  # a learning rate of 1e-7 would read 0.000000 at six decimals
 
 
 def epoch_line(record: dict) -> str:
     """'epoch=3 train_loss=0.412300 train_acc=0.851200 ...': fields in a fixed order."""
-    fields = " ".join(f"{name}={record[name]:.6f}" for name in EPOCH_FIELDS if name in record)
+    fields = " ".join(f"{name}={record[name]:{FORMATS.get(name, '.6f')}}" for name in EPOCH_FIELDS if name in record)
     return f"epoch={record['epoch']} {fields}"
 
 
