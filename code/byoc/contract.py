@@ -21,6 +21,7 @@ from pathlib import Path
 # --- the model package ---------------------------------------------------------------------
 WEIGHTS_FILE = "model.safetensors"  # safetensors: loading runs no code
 SPEC_FILE = "model.json"
+PICKLES = ("*.pth", "*.pt", "*.bin", "*.pkl", "*.ckpt")  # never loaded: unpickling runs code
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -101,6 +102,22 @@ MAX_CLASS_NAME = 255  # a class is a folder name in training (NAME_MAX)
 # The crop side, as training's image_size takes it (byoc.training.hyperparameters); the resize side
 # is at least the crop (the transform computes only the crop, so a large one costs nothing).
 MIN_CROP, MAX_CROP, MAX_RESIZE = 8, 1024, 2**31 - 1
+
+
+def weights_file(model_dir: str | Path) -> Path:
+    """model.safetensors, which must be a regular file; a pickle in its place is named, never loaded."""
+    model_dir = Path(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    try:
+        mode = weights.stat().st_mode
+    except FileNotFoundError:
+        pickled = sorted(p.name for pattern in PICKLES for p in model_dir.glob(pattern))
+        hint = (f"; {', '.join(pickled)} is never loaded (unpickling runs code): save the model's state_dict "
+                "with safetensors.torch.save_file as model.safetensors") if pickled else ""
+        raise ModelPackageError(f"{weights} is missing{hint}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelPackageError(f"{weights} is not a regular file")
+    return weights
 
 
 def _read_json(path: Path, model_dir) -> object:

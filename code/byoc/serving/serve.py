@@ -238,6 +238,18 @@ def choose_device() -> cuda.Choice:
     return choice
 
 
+def check_model(model_dir: Path) -> None:
+    """Exit with the reason when the model package cannot serve: model.json, the weights against its
+    architecture, their values (byoc.model_package). Otherwise every worker would fail to load it,
+    MMS would start another, and /ping would answer 503 until SageMaker's health check gave up. In a
+    process of its own: torch stays out of PID 1, which lives as long as the container."""
+    done = subprocess.run([sys.executable, "-m", "byoc.model_package", str(model_dir)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        sys.exit(f"serve: cannot serve: {reason}")
+
+
 def main() -> None:
     choice = choose_device()
     os.environ[contract.DEVICE_SETTING] = choice.device  # the settings and the workers follow the decision
@@ -247,10 +259,7 @@ def main() -> None:
         sys.exit(f"serve: {error}")
     model_dir = MULTI_MODEL_STORE if s.multi_model else Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     if not s.multi_model:
-        try:
-            contract.load_spec(model_dir)  # fail here, clearly, rather than in every worker
-        except contract.ModelPackageError as error:
-            sys.exit(f"serve: cannot serve: {error}")
+        check_model(model_dir)
     user = server_user(s, None if s.multi_model else model_dir)
     management = management_port(s)
     run_dir = prepare_run_dir(s, user, management)
