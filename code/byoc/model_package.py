@@ -79,11 +79,16 @@ def check(model_dir: str | Path) -> tuple[ModelSpec, Path]:
     return spec, weights
 
 
+def nonfinite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor holding NaN or infinity (a diverged run, a bad export), or None."""
+    return next((name for name, tensor in state.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+
+
 def _finite(weights: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """NaN or infinite weights would answer NaN probabilities (a diverged run, a bad export)."""
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ModelPackageError(f"{weights}: tensor {name} holds NaN or infinite values")
+    """NaN or infinite weights would answer NaN probabilities."""
+    if (name := nonfinite(state)) is not None:
+        raise ModelPackageError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
 
 
