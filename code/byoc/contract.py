@@ -79,13 +79,8 @@ def load_spec(model_dir: str | Path) -> ModelSpec:
     if architecture not in ARCHITECTURES:
         raise ModelPackageError(f"{path} names architecture {architecture!r}; this code builds "
                                 f"{', '.join(ARCHITECTURES)}")
-    if not isinstance(names, list) or not names or not all(
-            isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME for n in names):
-        raise wrong(f"class_names must be a list of 1-{MAX_CLASS_NAME} character strings, one per class "
-                    f"(the model's outputs, in order), not {_brief(names)}")
-    repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
-    if repeated:
-        raise wrong(f"class_names repeats {_brief(repeated)}: each class needs its own name")
+    if problem := class_names_problem(names):
+        raise wrong(problem)
     args, record = document.get("architecture_args", {}), document.get("precision") or {}
     if not isinstance(args, dict) or not isinstance(record, dict):
         raise wrong("architecture_args and precision must be JSON objects")
@@ -118,6 +113,19 @@ def weights_file(model_dir: str | Path) -> Path:
     if not stat.S_ISREG(mode):
         raise ModelPackageError(f"{weights} is not a regular file")
     return weights
+
+
+def class_names_problem(names) -> str | None:
+    """Why `names` cannot be a model's labels, or None: the training job checks its class folders'
+    labels with this too, so it never writes a package the endpoint refuses."""
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME for n in names):
+        return (f"class_names must be a list of 1-{MAX_CLASS_NAME} character strings, one per class "
+                f"(the model's outputs, in order), not {_brief(names)}")
+    repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if repeated:
+        return f"class_names repeats {_brief(repeated)}: each class needs its own name"
+    return None
 
 
 def _read_json(path: Path, model_dir) -> object:
