@@ -12,13 +12,16 @@ host tools (byoc-cloud, the Lambda, the tests) talk to both through these
 names: change one here and every side changes with it.
 """
 import json
+import math
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # --- the model package ---------------------------------------------------------------------
 WEIGHTS_FILE = "model.safetensors"  # safetensors: loading runs no code
 SPEC_FILE = "model.json"
+PICKLES = ("*.pth", "*.pt", "*.bin", "*.pkl", "*.ckpt")  # never loaded: unpickling runs code
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,34 +56,167 @@ class ModelPackageError(Exception):
 
 def load_spec(model_dir: str | Path) -> ModelSpec:
     """model.json, checked: `serve` calls this before the model server starts, so a wrong model
-    directory fails in a second with a clear reason, not in every worker."""
+    directory fails in a second with a clear reason, not in every worker. Every field is checked
+    for type and range here, because a wrong one otherwise surfaces far from its cause: class names
+    that are not strings come back as labels, a zero std as NaN probabilities, a huge crop as a
+    worker out of memory on the first request."""
     path = Path(model_dir) / SPEC_FILE
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelPackageError(f"{path} is missing: is {model_dir} a model trained by this kit?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelPackageError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+    document = _read_json(path, model_dir)
+
+    def wrong(what: str) -> ModelPackageError:
+        return ModelPackageError(f"{path}: {what}")
+
+    if not isinstance(document, dict) or not _whole(document.get("format_version")) \
+            or document["format_version"] != FORMAT_VERSION:
         version = document.get("format_version") if isinstance(document, dict) else None
         raise ModelPackageError(f"{path} has format_version {version!r}; this code reads {FORMAT_VERSION}")
-    try:
-        spec = ModelSpec(
-            architecture=document["architecture"],
-            class_names=list(document["class_names"]),
-            preprocessing=Preprocessing(**document["preprocessing"]),
-            architecture_args=dict(document.get("architecture_args", {})),
-            precision=dict(document.get("precision") or {}),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelPackageError(f"{path} lacks a field or has a wrong one: {error}") from None
+    unknown = sorted(set(document) - SPEC_KEYS)
+    missing = sorted({"architecture", "class_names", "preprocessing"} - set(document))
+    if unknown or missing:
+        raise wrong("lacks a field or has a wrong one: " + "; ".join(
+            [f"missing {', '.join(missing)}"] * bool(missing) + [f"unknown {', '.join(unknown)}"] * bool(unknown)))
+    architecture, names = document["architecture"], document["class_names"]
+    if architecture not in ARCHITECTURES:
+        raise ModelPackageError(f"{path} names architecture {architecture!r}; this code builds "
+                                f"{', '.join(ARCHITECTURES)}")
+    if problem := class_names_problem(names):
+        raise wrong(problem)
+    args, record = document.get("architecture_args", {}), document.get("precision") or {}
+    if not isinstance(args, dict) or not isinstance(record, dict):
+        raise wrong("architecture_args and precision must be JSON objects")
+    spec = ModelSpec(architecture, names, _preprocessing(document["preprocessing"], wrong), args, record)
     if spec.precision and not _measured(spec.precision):
         raise ModelPackageError(f"{path} has a precision record without a numeric agreement (0-1) and image count: "
                                 f"{spec.precision!r}")
-    if spec.architecture not in ARCHITECTURES:
-        raise ModelPackageError(f"{path} names architecture {spec.architecture!r}; this code builds "
-                                f"{', '.join(ARCHITECTURES)}")
     return spec
+
+
+SPEC_KEYS = {"format_version", "architecture", "class_names", "preprocessing", "architecture_args", "precision"}
+MAX_SPEC_BYTES = 16 * 1024 * 1024  # 10,000 classes of 255 characters fit many times over
+MAX_CLASS_NAME = 255  # a class is a folder name in training (NAME_MAX)
+# The crop side, as training's image_size takes it (byoc.training.hyperparameters); the resize side
+# is at least the crop (the transform computes only the crop, so a large one costs nothing).
+MIN_CROP, MAX_CROP, MAX_RESIZE = 8, 1024, 2**31 - 1
+
+
+def weights_file(model_dir: str | Path) -> Path:
+    """model.safetensors, which must be a regular file; a pickle in its place is named, never loaded."""
+    model_dir = Path(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    try:
+        mode = weights.stat().st_mode
+    except FileNotFoundError:
+        pickled = sorted(p.name for pattern in PICKLES for p in model_dir.glob(pattern))
+        hint = (f"; {', '.join(pickled)} is never loaded (unpickling runs code): save the model's state_dict "
+                "with safetensors.torch.save_file as model.safetensors") if pickled else ""
+        raise ModelPackageError(f"{weights} is missing{hint}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelPackageError(f"{weights} is not a regular file")
+    return weights
+
+
+def class_names_problem(names) -> str | None:
+    """Why `names` cannot be a model's labels, or None: the training job checks its class folders'
+    labels with this too, so it never writes a package the endpoint refuses."""
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME for n in names):
+        return (f"class_names must be a list of 1-{MAX_CLASS_NAME} character strings, one per class "
+                f"(the model's outputs, in order), not {_brief(names)}")
+    repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if repeated:
+        return f"class_names repeats {_brief(repeated)}: each class needs its own name"
+    return None
+
+
+def _read_json(path: Path, model_dir) -> object:
+    """The document in `path`, which must be a regular file (a FIFO or /dev/zero would block or
+    never end), in UTF-8 (a leading BOM is ignored, as RFC 8259 allows), without duplicate keys
+    (which one would win is a guess) or NaN/Infinity (not JSON)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ModelPackageError(f"{path} is not a regular file")
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise ModelPackageError(f"{path} has {path.stat().st_size:,} bytes; a model.json has at most "
+                                    f"{MAX_SPEC_BYTES:,}")
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ModelPackageError(f"{path} is missing: is {model_dir} a model trained by this kit?"
+                                + _nested_hint(Path(model_dir))) from None
+    except PermissionError:
+        raise ModelPackageError(f"{path} cannot be read: permission denied") from None
+    except UnicodeDecodeError as error:
+        raise ModelPackageError(f"{path} is not valid JSON: it is not UTF-8 ({error})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError, so are ours
+        raise ModelPackageError(f"{path} is not valid JSON: {str(error)[:200]}") from None
+
+
+def _nested_hint(model_dir: Path) -> str:
+    """`tar -czf model.tar.gz outdir/` puts the package one folder down: say so, and how to fix it."""
+    try:
+        found = sorted(model_dir.glob(f"*/{SPEC_FILE}"))
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    inner = found[0].parent
+    return (f" It holds {inner.name}/{SPEC_FILE}: the package is one folder too deep, as `tar -czf model.tar.gz "
+            f"{inner.name}/` makes it; pack the folder's contents instead: "
+            f"`tar -czf model.tar.gz -C {inner.name} .`")
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"key {next(k for k in keys if keys.count(k) > 1)!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    """A JSON number that is a finite float (10**400 is an int no float holds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _brief(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _preprocessing(document, wrong) -> Preprocessing:
+    if not isinstance(document, dict) or not {"resize_size", "crop_size"} <= set(document) \
+            or not set(document) <= {"resize_size", "crop_size", "mean", "std"}:
+        raise wrong("preprocessing must be an object with resize_size, crop_size and optionally mean and std, "
+                    f"not {_brief(document)}")
+    crop, resize = document["crop_size"], document["resize_size"]
+    if not _whole(crop) or not MIN_CROP <= crop <= MAX_CROP:
+        raise wrong(f"preprocessing.crop_size must be a whole number of pixels, {MIN_CROP}-{MAX_CROP}, not {crop!r}")
+    if not _whole(resize) or not crop <= resize <= MAX_RESIZE:
+        raise wrong(f"preprocessing.resize_size must be a whole number of pixels, at least crop_size ({crop}), "
+                    f"not {resize!r}")
+    channels = {}
+    for name, default, low in (("mean", IMAGENET_MEAN, -math.inf), ("std", IMAGENET_STD, 0)):
+        values = document.get(name, default)
+        if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(
+                _finite(v) and v > low
+                for v in values):
+            raise wrong(f"preprocessing.{name} must be three finite numbers (red, green, blue)"
+                        + (", each above 0" if low == 0 else "") + f", not {_brief(values)}")
+        channels[name] = tuple(float(v) for v in values)
+    return Preprocessing(resize, crop, **channels)
 
 
 def _measured(record: dict) -> bool:

@@ -2,17 +2,22 @@
 
 model.safetensors  the weights (safetensors: loading runs no code)
 model.json         architecture and its arguments, class names, preprocessing (byoc.contract.ModelSpec)
+
+`python -m byoc.model_package DIR` checks a package the way `load` does and prints the one-line
+reason it cannot serve (exit 1): a check before an upload. The serving image's `serve` checks
+what needs no torch itself, and its workers the rest as they load (byoc.serving.handler).
 """
 import os
+import sys
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from byoc.contract import SPEC_FILE, WEIGHTS_FILE, ModelPackageError, ModelSpec, load_spec
+from byoc.contract import SPEC_FILE, WEIGHTS_FILE, ModelPackageError, ModelSpec, load_spec, weights_file
 from byoc.models import build_model
-
 
 def build(spec: ModelSpec) -> nn.Module:
     """The spec's architecture with random weights."""
@@ -32,10 +37,77 @@ def save(model: nn.Module, spec: ModelSpec, model_dir: str | Path) -> None:
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
     """Rebuild the model from its spec and weights, in eval mode on `device`."""
-    spec = load_spec(model_dir)
-    weights = Path(model_dir) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelPackageError(f"{weights} is missing")
+    spec, weights = check(model_dir)
     model = build(spec)
-    model.load_state_dict(load_file(weights, device=str(device)))
+    model.load_state_dict(_finite(weights, load_file(weights, device=str(device))))
     return model.to(device).eval(), spec
+
+
+def check(model_dir: str | Path) -> tuple[ModelSpec, Path]:
+    """model.json, and model.safetensors's header against the architecture model.json names (built on
+    the meta device: no memory, no time): every tensor there by name, shape and kind of dtype. A
+    ModelPackageError names the file and what is wrong; torch's own errors come far from the cause
+    (a class count that differs from the head's is a size mismatch in layer 9)."""
+    spec = load_spec(model_dir)
+    weights = weights_file(model_dir)
+    try:
+        with torch.device("meta"):
+            expected = build(spec).state_dict()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ModelPackageError(f"{Path(model_dir) / SPEC_FILE}: architecture_args {spec.architecture_args!r} do "
+                                f"not build {spec.architecture}: {str(error).splitlines()[0][:200]}") from None
+    try:
+        with safe_open(weights, framework="pt") as tensors:
+            found = {name: (tensors.get_slice(name).get_shape(), tensors.get_slice(name).get_dtype())
+                     for name in tensors.keys()}
+    except Exception as error:  # whatever the safetensors parser says about a damaged file
+        raise ModelPackageError(f"{weights} is not a safetensors file: {str(error)[:200]}") from None
+    what = f"{spec.architecture} with {len(spec.class_names)} classes (model.json)"
+    # BatchNorm's step counter is optional in a state dict (torch fills it in); nothing else is.
+    missing = [n for n in expected if n not in found and not n.endswith("num_batches_tracked")]
+    unexpected = [n for n in found if n not in expected]
+    if missing or unexpected:
+        raise ModelPackageError(f"{weights} does not hold the weights of {what}: {len(missing)} tensors missing "
+                                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    for name, (shape, dtype) in found.items():
+        want = expected[name]
+        if list(shape) != list(want.shape):
+            raise ModelPackageError(f"{weights}: tensor {name} has shape {list(shape)}; {what} needs "
+                                    f"{list(want.shape)}")
+        if dtype.startswith(("F", "BF")) != want.is_floating_point():
+            raise ModelPackageError(f"{weights}: tensor {name} is {dtype}; {what} needs {want.dtype} there")
+    return spec, weights
+
+
+def nonfinite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor holding NaN or infinity (a diverged run, a bad export), or None."""
+    return next((name for name, tensor in state.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+
+
+def _finite(weights: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NaN or infinite weights would answer NaN probabilities."""
+    if (name := nonfinite(state)) is not None:
+        raise ModelPackageError(f"{weights}: tensor {name} holds NaN or infinite values")
+    return state
+
+
+def check_all(model_dir: str | Path) -> ModelSpec:
+    """check, and the weights' values too (they are read)."""
+    spec, weights = check(model_dir)
+    _finite(weights, load_file(weights))
+    return spec
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m byoc.model_package MODEL_DIR")
+    try:
+        spec = check_all(sys.argv[1])
+    except ModelPackageError as error:
+        sys.exit(str(error))
+    print(f"{sys.argv[1]}: {spec.architecture}, {len(spec.class_names)} classes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,11 @@
 """Readiness, shutdown and processes: /ping means ready, SIGTERM stops cleanly, no root, no zombies."""
+import json
 import shutil
 import time
 
 import pytest
 import requests
+from safetensors.torch import load_file, save_file
 
 from support import post_image, start_serving
 
@@ -25,21 +27,51 @@ def processes(container) -> list[dict]:
     return [dict(zip(top["Titles"], row)) for row in top["Processes"]]
 
 
-def test_ping_is_not_healthy_while_the_model_cannot_load(docker_client, trained, tmp_path):
-    """MMS's own /ping would answer 200 here: its workers fail to load broken weights again and again."""
+def _zero_bytes(model):
+    (model / "model.safetensors").write_bytes(b"\0" * 1000)
+
+
+def _nan(model):
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+              model / "model.safetensors")
+
+
+def _three_classes(model):
+    document = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**document, "class_names": ["a", "b", "c"]}))
+
+
+def _nested(model):
+    inner = model / "outdir"
+    inner.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (model / name).rename(inner / name)
+
+
+BROKEN = {
+    "zero-filled weights": (_zero_bytes, "model.safetensors is not a safetensors file"),
+    "NaN weights": (_nan, "holds NaN or infinite values"),
+    "a class list the head does not have": (_three_classes, "with 3 classes (model.json) needs [3]"),
+    "the package one folder deeper": (_nested, "the package is one folder too deep"),
+}
+
+
+@pytest.mark.parametrize("spoil, says", BROKEN.values(), ids=BROKEN)
+def test_a_model_that_cannot_serve_stops_serve_with_one_line_naming_the_file(docker_client, trained, tmp_path,
+                                                                              spoil, says):
+    """Before, its workers failed to load it again and again (or served NaN probabilities) and /ping
+    answered 503 until SageMaker's health check gave up."""
     model = tmp_path / "model"
     shutil.copytree(trained.opt_ml / "model", model)
-    (model / "model.safetensors").write_bytes(b"\0" * 1000)
+    spoil(model)
     endpoint = start_serving(docker_client, model, ready=False)
     try:
-        codes, deadline = set(), time.monotonic() + 25
-        while time.monotonic() < deadline:
-            try:
-                codes.add(requests.get(f"{endpoint.url}/ping", timeout=2).status_code)
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.25)
-        assert 503 in codes and 200 not in codes, codes
+        exit_code = endpoint.container.wait(timeout=60)["StatusCode"]
+        logs = endpoint.container.logs().decode(errors="replace")
+        assert exit_code != 0 and "Traceback" not in logs, logs
+        reason = [line for line in logs.splitlines() if line.startswith("serve: cannot serve: ")]
+        assert len(reason) == 1 and says in reason[0], logs
     finally:
         endpoint.container.remove(force=True)
 

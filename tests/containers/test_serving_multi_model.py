@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from support import label_of, post_image, run_training, start_serving
 
@@ -30,6 +31,20 @@ def three_class_model(docker_client, small_data, tmp_path_factory):
     return run.opt_ml / "model"
 
 
+def _three_names(model):
+    document = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**document, "class_names": ["a", "b", "c"]}))
+
+
+def _nan(model):
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+              model / "model.safetensors")
+
+
+SPOILED = {"three-names": (_three_names), "nan": (_nan)}
+
+
 @pytest.fixture(scope="module")
 def models_endpoint(docker_client, trained, three_class_model, tmp_path_factory):
     # SageMaker unpacks each model to /opt/ml/models/<id>/model and names that path when loading.
@@ -43,6 +58,12 @@ def models_endpoint(docker_client, trained, three_class_model, tmp_path_factory)
     shutil.copytree(trained.opt_ml / "model", models / "planted" / "model")
     for module in ("numpy", "json", "torch"):
         (models / "planted" / "model" / f"{module}.py").write_text("import os\nos._exit(86)\n")
+    # Packages a worker could not load (a class list the head lacks) or would answer NaN with.
+    for name, spoil in SPOILED.items():
+        shutil.copytree(trained.opt_ml / "model", models / name / "model")
+        spoil(models / name / "model")
+        for file in (models / name / "model").iterdir():
+            file.chmod(0o644)
     for folder in [models, *models.rglob("*")]:
         if folder.is_dir():
             folder.chmod(0o755)
@@ -117,6 +138,21 @@ def test_refused_loads_register_nothing(models_endpoint):
         requests.request(method, models_endpoint.url + path, json=body, timeout=60)
     names = {m["modelName"] for m in requests.get(f"{models_endpoint.url}/models", timeout=10).json()["models"]}
     assert "q" not in names and "../q" not in names
+
+
+@pytest.mark.parametrize("name, says", [("three-names", "small_cnn with 3 classes (model.json) needs [3]"),
+                                        ("nan", "holds NaN or infinite values")])
+def test_a_package_whose_weights_do_not_fit_or_are_nan_is_a_400_and_the_others_serve_on(models_endpoint,
+                                                                                       small_data, name, says):
+    """Before, the first reached a worker and was a 500; the second loaded and answered every request with an error."""
+    url = models_endpoint.url
+    assert load(url, "ten", "/opt/ml/models/ten/model").status_code in (200, 409)
+    response = load(url, name, f"/opt/ml/models/{name}/model")
+    assert response.status_code == 400 and says in response.json()["error"], response.text
+    assert name not in {m["modelName"] for m in requests.get(f"{url}/models", timeout=10).json()["models"]}
+    bag = next((small_data / "test" / "009.Bag").glob("*.png"))
+    assert post_image(f"{url}/models/ten/invoke", bag).status_code == 200
+    assert requests.get(f"{url}/ping", timeout=5).status_code == 200
 
 
 def test_the_model_server_runs_unprivileged(models_endpoint):

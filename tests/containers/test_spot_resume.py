@@ -83,3 +83,27 @@ def test_stopped_and_restarted_job_ends_with_the_same_weights(docker_client, sma
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_checkpoint_files_that_cannot_resume_are_skipped_and_the_job_starts_over(docker_client, small_data,
+                                                                                 tmp_path):
+    """What spot interruptions, partial syncs and users leave in /opt/ml/checkpoints: a write cut short,
+    zero bytes, a folder by a checkpoint's name, a user's state_dict by a checkpoint's name, litter."""
+    channels = {"train": small_data / "train"}
+    root = write_opt_ml(tmp_path / "job", {"epochs": 1, "batch_size": 64}, channels)
+    folder = root / "checkpoints"
+    folder.mkdir()
+    torch.save({"0.weight": torch.zeros(2)}, folder / "checkpoint-e0009-s000000000.pt")
+    (folder / "checkpoint-e0008-s000000000.pt").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    (folder / "checkpoint-e0007-s000000000.pt").write_bytes(b"")
+    (folder / "checkpoint-e0006-s000000000.pt").mkdir()
+    (folder / ".checkpoint-e0010-s000000000.pt.partial").write_bytes(b"half")
+    (folder / "README.txt").write_text("not a checkpoint")
+    container = start_training(docker_client, root, channels)
+    try:
+        exit_code, logs = container.wait(timeout=300)["StatusCode"], container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert exit_code == 0, logs[-3000:]
+    assert "checkpoint-e0009-s000000000.pt: not a checkpoint of this job's kind" in logs
+    assert "starting from the beginning" in logs and "Traceback" not in logs

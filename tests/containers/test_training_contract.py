@@ -1,6 +1,7 @@
 """`train` honours SageMaker's training contract."""
 import json
 import re
+import shutil
 
 import pytest
 from PIL import Image
@@ -133,6 +134,16 @@ def assert_clean_failure(run, *phrases):
 def test_missing_train_channel_fails_with_a_reason(docker_client, small_data, tmp_path):
     run = run_training(docker_client, tmp_path, {"epochs": 1}, {"valid": small_data / "valid"})
     assert_clean_failure(run, "'train' channel is missing", "got channels: valid")
+
+
+def test_class_folders_that_give_one_label_twice_fail_before_training(docker_client, small_data, tmp_path):
+    """001.Dog and 002.Dog both answer "Dog": the endpoint would refuse the package (byoc.contract), so
+    the job refuses the data instead of training a model that cannot be served."""
+    train = tmp_path / "data"
+    for folder, source in (("001.Dog", "001.T-shirt_top"), ("002.Dog", "002.Trouser")):
+        shutil.copytree(small_data / "valid" / source, train / folder)
+    run = run_training(docker_client, tmp_path / "opt_ml", {"epochs": 1}, {"train": train})
+    assert_clean_failure(run, "class_names repeats ['Dog']", "folders 001.Dog, 002.Dog")
 
 
 @pytest.mark.parametrize(

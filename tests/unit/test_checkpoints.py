@@ -6,7 +6,8 @@ from byoc.training import checkpoints
 
 
 def state(epoch, samples):
-    return {"epoch": epoch, "samples_done": samples, "weights": torch.full((3,), float(epoch))}
+    return {**dict.fromkeys(checkpoints.REQUIRED, {}), "epoch": epoch, "samples_done": samples,
+            "weights": torch.full((3,), float(epoch))}
 
 
 def test_newest_checkpoint_is_loaded_and_two_are_kept(tmp_path):
@@ -55,3 +56,22 @@ def test_a_plain_job_uses_the_checkpoint_folder_itself(tmp_path):
     """A new job given an earlier job's checkpoint location resumes it, as SageMaker documents."""
     assert checkpoints.job_directory(tmp_path, {"epochs": "3"}, "fashion-1") == tmp_path
     assert checkpoints.job_directory(tmp_path, {"_tuning_objective_metric": "x"}, None) == tmp_path
+
+
+def test_files_by_a_checkpoints_name_that_hold_no_resume_state_are_skipped(tmp_path, caplog):
+    """A user's state_dict, a list, a directory, zero bytes: each skipped with a warning naming it."""
+    checkpoints.save(tmp_path, state(1, 0))
+    torch.save({"0.weight": torch.zeros(2)}, tmp_path / "checkpoint-e0005-s000000000.pt")
+    torch.save([1, 2], tmp_path / "checkpoint-e0004-s000000000.pt")
+    (tmp_path / "checkpoint-e0003-s000000000.pt").mkdir()
+    (tmp_path / "checkpoint-e0002-s000000000.pt").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    assert checkpoints.load_latest(tmp_path)["epoch"] == 1
+    assert "checkpoint-e0005-s000000000.pt: not a checkpoint of this job's kind (it lacks architecture" in caplog.text
+    assert "checkpoint-e0004-s000000000.pt: not a checkpoint of this job's kind (it lacks a dict" in caplog.text
+
+
+def test_when_no_checkpoint_can_be_used_the_job_starts_over_saying_so(tmp_path, caplog):
+    (tmp_path / "checkpoint-e0002-s000000000.pt").write_bytes(b"\0" * 64)
+    assert checkpoints.load_latest(tmp_path) is None
+    assert "no checkpoint in" in caplog.text and "starting from the beginning" in caplog.text

@@ -1,5 +1,6 @@
 """byoc.contract: what the images and the host tools agree on, checked against each side."""
 import json
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,96 @@ def test_the_contract_needs_nothing_but_the_standard_library():
                               "print(sorted(m for m in sys.modules if m.split('.')[0] in "
                               "('torch', 'numpy', 'PIL', 'boto3')))"], capture_output=True, text=True, check=True)
     assert imports.stdout.strip() == "[]"
+
+
+GOOD = json.loads(ModelSpec("small_cnn", ["a", "b"], Preprocessing(32, 28)).document())
+
+
+def _with(path: str, value) -> dict:
+    """GOOD with one field ('preprocessing.std') set, or removed (value ...)."""
+    document = json.loads(json.dumps(GOOD))
+    *parents, last = path.split(".")
+    target = document
+    for name in parents:
+        target = target[name]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return document
+
+
+# model.json as users and tools get it wrong: each refused with the field and what is wrong.
+BAD_SPECS = {
+    "format_version true": (_with("format_version", True), "format_version True"),
+    "format_version 1.0": (_with("format_version", 1.0), "format_version 1.0"),
+    "class_names a string": (_with("class_names", "ab"), "class_names must be a list"),
+    "class_names numbers": (_with("class_names", [0, 1]), "class_names must be a list"),
+    "class_names nulls": (_with("class_names", [None, None]), "class_names must be a list"),
+    "class_names empty": (_with("class_names", []), "class_names must be a list"),
+    "class_names an empty name": (_with("class_names", ["a", ""]), "class_names must be a list"),
+    "class_names a megabyte name": (_with("class_names", ["a", "x" * 2**20]), "1-255 character"),
+    "class_names repeated": (_with("class_names", ["a", "a"]), "repeats \\['a'\\]"),
+    "architecture missing": (_with("architecture", ...), "missing architecture"),
+    "an unknown key": (_with("class_name", ["a"]), "unknown class_name"),
+    "architecture_args a list": (_with("architecture_args", [1]), "architecture_args and precision"),
+    "preprocessing extra key": (_with("preprocessing.interpolation", "bicubic"), "preprocessing must be"),
+    "crop_size 0": (_with("preprocessing.crop_size", 0), "crop_size must be"),
+    "crop_size 100000": (_with("preprocessing.crop_size", 100000), "crop_size must be"),
+    "crop_size true": (_with("preprocessing.crop_size", True), "crop_size must be"),
+    "resize_size a string": (_with("preprocessing.resize_size", "32"), "resize_size must be"),
+    "resize_size negative": (_with("preprocessing.resize_size", -32), "resize_size must be"),
+    "resize_size below the crop": (_with("preprocessing.resize_size", 16), "at least crop_size"),
+    "mean of two": (_with("preprocessing.mean", [0.5, 0.5]), "mean must be three finite numbers"),
+    "mean a string": (_with("preprocessing.mean", "abc"), "mean must be three"),
+    "mean beyond a float": (_with("preprocessing.mean", [10**400, 0, 0]), "mean must be three"),
+    "std zero": (_with("preprocessing.std", [0, 0, 0]), "each above 0"),
+    "std negative": (_with("preprocessing.std", [-1, 1, 1]), "each above 0"),
+}
+
+
+@pytest.mark.parametrize("document, says", BAD_SPECS.values(), ids=BAD_SPECS)
+def test_a_wrong_field_in_model_json_is_named(tmp_path, document, says):
+    (tmp_path / contract.SPEC_FILE).write_text(json.dumps(document))
+    with pytest.raises(ModelPackageError, match=says):
+        contract.load_spec(tmp_path)
+
+
+BAD_TEXTS = {
+    "NaN": (json.dumps(GOOD).replace("0.229", "NaN").encode(), "NaN is not a JSON number"),
+    "Infinity": (json.dumps(GOOD).replace("0.229", "Infinity").encode(), "Infinity is not a JSON number"),
+    "a duplicate key": (json.dumps(GOOD)[:-1].encode() + b', "architecture": "resnet50"}', "appears twice"),
+    "Latin-1": (json.dumps(_with("class_names", ["caf\u00e9", "b"]), ensure_ascii=False).encode("latin-1"),
+                "not UTF-8"),
+    "a 5,000-digit number": (json.dumps(GOOD)[:-1].encode() + b', "n": 1' + b"0" * 5000 + b"}", "not valid JSON"),
+    "100,000 nested lists": (b'{"format_version": 1, "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+                             "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("text, says", BAD_TEXTS.values(), ids=BAD_TEXTS)
+def test_model_json_that_is_not_strict_json_is_refused(tmp_path, text, says):
+    (tmp_path / contract.SPEC_FILE).write_bytes(text)
+    with pytest.raises(ModelPackageError, match=says):
+        contract.load_spec(tmp_path)
+
+
+def test_a_byte_order_mark_is_ignored(tmp_path):
+    (tmp_path / contract.SPEC_FILE).write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode())
+    assert contract.load_spec(tmp_path).class_names == ["a", "b"]
+
+
+@pytest.mark.parametrize("make", ["fifo", "dev_zero", "directory"])
+def test_a_model_json_that_is_no_regular_file_is_refused_without_reading_it(tmp_path, make):
+    """A FIFO would block forever, /dev/zero never end."""
+    path = tmp_path / contract.SPEC_FILE
+    {"fifo": os.mkfifo, "dev_zero": lambda p: p.symlink_to("/dev/zero"), "directory": os.mkdir}[make](path)
+    with pytest.raises(ModelPackageError, match="model.json is not a regular file"):
+        contract.load_spec(tmp_path)
+
+
+def test_a_package_one_folder_too_deep_says_how_to_pack_it(tmp_path):
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "outdir" / contract.SPEC_FILE).write_text(json.dumps(GOOD))
+    with pytest.raises(ModelPackageError, match=r"outdir/model.json: the package is one folder too deep.*-C outdir"):
+        contract.load_spec(tmp_path)

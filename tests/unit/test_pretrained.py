@@ -60,3 +60,21 @@ def test_frozen_backbone_trains_only_the_head(imagenet_like):
     assert torch.equal(model.conv1.weight, before)
     pretrained.set_backbone_frozen(model, "resnet50", frozen=False)
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda t: t.to(torch.int8) if t.is_floating_point() else t, "tensor .* is torch.int8; resnet50 needs torch.float32"),
+    (lambda t: t.clone().fill_(float("nan")) if t.is_floating_point() else t, "holds NaN or infinite values"),
+], ids=["integers for floats", "NaN"])
+def test_weights_that_would_load_as_garbage_are_refused(imagenet_like, tmp_path, change, says):
+    """load_state_dict casts integers into float weights and copies NaN: hours of training on garbage."""
+    path = tmp_path / "w.safetensors"
+    save_file({k: change(v) for k, v in torch.load(imagenet_like, weights_only=True).items()}, path)
+    with pytest.raises(TrainingError, match=says):
+        pretrained.load_into(build_model("resnet50", 10), "resnet50", path)
+
+
+def test_an_empty_file_says_what_went_wrong(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(TrainingError, match="could not be read as a state dict: [A-Za-z]"):
+        pretrained.load_into(build_model("resnet50", 10), "resnet50", tmp_path / "empty.pth")

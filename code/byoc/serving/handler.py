@@ -17,7 +17,9 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
+import psutil
 import torch
 
 from byoc import contract
@@ -57,6 +59,21 @@ def _device(context) -> torch.device:
     return torch.device(f"cuda:{gpu_id}")
 
 
+def _refuse(error: contract.ModelPackageError) -> None:
+    """A package whose weights do not fit model.json, or are not finite, fails every worker alike. In a
+    single-model container: say why once, for serve, and stop the model server (the JVM above this
+    worker and MMS's Python server), so the container exits with the reason rather than MMS starting worker after worker
+    while /ping answers 503 until SageMaker's health check gives up. (Multi-model loads are checked
+    before they are registered: byoc.serving.load_request.)"""
+    logger.error("cannot serve: %s", error)
+    if not _settings.multi_model:
+        Path(os.environ["TMPDIR"], settings.REFUSAL_FILE).write_text(str(error))
+        frontend = next((p for p in psutil.Process().parents() if p.name() == "java"), None)
+        if frontend is not None:
+            frontend.terminate()
+        os._exit(1)  # the reason is said; MMS's traceback of the same would only bury it
+
+
 def _load(context) -> None:
     global _classifier, _settings
     _settings = settings.from_environment()
@@ -67,6 +84,9 @@ def _load(context) -> None:
     try:
         _classifier = Classifier.load(context.system_properties["model_dir"], device, _settings.precision,
                                       _settings.min_agreement, _settings.cpu_graph)
+    except contract.ModelPackageError as error:
+        _refuse(error)
+        raise
     except (RuntimeError, MemoryError) as error:
         raise _as_memory_error(error) from None
     finally:

@@ -238,6 +238,32 @@ def choose_device() -> cuda.Choice:
     return choice
 
 
+def check_model(model_dir: Path) -> None:
+    """Exit with the reason when model.json cannot serve, or the weights are no safetensors file.
+    Without torch, which would add seconds to every start: the weights against the architecture
+    and their values are checked where torch is loaded anyway, as each worker loads them
+    (byoc.model_package.load), and a refusal there stops the model server (see refusal below)."""
+    try:
+        contract.load_spec(model_dir)
+        weights = contract.weights_file(model_dir)
+        from safetensors import safe_open  # its header parser; the numpy framework needs no torch
+
+        with safe_open(weights, framework="numpy"):
+            pass
+    except contract.ModelPackageError as error:
+        sys.exit(f"serve: cannot serve: {error}")
+    except Exception as error:  # whatever the safetensors parser says about a damaged file
+        sys.exit(f"serve: cannot serve: {weights} is not a safetensors file: {str(error)[:200]}")
+
+
+def refusal(run_dir: Path) -> str | None:
+    """Why a worker refused the model package, if one did (byoc.serving.handler writes it)."""
+    try:
+        return (run_dir / server_settings.REFUSAL_FILE).read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return None
+
+
 def main() -> None:
     choice = choose_device()
     os.environ[contract.DEVICE_SETTING] = choice.device  # the settings and the workers follow the decision
@@ -247,10 +273,7 @@ def main() -> None:
         sys.exit(f"serve: {error}")
     model_dir = MULTI_MODEL_STORE if s.multi_model else Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     if not s.multi_model:
-        try:
-            contract.load_spec(model_dir)  # fail here, clearly, rather than in every worker
-        except contract.ModelPackageError as error:
-            sys.exit(f"serve: cannot serve: {error}")
+        check_model(model_dir)
     user = server_user(s, None if s.multi_model else model_dir)
     management = management_port(s)
     run_dir = prepare_run_dir(s, user, management)
@@ -267,7 +290,10 @@ def main() -> None:
                               extra_groups=[] if user else None)
     if not s.multi_model:
         register(s, model_dir, server, management)
-    sys.exit(supervise(server))
+    status = supervise(server)
+    if reason := refusal(run_dir):
+        sys.exit(f"serve: cannot serve: {reason}")
+    sys.exit(status)
 
 
 if __name__ == "__main__":

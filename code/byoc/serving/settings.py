@@ -125,6 +125,9 @@ def _timeout_s() -> int:
 # A worker's model load gets its own bound, not the request timeout (MMS would use that for both,
 # and a short request timeout would then never let a model load).
 MODEL_LOAD_TIMEOUT_S = 300
+# A worker that refuses the model package writes why here, in the model server's run directory
+# (its TMPDIR), for serve to say as it exits (byoc.serving.handler, byoc.serving.serve).
+REFUSAL_FILE = "cannot-serve"
 MAX_PORT = contract.MAX_SERVER_PORT
 
 

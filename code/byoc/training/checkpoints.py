@@ -3,7 +3,10 @@ LocalPath the job's CheckpointConfig names (input/config/checkpointconfig.json; 
 
 Each checkpoint is written to a temporary file, flushed to disk, then renamed
 into place, so a crash mid-write never leaves a file that looks complete. On
-start the newest checkpoint that loads is used; damaged ones are skipped.
+start the newest checkpoint that loads is used; damaged ones are skipped, each with a warning: what
+a spot user expects, since the rename means only damage after the write (a partial S3 sync, a
+copy by hand) makes a newest one unreadable, and the job keeps KEEP of them for that. A file by our
+name that holds no resume state (a user's state_dict) is skipped the same way.
 Loading uses weights_only=True: tensors and plain values, never arbitrary objects.
 
 A hyperparameter tuning job gives all its trials one CheckpointConfig, so SageMaker starts every
@@ -25,6 +28,9 @@ logger = logging.getLogger(__name__)
 PATTERN = re.compile(r"^checkpoint-e(\d{4})-s(\d{9})\.pt$")
 KEEP = 2
 TUNING_KEY = "_tuning_objective_metric"
+# What a resume reads from a checkpoint (byoc.training.progress.resume, checkpoint_state).
+REQUIRED = frozenset({"epoch", "samples_done", "meter", "history", "best", "architecture", "class_names", "model",
+                      "optimizer", "scheduler", "torch_rng"})
 
 
 def job_directory(root: Path, hyperparameters: dict, job_name: str | None) -> Path:
@@ -79,6 +85,12 @@ def load_latest(directory: Path) -> dict | None:
         except Exception as error:  # a damaged file: fall back to an older one
             logger.warning("skipping unreadable checkpoint %s: %s", path, error)
             continue
+        lacking = sorted(REQUIRED - set(state)) if isinstance(state, dict) else ["a dict of them"]
+        if lacking:  # a file of tensors by our name (a user's state_dict, another tool's): no resume point
+            logger.warning("skipping %s: not a checkpoint of this job's kind (it lacks %s)", path, ", ".join(lacking))
+            continue
         logger.info("resuming from %s", path)
         return state
+    if _candidates(directory):
+        logger.warning("no checkpoint in %s could be used (above): starting from the beginning", directory)
     return None

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from byoc import model_package
 from byoc.models import HEADS
 from byoc.training.errors import TrainingError
 
@@ -36,7 +37,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no objects
     except Exception as error:
-        raise TrainingError(f"Pretrained weights {path} could not be read as a state dict: {error}") from None
+        raise TrainingError(f"Pretrained weights {path} could not be read as a state dict: "
+                            f"{str(error) or type(error).__name__}") from None
     for key in ("state_dict", "model"):  # common wrappers around the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -51,6 +53,15 @@ def load_into(model: nn.Module, architecture: str, path: Path) -> None:
         raise TrainingError(f"Model {architecture} has no pretrained weights to fine-tune; "
                             f"pretrained_weights works with: {', '.join(sorted(HEADS))}.")
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head)}
+    # load_state_dict would cast integers into float weights and copy NaN: a backbone of garbage that
+    # trains for hours before anyone sees it.
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tensor.is_floating_point() != expected[name].is_floating_point():
+            raise TrainingError(f"Pretrained weights {path}: tensor {name} is {tensor.dtype}; {architecture} "
+                                f"needs {expected[name].dtype} there.")
+    if (name := model_package.nonfinite(state)) is not None:
+        raise TrainingError(f"Pretrained weights {path}: tensor {name} holds NaN or infinite values.")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # tensors of the wrong shape

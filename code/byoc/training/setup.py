@@ -19,7 +19,7 @@ from byoc.contract import ModelSpec, Preprocessing
 from byoc.training import channels as inputs
 from byoc.training import checkpoints, data, distributed, preflight, pretrained, shards
 from byoc.training.engine import BatchNormalizer, TrainStep, cosine_schedule
-from byoc.training.errors import HyperparameterError
+from byoc.training.errors import HyperparameterError, TrainingError
 from byoc.training.hyperparameters import Hyperparameters
 from byoc.training.watch import TENSORBOARD_DIR, Board
 
@@ -165,7 +165,13 @@ def build_job(env: environment.Environment, hp: Hyperparameters, group: distribu
                               classes=shards.shared_classes(channels["train"], group))
     classes = splits["train"].classes
     logger.info("classes: %d; images: %s", len(classes), {k: len(v) for k, v in splits.items()})
-    spec = ModelSpec(hp.model, [contract.display_name(c) for c in classes], prep)
+    labels = [contract.display_name(c) for c in classes]
+    if problem := contract.class_names_problem(labels):  # e.g. 001.Dog and 002.Dog: both answer "Dog"
+        clashing = [c for c, label in zip(classes, labels) if labels.count(label) > 1 or not label]
+        raise TrainingError(f"The class folders of the train channel give labels the endpoint cannot answer with: "
+                            f"{problem}" + (f" (folders {', '.join(clashing[:6])})" if clashing else "")
+                            + ". Rename the folders so that each gives a label of its own.")
+    spec = ModelSpec(hp.model, labels, prep)
 
     model = build_model(hp, spec, env, group.device)
     train_loader, sampler, eval_loaders, report = build_loaders(hp, group, channels, splits, prep, env.current_host)
