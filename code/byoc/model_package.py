@@ -19,6 +19,7 @@ from torch import nn
 from byoc.contract import SPEC_FILE, WEIGHTS_FILE, ModelPackageError, ModelSpec, load_spec, weights_file
 from byoc.models import build_model
 
+
 def build(spec: ModelSpec) -> nn.Module:
     """The spec's architecture with random weights."""
     return build_model(spec.architecture, len(spec.class_names), **spec.architecture_args)
@@ -36,26 +37,40 @@ def save(model: nn.Module, spec: ModelSpec, model_dir: str | Path) -> None:
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the model from its spec and weights, in eval mode on `device`."""
-    spec, weights = check(model_dir)
-    model = build(spec)
+    """Rebuild the model from its spec and weights, in eval mode on `device`. The weights are checked
+    against the model as built (check's meta-device build would cost a worker's start ~0.8 s more)."""
+    spec = load_spec(model_dir)
+    weights = weights_file(model_dir)
+    model = _built(spec, model_dir)
+    _fits(weights, model.state_dict(), spec)
     model.load_state_dict(_finite(weights, load_file(weights, device=str(device))))
     return model.to(device).eval(), spec
 
 
 def check(model_dir: str | Path) -> tuple[ModelSpec, Path]:
-    """model.json, and model.safetensors's header against the architecture model.json names (built on
-    the meta device: no memory, no time): every tensor there by name, shape and kind of dtype. A
-    ModelPackageError names the file and what is wrong; torch's own errors come far from the cause
-    (a class count that differs from the head's is a size mismatch in layer 9)."""
+    """model.json, and model.safetensors's header against the architecture model.json names, built on
+    the meta device (no memory: architecture_args that would build a huge model are refused, not
+    allocated). For a package not yet loaded: a multi-model load, `python -m byoc.model_package`."""
     spec = load_spec(model_dir)
     weights = weights_file(model_dir)
+    with torch.device("meta"):
+        expected = _built(spec, model_dir).state_dict()
+    _fits(weights, expected, spec)
+    return spec, weights
+
+
+def _built(spec: ModelSpec, model_dir: str | Path) -> nn.Module:
     try:
-        with torch.device("meta"):
-            expected = build(spec).state_dict()
+        return build(spec)
     except (TypeError, ValueError, RuntimeError) as error:
         raise ModelPackageError(f"{Path(model_dir) / SPEC_FILE}: architecture_args {spec.architecture_args!r} do "
                                 f"not build {spec.architecture}: {str(error).splitlines()[0][:200]}") from None
+
+
+def _fits(weights: Path, expected: dict[str, torch.Tensor], spec: ModelSpec) -> None:
+    """Every tensor of the safetensors header against `expected`, by name, shape and kind of dtype. A
+    ModelPackageError names the file and what is wrong; torch's own errors come far from the cause
+    (a class count that differs from the head's is a size mismatch in layer 9)."""
     try:
         with safe_open(weights, framework="pt") as tensors:
             found = {name: (tensors.get_slice(name).get_shape(), tensors.get_slice(name).get_dtype())
@@ -76,7 +91,6 @@ def check(model_dir: str | Path) -> tuple[ModelSpec, Path]:
                                     f"{list(want.shape)}")
         if dtype.startswith(("F", "BF")) != want.is_floating_point():
             raise ModelPackageError(f"{weights}: tensor {name} is {dtype}; {what} needs {want.dtype} there")
-    return spec, weights
 
 
 def nonfinite(state: dict[str, torch.Tensor]) -> str | None:
