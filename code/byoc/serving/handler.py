@@ -59,15 +59,15 @@ def _device(context) -> torch.device:
     return torch.device(f"cuda:{gpu_id}")
 
 
-def _refuse(error: contract.ModelPackageError) -> None:
-    """A package whose weights do not fit model.json, or are not finite, fails every worker alike. In a
-    single-model container: say why once, for serve, and stop the model server (the JVM above this
-    worker and MMS's Python server), so the container exits with the reason rather than MMS starting worker after worker
-    while /ping answers 503 until SageMaker's health check gives up. (Multi-model loads are checked
-    before they are registered: byoc.serving.load_request.)"""
+def _refuse(error: contract.ModelPackageError, model_name: str) -> None:
+    """A package whose weights do not fit model.json, or are not finite, fails every worker alike: say
+    why, once, in a file of the model server's run directory (its TMPDIR). In a single-model
+    container, also stop the model server (the JVM above this worker and MMS's Python server), so
+    serve exits with the reason rather than MMS starting worker after worker while /ping answers 503
+    until SageMaker's health check gives up. A multi-model load answers 400 with it (MultiModels)."""
     logger.error("cannot serve: %s", error)
+    Path(os.environ["TMPDIR"], settings.refusal_file(model_name, _settings.multi_model)).write_text(str(error))
     if not _settings.multi_model:
-        Path(os.environ["TMPDIR"], settings.REFUSAL_FILE).write_text(str(error))
         frontend = next((p for p in psutil.Process().parents() if p.name() == "java"), None)
         if frontend is not None:
             frontend.terminate()
@@ -85,7 +85,7 @@ def _load(context) -> None:
         _classifier = Classifier.load(context.system_properties["model_dir"], device, _settings.precision,
                                       _settings.min_agreement, _settings.cpu_graph)
     except contract.ModelPackageError as error:
-        _refuse(error)
+        _refuse(error, context.model_name)
         raise
     except (RuntimeError, MemoryError) as error:
         raise _as_memory_error(error) from None

@@ -12,7 +12,8 @@ as the model server's own user, so "readable" below means readable by that user.
               one that is not (fix: chmod -R a+rX, or BYOC_SERVER_USER=root)
   package     model.json as byoc.contract reads it; model.safetensors a safetensors file
   memory      the container has room for it: 507 when it has not, so SageMaker unloads others
-  weights     then, with torch: they fit the architecture, all finite (byoc.model_package.check_all)
+  weights     that they fit the architecture and are finite is checked by the worker as it loads
+              them (torch is loaded there): a refusal is a 400 too (byoc.serving.handler)
 """
 import argparse
 import json
@@ -91,23 +92,11 @@ def check_package(path: Path) -> int:
     return weights.stat().st_size
 
 
-def check_fits(path: Path) -> None:
-    """The weights against the architecture model.json names, and their values (byoc.model_package),
-    once there is room: this imports torch, and a worker that failed on them would be a 500."""
-    from byoc import model_package
-
-    try:
-        model_package.check_all(path)
-    except contract.ModelPackageError as error:
-        raise RequestError(400, f"{path} is not a model package: {error}") from None
-
-
 def check(body: bytes, store: Path, workers: int) -> dict:
     name, url = parse(body)
     path = resolve(url, store)
     check_readable(path)
     memory.check_room(name, check_package(path), workers)
-    check_fits(path)
     return {"status": 200, "model_name": name, "path": str(path)}
 
 

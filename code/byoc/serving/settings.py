@@ -125,9 +125,13 @@ def _timeout_s() -> int:
 # A worker's model load gets its own bound, not the request timeout (MMS would use that for both,
 # and a short request timeout would then never let a model load).
 MODEL_LOAD_TIMEOUT_S = 300
-# A worker that refuses the model package writes why here, in the model server's run directory
-# (its TMPDIR), for serve to say as it exits (byoc.serving.handler, byoc.serving.serve).
+# A worker that refuses a model package writes why in the model server's run directory (its TMPDIR):
+# serve says it as it exits, a multi-model load answers it (byoc.serving.handler, serve, MultiModels).
 REFUSAL_FILE = "cannot-serve"
+
+
+def refusal_file(model_name: str, multi_model: bool) -> str:
+    return f"{REFUSAL_FILE}.{model_name}" if multi_model else REFUSAL_FILE
 MAX_PORT = contract.MAX_SERVER_PORT
 
 

@@ -11,6 +11,11 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.QueryStringDecoder;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -184,12 +189,30 @@ final class MultiModels {
             return;
         }
         forget(name); // MMS would keep retrying a worker that cannot load the model
-        if (started.code() == 507) {
+        String refused = refusal(name);
+        if (refused != null) {
+            Replies.error(ctx, 400, "Model '" + name + "' cannot serve: " + refused);
+        } else if (started.code() == 507) {
             Replies.error(ctx, 507, "Not enough memory to load model '" + name + "'; unload other models"
                     + " or use an instance with more memory.");
         } else {
             Replies.error(ctx, 500, "The worker could not load model '" + name + "'; the container log says"
                     + " why.");
+        }
+    }
+
+    /**
+     * Why the worker refused the model's package (its weights do not fit model.json, or are not
+     * finite), which it writes into our run directory (byoc.serving.handler); null if it did not.
+     */
+    private static String refusal(String name) {
+        Path file = Paths.get(System.getenv("TMPDIR"), "cannot-serve." + name);
+        try {
+            String reason = Files.readString(file, StandardCharsets.UTF_8).strip();
+            Files.deleteIfExists(file);
+            return reason;
+        } catch (IOException e) {
+            return null;
         }
     }
 
