@@ -2,6 +2,10 @@
 them: what the toolkit would trip on fails in one paragraph, exit code 1, not with a traceback."""
 import json
 import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -109,20 +113,53 @@ def test_a_known_user_keeps_its_passwd_name(monkeypatch):
     assert environ == {}
 
 
-def test_an_opt_ml_this_user_cannot_write_is_refused_in_one_paragraph(tmp_path):
-    base = tmp_path / "opt_ml"
-    base.mkdir()
-    preflight.check_code_dir(base)  # writable: the toolkit creates code/ itself
-    base.chmod(0o555)
+def as_a_user_other_than_root(check, *args) -> str:
+    """check(*args) as this user, or, under root (which writes anywhere, so the refusal could not be
+    reached), in a forked child as nobody (65534): its ConfigError's text, or "" if it passed."""
+    if os.geteuid() != 0:
+        try:
+            check(*args)
+        except ConfigError as error:
+            return str(error)
+        return ""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # modules loaded already: the checkout may sit in a 0700 folder
+        os.close(read)
+        try:
+            os.setgid(65534), os.setuid(65534)
+            check(*args)
+            os.write(write, b"")
+        except ConfigError as error:
+            os.write(write, str(error).encode())
+        except BaseException as error:  # anything else must fail the test, not pass as "no refusal"
+            os.write(write, f"unexpected {error!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return said
+
+
+def test_an_opt_ml_this_user_cannot_write_is_refused_in_one_paragraph():
+    parent = Path(tempfile.mkdtemp())  # not pytest's tmp_path: under root it is 0700, closed to nobody
+    base = parent / "opt_ml"
     try:
-        if os.access(base, os.W_OK):
-            pytest.skip("running as root: every folder is writable")
-        with pytest.raises(ConfigError, match=r"cannot create .*/code: sagemaker-training creates that folder"):
-            preflight.check_code_dir(base)
-        (base.chmod(0o755), (base / "code").mkdir(), base.chmod(0o555))
-        preflight.check_code_dir(base)  # there already, as in the image
+        parent.chmod(0o755)
+        base.mkdir()
+        base.chmod(0o777)
+        assert as_a_user_other_than_root(preflight.check_code_dir, base) == ""  # the toolkit creates code/
+        base.chmod(0o555)
+        said = as_a_user_other_than_root(preflight.check_code_dir, base)
+        assert re.search(r"cannot create .*/code: sagemaker-training creates that folder", said), said
+        assert "\n" not in said
+        base.chmod(0o755), (base / "code").mkdir(), base.chmod(0o555)
+        assert as_a_user_other_than_root(preflight.check_code_dir, base) == ""  # there already, as in the image
     finally:
         base.chmod(0o755)
+        shutil.rmtree(parent)
 
 
 @pytest.mark.parametrize("name, written, expected", [
