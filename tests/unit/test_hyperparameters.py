@@ -214,3 +214,18 @@ def test_the_new_fields_are_checked():
                                                                                        tensorboard=True)
     with pytest.raises(HyperparameterError, match="progress_seconds=-1"):
         parse({"progress_seconds": -1})
+
+
+@pytest.mark.parametrize("file_name", ["1e5", "1.50", "007", "true", "NaN", "-0", "[1]", "{}"])
+def test_a_file_name_keeps_the_text_sagemaker_wrote(tmp_path, monkeypatch, file_name):
+    """sagemaker-training JSON-decodes every value: a file named 1e5 would be looked for as 100000.0."""
+    from sagemaker_training import environment
+
+    from byoc.training import main
+
+    path = tmp_path / "hyperparameters.json"
+    monkeypatch.setattr(environment, "hyperparameters_file_dir", str(path))
+    for sent in (file_name, json.dumps(file_name)):  # as boto3 and SDK v2 send it; JSON-encoded, as SDK v3 does
+        path.write_text(json.dumps({"model": "resnet50", "pretrained_weights": sent}))
+        hp = parse(environment.read_hyperparameters(), main.written_hyperparameters())
+        assert hp.pretrained_weights == file_name

@@ -4,13 +4,16 @@ Values arrive as every client sends them. SageMaker writes each one as a string;
 sagemaker-training JSON-decodes what it can, so a JSON-encoded "3" (SDK v3, boto3,
 byoc-cloud) arrives as 3, while SDK v2's generic Estimator, which sends str() of each
 value, gives "False", "None" or "1e-05". Both are read here: booleans in any case,
-numbers from their text, None/null as "the default". Anything unknown, mistyped or out
-of range stops the job before training, naming the parameter and what it accepts.
+numbers from their text, None/null as "the default". A text field (a file name) keeps the
+text SageMaker wrote when the caller passes it: the toolkit's decoding would turn a file
+named 1e5 into 100000.0. Anything unknown, mistyped or out of range stops the job before
+training, naming the parameter and what it accepts.
 
 No torch here: checking a job's hyperparameters must stay cheap (and host tools use it).
 The README's hyperparameter table is this module's markdown_table()
 (`python -m byoc.training.hyperparameters` prints it; a unit test compares them).
 """
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -188,7 +191,20 @@ def coerce(name: str, value):
     return _number(name, value, kind)
 
 
-def parse(raw: dict) -> Hyperparameters:
+def as_written(text: str) -> str:
+    """A text field's value as SageMaker wrote it: unwrapped if it is a JSON string (SDK v3 and
+    byoc-cloud JSON-encode every value), else verbatim, whatever JSON would make of it."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+def parse(raw: dict, written: dict | None = None) -> Hyperparameters:
+    """raw: the values as sagemaker-training decoded them; written: hyperparameters.json as
+    SageMaker wrote it (all strings), from which text fields take their value."""
+    written = written or {}
     unknown = sorted(k for k in raw if k not in FIELDS and k not in SAGEMAKER_KEYS and not k.startswith("sagemaker_"))
     if unknown:
         raise HyperparameterError(
@@ -198,6 +214,8 @@ def parse(raw: dict) -> Hyperparameters:
     for name, given in raw.items():
         if name not in FIELDS:
             continue
+        if FIELDS[name].type is str and isinstance(written.get(name), str):
+            given = as_written(written[name])
         value = coerce(name, given)
         if not FIELDS[name].metadata["check"](value):
             raise _invalid(name, given)  # as sent: "1e30", not the 31-digit integer it was read as

@@ -10,6 +10,7 @@ With several hosts or GPUs (resourceconfig.json, nvidia-smi), main() launches on
 training process per GPU (per host on CPUs) that run() as ranks of one DDP job; see
 distributed.py. Rank 0 alone writes the model, checkpoints and metrics.
 """
+import json
 import logging
 import os
 import sys
@@ -52,6 +53,12 @@ def clear_previous_outcome(output_dir: str) -> None:
         Path(output_dir, name).unlink(missing_ok=True)
 
 
+def written_hyperparameters() -> dict:
+    """hyperparameters.json as SageMaker wrote it, every value a string (preflight has read it)."""
+    path = Path(environment.hyperparameters_file_dir)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def choose_device() -> str:
     """"cuda" or "cpu", as byoc.cuda decides for this host; never the CPU silently when the
     container has GPUs. Forward compatibility needs the libraries on LD_LIBRARY_PATH from the
@@ -78,7 +85,8 @@ def main() -> None:
     try:
         env = environment.Environment()
         clear_previous_outcome(env.output_dir)
-        hp = hyperparameters.parse(env.hyperparameters)  # once, so bad values fail every host before any waits
+        # once, so bad values fail every host before any waits
+        hp = hyperparameters.parse(env.hyperparameters, written_hyperparameters())
         found = channels.find_channels(env.channel_input_dirs, env.input_data_config)  # as do missing, Pipe ones
         channels.log_unread(env.channel_input_dirs, found)
         device = choose_device()
