@@ -181,6 +181,9 @@ final class MultiModels {
     }
 
     private static void startWorkers(ChannelHandlerContext ctx, String name, Settings settings) throws Exception {
+        // A second worker of an earlier failed load may have written its reason after we read it:
+        // this load's failure must not be answered with that one.
+        Files.deleteIfExists(refusalFile(name));
         HttpResponseStatus started = ModelManager.getInstance().updateModel(name, settings.workers, settings.workers)
                 .get(settings.workerTimeoutSeconds + 60L, TimeUnit.SECONDS);
         if (started.code() == 200) {
@@ -206,7 +209,7 @@ final class MultiModels {
      * finite), which it writes into our run directory (byoc.serving.handler); null if it did not.
      */
     private static String refusal(String name) {
-        Path file = Paths.get(System.getenv("TMPDIR"), "cannot-serve." + name);
+        Path file = refusalFile(name);
         try {
             String reason = Files.readString(file, StandardCharsets.UTF_8).strip();
             Files.deleteIfExists(file);
@@ -214,6 +217,10 @@ final class MultiModels {
         } catch (IOException e) {
             return null;
         }
+    }
+
+    private static Path refusalFile(String name) {
+        return Paths.get(System.getenv("TMPDIR"), "cannot-serve." + name); // settings.refusal_file
     }
 
     /** Unregister a model that failed to start, if MMS kept it. */
