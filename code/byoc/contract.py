@@ -440,8 +440,10 @@ JSON_LINES_TYPE = "application/jsonlines"
 NPY_TYPE = "application/x-npy"
 MULTIPART_TYPE = "multipart/form-data"  # one part holding an image (curl -F image=@dog.jpg)
 CONTENT_TYPES = (*IMAGE_TYPES, JSON_TYPE, JSON_LINES_TYPE, NPY_TYPE, MULTIPART_TYPE)
-# Other names senders use for JSON Lines (as Content-Type or in Accept): read as JSON_LINES_TYPE.
-CONTENT_TYPE_ALIASES = {"application/jsonl": JSON_LINES_TYPE, "application/x-jsonlines": JSON_LINES_TYPE}
+# Other names senders use (as Content-Type or in Accept): JSON Lines' unregistered ones, and the
+# image types' that clients still write (image/jpg for .jpg files; old browsers' pjpeg and x-png).
+CONTENT_TYPE_ALIASES = {"application/jsonl": JSON_LINES_TYPE, "application/x-jsonlines": JSON_LINES_TYPE,
+                        "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 # What arrives when the sender named no type: ContentType is optional in InvokeEndpoint(Async) and in
 # a transform job (SDK local mode then sends no header), and S3 and boto3 label an object uploaded
 # without one binary/octet-stream. Such a body is read as JSON if it opens with '{', else as an image.

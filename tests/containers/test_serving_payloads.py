@@ -117,3 +117,23 @@ def test_one_image_as_senders_send_it_answers_as_the_image(endpoint, trained, sm
 def test_what_senders_send_that_the_kit_does_not_serve_is_refused_precisely(endpoint, body, headers, status, says):
     response = requests.post(f"{endpoint.url}/invocations", data=body, headers=headers, timeout=30)
     assert response.status_code == status and says in response.json()["error"], response.text
+
+
+# How clients upload one image file (each a 415 before): Python's requests with files= (its part
+# names no type), curl -F with a file name it cannot place (application/octet-stream), and the
+# old or informal names of the image types.
+UPLOADS = {
+    "requests.post(files={'image': data})": lambda path: {"files": {"image": path.read_bytes()}},
+    "a form part of application/octet-stream": lambda path: {
+        "files": {"image": ("photo", path.read_bytes(), "application/octet-stream")}},
+    "Content-Type: image/x-png": lambda path: {"data": path.read_bytes(), "headers": {"Content-Type": "image/x-png"}},
+}
+
+
+@pytest.mark.parametrize("name", UPLOADS)
+def test_an_image_file_as_clients_upload_it_answers_as_the_image(endpoint, small_data, name):
+    path = first_image(small_data, "008.Sneaker")
+    response = requests.post(f"{endpoint.url}/invocations", timeout=30, **UPLOADS[name](path))
+    assert response.status_code == 200, response.text
+    assert_same_predictions(response.json()["predictions"],
+                            post_image(f"{endpoint.url}/invocations", path).json()["predictions"])

@@ -4,7 +4,8 @@ by Content-Type, and only the formats it names:
   image/jpeg, image/png            one image of that format
   application/x-image              one JPEG or PNG image
   multipart/form-data              one part holding a JPEG or PNG image, of its own Content-Type
-                                   (what `curl -F image=@dog.jpg` sends)
+                                   (what `curl -F image=@dog.jpg` sends), or of none or
+                                   application/octet-stream (requests' files=): JPEG or PNG
   application/json                 {"image": "<base64>"} or {"images": ["<base64>", ...]}: JPEG or PNG
   application/jsonlines            one such object per line, each answered on its own line
                                    (byoc.serving.json_lines); so is an application/json body of
@@ -171,7 +172,7 @@ def _from_multipart(body: bytes, content_type: str) -> tuple[bytes, str]:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
         parts = list(message.iter_parts()) if message.is_multipart() else []
-        kind = parts[0].get_content_type() if parts else None
+        declared = parts[0].get("Content-Type") if parts else None
     except RecursionError:  # the email package recurses over nested comments and parts
         raise RequestError(400, "The multipart/form-data headers or parts are nested too deeply.") from None
     if message.defects or not parts:
@@ -179,6 +180,11 @@ def _from_multipart(body: bytes, content_type: str) -> tuple[bytes, str]:
     if len(parts) != 1:
         raise RequestError(400, f"The multipart/form-data body has {len(parts)} parts; send exactly one, the "
                                 "image (curl -F image=@dog.jpg).")
+    # A part of no type is what Python's requests sends for files={"image": f}, and curl says
+    # application/octet-stream for a file name it cannot place: the image's signature decides.
+    kind = media_type(None if declared is None else str(declared))
+    if kind in UNTYPED:
+        kind = "application/x-image"
     if kind not in IMAGE_TYPES:
         raise RequestError(415, f"The multipart part's Content-Type is {kind!r}; send {', '.join(IMAGE_TYPES)} "
                                 "(curl -F 'image=@dog.jpg;type=image/jpeg').")
