@@ -39,11 +39,35 @@ def image_pair(text: str) -> tuple[str, str]:
     return local, REPOSITORY_NAME(repository)
 
 
-def repository_tag(text: str) -> tuple[str, str]:
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def repository_tag(text: str) -> tuple[str, dict]:
+    """REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, as (repository, ECR imageId)."""
+    if "@" in text:
+        repository, _, digest = text.partition("@")
+        if not DIGEST.fullmatch(digest):
+            raise argparse.ArgumentTypeError(f"expected REPOSITORY@sha256:<64 hex digits>, got {text!r}")
+        return REPOSITORY_NAME(repository), {"imageDigest": digest}
     repository, _, image_tag = text.partition(":")
     if not image_tag:
-        raise argparse.ArgumentTypeError(f"expected REPOSITORY:TAG, got {text!r}")
-    return REPOSITORY_NAME(repository), tag(image_tag)
+        raise argparse.ArgumentTypeError(f"expected REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, got {text!r}")
+    return REPOSITORY_NAME(repository), {"imageTag": tag(image_tag)}
+
+
+def pushed_targets(pushed: dict) -> list[tuple[str, dict]]:
+    """What push recorded, by digest: the image pushed, even if a mutable tag has moved since."""
+    targets = []
+    for repository, entry in pushed.items():
+        digest = entry["uri"].rpartition("@")[2]
+        if not DIGEST.fullmatch(digest):
+            raise ValueError(f"{repository}: {entry['uri']!r} is not an image URI by digest")
+        targets.append((repository, {"imageDigest": digest}))
+    return targets
+
+
+def image_label(repository: str, image_id: dict) -> str:
+    return f"{repository}:{image_id['imageTag']}" if "imageTag" in image_id else f"{repository}@{image_id['imageDigest']}"
 
 
 def read_file(loader, path: Path, what: str):
@@ -92,18 +116,21 @@ def inspector_client():
 
 
 def _scan(args, ecr) -> int:
-    targets = args.targets or [(repo, entry["tags"][0]) for repo, entry in
-                               read_file(pushed_images, args.images_file, "the pushed images").items()]
+    targets = args.targets or read_file(lambda path: pushed_targets(pushed_images(path)), args.images_file,
+                                        "the pushed images")
     allowlist = read_file(scan_gate.load_allowlist, args.allowlist, "the allowlist")
-    passed = True
-    for repository, tag in targets:
-        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds,
+    verdicts = []
+    for repository, image_id in targets:
+        findings, problem = scan_gate.scan_results(ecr, repository, image_id, delay=args.poll_seconds,
                                                    timeout=args.timeout, inspector=inspector_client)
         verdict = scan_gate.evaluate(findings, allowlist)
         verdict.problem = problem
-        print(verdict.report(f"{repository}:{tag}"))
-        passed &= verdict.passed
-    return 0 if passed else 1
+        print(verdict.report(image_label(repository, image_id)))
+        verdicts.append(verdict)
+    for entry in scan_gate.unused(allowlist, verdicts):
+        print(f"note: allowlist entry {entry.vulnerability}{f' ({entry.package})' if entry.package else ''} "
+              "let nothing through in these images; remove it if it is no longer needed")
+    return 0 if all(v.passed for v in verdicts) else 1
 
 
 def _protect(args, ecr) -> int:
@@ -152,7 +179,8 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--output", type=Path, default=IMAGES_FILE, help="where the pushed URIs are recorded")
     push.set_defaults(run=_push)
     scan = sub.add_parser("scan", help="wait for scan results and gate on them (exit 1: do not ship)")
-    scan.add_argument("targets", nargs="*", type=repository_tag, metavar="REPOSITORY:TAG", help="default: what push recorded")
+    scan.add_argument("targets", nargs="*", type=repository_tag, metavar="REPOSITORY:TAG",
+                      help="or REPOSITORY@sha256:DIGEST; default: what push recorded, by digest")
     scan.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     scan.add_argument("--allowlist", type=Path, default=scan_gate.ALLOWLIST)
     scan.add_argument("--poll-seconds", type=arguments.positive, default=5)
