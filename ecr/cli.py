@@ -21,11 +21,8 @@ from ecr import registry, repositories, scan_gate
 
 IMAGES_FILE = registry.ROOT / "build" / "ecr-images.json"
 REPOSITORY_NAME = arguments.api("ecr", "RepositoryName")
-DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # what docker accepts, within ECR's ImageTag
-
-
 def tag(text: str) -> str:
-    if not DOCKER_TAG.fullmatch(text):
+    if not registry.TAG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an image tag: 1-128 letters, digits, _ . and -, "
                                          "not starting with . or -")
     return text
@@ -95,11 +92,14 @@ def _ensure(args, ecr) -> int:
 
 
 def _push(args, ecr) -> int:
-    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}  # before the login
+    # everything that can be refused is refused before the login, ECR's first request
+    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}
+    tags = args.tag or registry.default_tags(args.allow_dirty)
     client = docker.from_env()
+    for local, _ in args.images:
+        registry.find_local_image(client, local)
     session = registry.login(ecr, client, args.registry)
     print(f"logged in to {session.registry} as {session.auth_config['username']}")
-    tags = args.tag or registry.default_tags(args.allow_dirty)
     for local, repository in args.images:
         digest = registry.push(ecr, client, session, local, repository, tags)
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
@@ -209,6 +209,6 @@ def main(argv=None) -> int:
     except (registry.PushError, scan_gate.AllowlistError, LaunchError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, docker.errors.DockerException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -124,7 +124,7 @@ def test_push_then_immutable_tag_collision(ecr, registry, tmp_path, capsys, monk
 
         assert cli.main(["push", "--tag", "1.0.0", "--output", str(output), f"{second}={name}"]) == 2
         error = capsys.readouterr().err
-        assert "tag '1.0.0' already exists" in error and "IMMUTABLE" in error and name in error
+        assert "tag '1.0.0' already exists" in error and "never moves a tag" in error and name in error
         manifest = requests.get(f"http://{registry}/v2/{name}/manifests/1.0.0",
                                 headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         assert manifest.headers["Docker-Content-Digest"] == digest  # untouched
@@ -659,3 +659,67 @@ def test_gate_names_an_image_ecr_does_not_have(ecr, aws_env, tmp_path, capsys):
     ecr.create_repository(repositoryName=name)
     code, out = gate(f"{name}:9.9.9", allowlist(tmp_path), capsys)
     assert code == 1 and f"{name}:9.9.9: scan gate FAILED" in out and "scan: ECR has no such image" in out, out
+
+
+INDEX = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 500, "digest": "sha256:" + "c" * 64,
+     "platform": {"architecture": "amd64", "os": "linux"}}]})
+
+
+@pytest.mark.docker
+def test_push_to_a_namespaced_repository_whose_tag_holds_a_multi_platform_image(ecr, registry, tmp_path, capsys,
+                                                                                monkeypatch):
+    """`team/byoc-serving`; someone pushed a multi-platform image (an OCI index, no config) as 1.0.0."""
+    client = docker.from_env()
+    name = unique("team/byoc-test-index")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+    ecr.put_image(repositoryName=name, imageManifest=INDEX, imageTag="1.0.0",
+                  imageManifestMediaType="application/vnd.oci.image.index.v1+json")
+    image, output = small_image(client, "indexed"), tmp_path / "images.json"
+    monkeypatch.setenv("ECR_REGISTRY", registry)
+    try:
+        capsys.readouterr()
+        assert cli.main(["push", "--tag", "1.0.0", "--output", str(output), f"{image}={name}"]) == 2
+        err = capsys.readouterr().err
+        assert f"tag '1.0.0' already exists in ECR repository {name} for another image" in err and "Traceback" not in err
+        assert cli.main(["push", "--tag", "2.0.0", "--output", str(output), f"{image}={name}"]) == 0
+        uri = json.loads(output.read_text())[name]["uri"]
+        assert uri.split("@")[0].endswith(f"/{name}")
+        capsys.readouterr()
+        assert cli.main(["uri", name, "--images-file", str(output)]) == 0 and capsys.readouterr().out.strip() == uri
+    finally:
+        client.images.remove(image, force=True)
+
+
+def test_a_tag_ecr_cannot_read_stops_the_push(aws_env):
+    """BatchGetImage answers a KMS failure (ImageFailureCode KmsError) for the tag: what it holds is unknown."""
+    from botocore.stub import Stubber
+
+    from ecr import registry
+
+    client = boto3.client("ecr")
+    with Stubber(client) as stub:
+        stub.add_response("batch_get_image", {"images": [], "failures": [
+            {"imageId": {"imageTag": "1.0.0"}, "failureCode": "KmsError",
+             "failureReason": "The KMS key is disabled."}]},
+            {"repositoryName": "byoc-serving", "imageIds": [{"imageTag": "1.0.0"}],
+             "acceptedMediaTypes": list(registry.MANIFEST_TYPES + registry.INDEX_TYPES)})
+        with pytest.raises(registry.PushError, match="cannot tell what tag '1.0.0' holds in ECR repository "
+                                                     r"byoc-serving \(KmsError: The KMS key is disabled.\)"):
+            registry.existing_image(client, "byoc-serving", "1.0.0")
+        stub.add_response("batch_get_image", {"images": [], "failures": [
+            {"imageId": {"imageTag": "1.0.0"}, "failureCode": "ImageNotFound", "failureReason": "Requested image not found"}]})
+        assert registry.existing_image(client, "byoc-serving", "1.0.0") is None
+
+
+def test_the_same_image_is_recognised_by_any_of_its_digests():
+    """The classic image store's image ID is the config digest; the containerd store's is the manifest's."""
+    from types import SimpleNamespace
+
+    from ecr.registry import holds
+
+    manifest, config = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    assert holds((manifest, config), SimpleNamespace(id=config, attrs={}))
+    assert holds((manifest, None), SimpleNamespace(id=manifest, attrs={}))
+    assert holds((manifest, None), SimpleNamespace(id="sha256:" + "e" * 64, attrs={"RepoDigests": [f"r/x@{manifest}"]}))
+    assert not holds((manifest, config), SimpleNamespace(id="sha256:" + "e" * 64, attrs={"RepoDigests": []}))

@@ -197,3 +197,25 @@ def test_the_ecr_tool_names_a_file_it_cannot_use(tmp_path, requests_sent, capsys
         refused(ecr_cli.main, argv, says, requests_sent, capsys)
     assert ecr_cli.main(["uri", "byoc-serving", "--images-file", str(tmp_path / "pushed.json")]) == 0
     assert capsys.readouterr().out.strip() == IMAGE.format("serving")
+
+
+def test_push_refuses_a_version_that_is_no_image_tag_before_the_login(tmp_path, requests_sent, capsys, monkeypatch):
+    """A PEP 440 local version (0.1.0+cu128) cannot be a tag: refused before ECR's token is asked for."""
+    import subprocess
+
+    from ecr import registry
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0.1.0+cu128"\n')
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "pyproject.toml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v"], check=True)
+    monkeypatch.setattr(registry, "ROOT", tmp_path)
+    refused(ecr_cli.main, ["push", "img=byoc-serving"], "the version '0.1.0+cu128' in pyproject.toml is not an image tag",
+            requests_sent, capsys)
+
+
+@pytest.mark.docker
+def test_push_refuses_a_missing_local_image_before_the_login(requests_sent, capsys):
+    refused(ecr_cli.main, ["push", "--tag", "1.0.0", "byoc-no-such-image:ecr=byoc-serving"],
+            "there is no local image 'byoc-no-such-image:ecr' to push", requests_sent, capsys)
