@@ -85,7 +85,10 @@ def pushed_images(path: Path) -> dict:
 
 
 def _ensure(args, ecr) -> int:
-    for repo in read_file(repositories.load, args.definitions, "the definitions"):
+    definitions = read_file(repositories.load, args.definitions, "the definitions")
+    for repo in definitions:  # all of them, before the first request
+        repositories.validate(ecr, repo)
+    for repo in definitions:
         changes = repositories.ensure(ecr, repo)
         print(f"{repo.name}: {', '.join(changes) if changes else 'up to date'}")
     return 0
@@ -206,7 +209,8 @@ def main(argv=None) -> int:
     ecr = boto3.client("ecr") if args.command != "uri" else None
     try:
         return args.run(args, ecr)
-    except (registry.PushError, scan_gate.AllowlistError, LaunchError, RuntimeError) as error:
+    except (registry.PushError, scan_gate.AllowlistError, repositories.DefinitionError, LaunchError,
+            RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError, docker.errors.DockerException) as error:

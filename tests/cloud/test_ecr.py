@@ -81,7 +81,7 @@ def test_ensure_brings_drifted_settings_back(ecr, tmp_path, capsys):
     capsys.readouterr()
     cli.main(["ensure", "--definitions", str(path)])
     assert capsys.readouterr().out.strip() == (
-        f"{name}: imageTagMutability -> IMMUTABLE, scanOnPush -> True, lifecycle policy")
+        f"{name}: imageTagMutability MUTABLE -> IMMUTABLE, scanOnPush -> True, lifecycle policy")
     assert ecr.describe_repositories(repositoryNames=[name])["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
 
 
@@ -723,3 +723,48 @@ def test_the_same_image_is_recognised_by_any_of_its_digests():
     assert holds((manifest, None), SimpleNamespace(id=manifest, attrs={}))
     assert holds((manifest, None), SimpleNamespace(id="sha256:" + "e" * 64, attrs={"RepoDigests": [f"r/x@{manifest}"]}))
     assert not holds((manifest, config), SimpleNamespace(id="sha256:" + "e" * 64, attrs={"RepoDigests": []}))
+
+
+def test_ensure_takes_over_a_repository_made_by_someone_else(ecr, tmp_path, capsys):
+    """Mutable through an exclusion of every tag, no scan on push, another KMS key, in a namespace."""
+    name = unique("team/byoc-test-theirs")
+    ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                          imageTagMutabilityExclusionFilters=[{"filter": "*", "filterType": "WILDCARD"}],
+                          imageScanningConfiguration={"scanOnPush": False},
+                          encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KEY.format("theirs")})
+    path = definitions(tmp_path, name)
+    capsys.readouterr()
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{name}: imageTagMutability IMMUTABLE_WITH_EXCLUSION (excluding *) -> IMMUTABLE, scanOnPush -> True, "
+        "lifecycle policy, repository policy")
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: up to date"
+
+    assert cli.main(["ensure", "--definitions", str(definitions(tmp_path, name, encryption={
+        "encryptionType": "KMS", "kmsKey": KEY.format("ours")}))]) == 2
+    assert (f"is encrypted with KMS (key {KEY.format('theirs')}), the definition asks for KMS (key {KEY.format('ours')})"
+            in capsys.readouterr().err)
+    by_id = definitions(tmp_path, name, encryption={"encryptionType": "KMS", "kmsKey": "theirs"})
+    assert cli.main(["ensure", "--definitions", str(by_id)]) == 0
+
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/{}"
+
+
+def test_ensure_keeps_the_tag_exclusions_a_definition_names(ecr, tmp_path, capsys):
+    name = unique("byoc-test-excl")
+    path = definitions(tmp_path, name, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                       imageTagMutabilityExclusionFilters=["latest", "dev-*"])
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    assert (repo["imageTagMutability"], sorted(f["filter"] for f in repo["imageTagMutabilityExclusionFilters"])) == (
+        "IMMUTABLE_WITH_EXCLUSION", ["dev-*", "latest"])
+    ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                                 imageTagMutabilityExclusionFilters=[{"filter": "*", "filterType": "WILDCARD"}])
+    capsys.readouterr()
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == (f"{name}: imageTagMutability IMMUTABLE_WITH_EXCLUSION (excluding *) -> "
+                                               "IMMUTABLE_WITH_EXCLUSION (excluding dev-*, latest)")
+    assert cli.main(["ensure", "--definitions", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: up to date"

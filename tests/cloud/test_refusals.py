@@ -219,3 +219,21 @@ def test_push_refuses_a_version_that_is_no_image_tag_before_the_login(tmp_path, 
 def test_push_refuses_a_missing_local_image_before_the_login(requests_sent, capsys):
     refused(ecr_cli.main, ["push", "--tag", "1.0.0", "byoc-no-such-image:ecr=byoc-serving"],
             "there is no local image 'byoc-no-such-image:ecr' to push", requests_sent, capsys)
+
+
+@pytest.mark.parametrize("defaults, says", [
+    ({"imageTagMutability": "immutable"}, "imageTagMutability='immutable' is not one of MUTABLE, IMMUTABLE"),
+    ({"encryption": {"encryptionType": "KMS2"}}, "encryptionType='KMS2' is not one of AES256, KMS, KMS_DSSE"),
+    ({"imageTagMutabilityExclusionFilters": ["latest"]}, "must be given with IMMUTABLE_WITH_EXCLUSION"),
+    ({"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION"}, "must be given with IMMUTABLE_WITH_EXCLUSION"),
+    ({"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION", "imageTagMutabilityExclusionFilters": ["lat est"]},
+     "filter='lat est' does not match"),
+])
+def test_ensure_refuses_a_definition_ecr_would_refuse_before_any_request(tmp_path, requests_sent, capsys, defaults, says):
+    from ecr import repositories
+
+    spec = json.loads(repositories.DEFINITIONS.read_text())
+    spec["defaults"].update(defaults)
+    path = tmp_path / "repositories.json"
+    path.write_text(json.dumps(spec))
+    refused(ecr_cli.main, ["ensure", "--definitions", str(path)], says, requests_sent, capsys)
