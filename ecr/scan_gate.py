@@ -6,16 +6,25 @@ finding whether a fix exists (`fixAvailable`); basic scanning does not, so a
 basic CRITICAL or HIGH finding counts as fixable: the gate errs towards
 blocking. A finding not rated yet (UNTRIAGED, UNDEFINED: where new CVEs start)
 is rated by its score (Inspector's, else its CVSS base score) in CVSS's bands:
-7 or more is HIGH, 9 or more CRITICAL. Allowlist entries carry a reason and a
-review-by date; an entry past its date fails the gate until someone reviews it.
+7 or more is HIGH, 9 or more CRITICAL. An enhanced finding Inspector has CLOSED
+is gone from the image; one it SUPPRESSED (a suppression rule of the account)
+is reported and does not block. Allowlist entries name the id the scan reports
+(in any case: a GHSA finding is not covered by its CVE's entry), carry a reason
+and a review-by date; an entry past its date fails the gate until someone
+reviews it.
 
-Waiting. With enhanced scanning, ECR reports ACTIVE as soon as continuous
-scanning covers an image, before Inspector has scanned it: the gate waits until
-Inspector's coverage of the image (inspector2 ListCoverage) says it was scanned
-(ACTIVE, SUCCESSFUL, a lastScannedAt) and ECR has the results, and only then
-judges the findings, or their absence. An image Inspector will not scan (an
-INACTIVE reason), or a repository no enhanced-scanning rule covers, fails the
-gate; so does the timeout, naming what was still pending.
+Waiting. The registry's scanning configuration decides how an image is scanned,
+not the repository's scanOnPush. With basic scanning the gate starts the scan
+that scan on push did not (ECR allows one per image per 24 hours, the scan on
+push included, so a refused start waits for that one). With enhanced scanning,
+ECR reports ACTIVE as soon as continuous scanning covers an image, before
+Inspector has scanned it: the gate waits until Inspector's coverage of the
+image (inspector2 ListCoverage, every page) says it was scanned (SUCCESSFUL, or
+once for a scan-on-push repository, with a lastScannedAt) and ECR has the
+results, and only then judges the findings, or their absence. An image nothing
+will scan (an INACTIVE reason, a repository no enhanced-scanning rule covers,
+an image ECR cannot scan or does not have) fails the gate at once; the timeout
+fails it naming what was still pending.
 """
 import datetime as dt
 import json
