@@ -148,11 +148,22 @@ def _protect(args, ecr) -> int:
         for uri in image_protection.endpoint_images(sagemaker, endpoint):
             calls = image_protection.protect_calls(ecr, uri, endpoint)
             for _, _, request in calls:
-                ecr.put_image(**request)
-                print(f"{endpoint}: {uri} tagged {request['imageTag']}")
+                tagged = add_tag(ecr, request)
+                print(f"{endpoint}: {uri} {'tagged' if tagged else 'tagged meanwhile'} {request['imageTag']}")
             if not calls:
                 print(f"{endpoint}: {uri} protected already (or not in ECR)")
     return 0
+
+
+def add_tag(ecr, request: dict) -> bool:
+    """put_image of an image's own manifest under a new tag; False if the image took that tag meanwhile
+    (a deploy of the same endpoint): ECR answers ImageAlreadyExistsException, "no changes to the
+    manifest or image tag"."""
+    try:
+        ecr.put_image(**request)
+    except ecr.exceptions.ImageAlreadyExistsException:
+        return False
+    return True
 
 
 def _uri(args, ecr) -> int:

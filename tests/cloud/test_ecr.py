@@ -768,3 +768,11 @@ def test_ensure_keeps_the_tag_exclusions_a_definition_names(ecr, tmp_path, capsy
                                                "IMMUTABLE_WITH_EXCLUSION (excluding dev-*, latest)")
     assert cli.main(["ensure", "--definitions", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"{name}: up to date"
+
+
+def test_protect_accepts_a_tag_a_deploy_added_meanwhile(ecr):
+    """A deploy tagged the image between protect's read and its put_image."""
+    uri = ecr_image(unique("byoc-test-race"), "0.1.0")
+    [(_, _, request)] = image_protection.protect_calls(ecr, uri, "fashion")
+    assert cli.add_tag(ecr, request) is True
+    assert cli.add_tag(ecr, request) is False  # the same manifest and tag again
