@@ -91,7 +91,21 @@ def _ensure(args, ecr) -> int:
     for repo in definitions:
         changes = repositories.ensure(ecr, repo)
         print(f"{repo.name}: {', '.join(changes) if changes else 'up to date'}")
+        warn_if_never_scanned(ecr, repo.name)
     return 0
+
+
+def warn_if_never_scanned(ecr, repository: str) -> None:
+    """The registry's scanning configuration overrides the repository's scanOnPush: say so now, not
+    after the push. Without the right to read it, scan will say."""
+    try:
+        _, unscanned = scan_gate.scanning(ecr, repository)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        return
+    if unscanned:
+        print(f"warning: {unscanned}; the scan gate will fail", file=sys.stderr)
 
 
 def _push(args, ecr) -> int:

@@ -776,3 +776,18 @@ def test_protect_accepts_a_tag_a_deploy_added_meanwhile(ecr):
     [(_, _, request)] = image_protection.protect_calls(ecr, uri, "fashion")
     assert cli.add_tag(ecr, request) is True
     assert cli.add_tag(ecr, request) is False  # the same manifest and tag again
+
+
+def test_ensure_warns_when_the_registry_scans_a_repository_never(ecr, tmp_path, capsys):
+    """With enhanced scanning only repositories a rule covers are scanned; scanOnPush does not count."""
+    name = unique("byoc-test-uncovered")
+    ecr.put_registry_scanning_configuration(scanType="ENHANCED", rules=[{
+        "scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "prod-*", "filterType": "WILDCARD"}]}])
+    try:
+        assert cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))]) == 0
+        assert (f"warning: the registry uses enhanced scanning, but none of its rules covers repository {name}"
+                in capsys.readouterr().err)
+    finally:
+        ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+    assert cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))]) == 0
+    assert "warning" not in capsys.readouterr().err
