@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import boto3
+import botocore.session
 import docker
 import pytest
 import requests
@@ -791,3 +792,23 @@ def test_ensure_warns_when_the_registry_scans_a_repository_never(ecr, tmp_path, 
         ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
     assert cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+ECR_SCAN_STATUSES = botocore.session.get_session().get_service_model("ecr").shape_for("ScanStatus").enum
+
+
+@pytest.mark.parametrize("status", [s for s in ECR_SCAN_STATUSES if s not in scan_gate.DONE + scan_gate.PENDING])
+def test_every_other_scan_status_fails_the_gate_at_once(scanned, tmp_path, capsys, status):
+    """Every ScanStatus of botocore's model that is neither done nor pending (FAILED, UNSUPPORTED_IMAGE,
+    SCAN_ELIGIBILITY_EXPIRED, FINDINGS_UNAVAILABLE, LIMIT_EXCEEDED, IMAGE_ARCHIVED, ...): no findings to judge."""
+    code, out = gate(scanned(status=status), allowlist(tmp_path), capsys, "--timeout", "5")
+    assert code == 1 and f"scan: scan status {status}: status {status}" in out, out
+
+
+def test_a_basic_finding_ecr_did_not_rate_is_rated_by_its_cvss3_score(ecr_answers, tmp_path, capsys):
+    ecr_answers.add_response("get_registry_scanning_configuration", BASIC, {})
+    unrated = basic_finding("CVE-2026-0007", "UNDEFINED", "openssl", cvss3="9.8")
+    for _ in range(2):
+        ecr_answers.add_response("describe_image_scan_findings", scan_answer("COMPLETE", [unrated]), WHERE)
+    code, out = gate(f"{REPO}:1.0.0", allowlist(tmp_path), capsys)
+    assert code == 1 and "BLOCKING UNDEFINED (score 9.8: CRITICAL) CVE-2026-0007 in openssl" in out, out

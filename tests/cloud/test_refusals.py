@@ -167,6 +167,7 @@ def test_a_range_end_that_names_no_number_is_refused(entry, says, tmp_path, requ
     (["push", "img=Bad_Repo", "--allow-dirty"], "RepositoryName='Bad_Repo' does not match"),
     (["push", "img=byoc-serving", "--tag", "bad tag!"], "argument --tag: 'bad tag!' is not an image tag"),
     (["push", "img=byoc-serving", "--tag", ".hidden"], "argument --tag"),
+    (["push", "img=byoc-serving", "--tag", "v" * 129], "argument --tag"),  # docker's 128, within ECR's 300
     (["scan", "repo:"], "expected REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, got 'repo:'"),
     (["scan", "repo@sha256:abc"], "expected REPOSITORY@sha256:<64 hex digits>, got 'repo@sha256:abc'"),
     (["scan", "nocolon"], "expected REPOSITORY:TAG"),
