@@ -21,6 +21,9 @@ from ecr import registry, repositories, scan_gate
 
 IMAGES_FILE = registry.ROOT / "build" / "ecr-images.json"
 REPOSITORY_NAME = arguments.api("ecr", "RepositoryName")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def tag(text: str) -> str:
     if not registry.TAG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an image tag: 1-128 letters, digits, _ . and -, "
@@ -34,9 +37,6 @@ def image_pair(text: str) -> tuple[str, str]:
     if not local or not repository:
         raise argparse.ArgumentTypeError(f"expected LOCAL_IMAGE=REPOSITORY, got {text!r}")
     return local, REPOSITORY_NAME(repository)
-
-
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def repository_tag(text: str) -> tuple[str, dict]:
@@ -64,7 +64,9 @@ def pushed_targets(pushed: dict) -> list[tuple[str, dict]]:
 
 
 def image_label(repository: str, image_id: dict) -> str:
-    return f"{repository}:{image_id['imageTag']}" if "imageTag" in image_id else f"{repository}@{image_id['imageDigest']}"
+    if "imageTag" in image_id:
+        return f"{repository}:{image_id['imageTag']}"
+    return f"{repository}@{image_id['imageDigest']}"
 
 
 def read_file(loader, path: Path, what: str):

@@ -264,6 +264,11 @@ def coverage(inspector, resource_id: str) -> tuple[str, str]:
     return "failed", f"Amazon Inspector will not scan it: coverage {code}, {reason}"
 
 
+def said(error) -> str:
+    """What AWS said in a ClientError: its message, else its code."""
+    return error.response["Error"].get("Message") or error.response["Error"]["Code"]
+
+
 def start_basic_scan(ecr, repository: str, image_id: dict) -> tuple[str, str]:
     """Start the basic scan that scan on push did not (or not yet) start."""
     try:
@@ -272,7 +277,7 @@ def start_basic_scan(ecr, repository: str, image_id: dict) -> tuple[str, str]:
         # one basic scan per image per 24 hours, the scan on push included: that one is on its way
         return "pending", "ECR has no results yet and allows no second scan within 24 hours"
     except (ecr.exceptions.UnsupportedImageTypeException, ecr.exceptions.ImageArchivedException) as error:
-        return "failed", f"ECR cannot scan it: {error.response['Error'].get('Message') or error.response['Error']['Code']}"
+        return "failed", f"ECR cannot scan it: {said(error)}"
     return "pending", "a basic scan was started"
 
 
@@ -281,7 +286,9 @@ def ecr_results(ecr, repository: str, image_id: dict, start_scan: bool) -> tuple
     try:
         first = ecr.describe_image_scan_findings(repositoryName=repository, imageId=image_id)
     except ecr.exceptions.ScanNotFoundException:
-        return start_basic_scan(ecr, repository, image_id) if start_scan else ("pending", "ECR has no results for it yet")
+        if not start_scan:
+            return "pending", "ECR has no results for it yet"
+        return start_basic_scan(ecr, repository, image_id)
     status = first.get("imageScanStatus", {})
     if status.get("status") in DONE:
         return "ready", ""
@@ -312,7 +319,7 @@ def scan_results(ecr, repository: str, image_id: dict, delay: float = 5, timeout
     try:
         return _scan_results(ecr, repository, image_id, delay, timeout, inspector)
     except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException) as error:
-        return [], f"ECR has no such image: {error.response['Error'].get('Message') or error.response['Error']['Code']}"
+        return [], f"ECR has no such image: {said(error)}"
 
 
 def _scan_results(ecr, repository, image_id, delay, timeout, inspector) -> tuple[list, str | None]:
