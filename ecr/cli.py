@@ -113,7 +113,7 @@ def warn_if_never_scanned(ecr, repository: str) -> None:
 def _push(args, ecr) -> int:
     # everything that can be refused is refused before the login, ECR's first request
     pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}
-    tags = args.tag or registry.default_tags(args.allow_dirty)
+    tags = list(dict.fromkeys(args.tag or registry.default_tags(args.allow_dirty)))  # a tag once: ECR's are immutable
     client = docker.from_env()
     for local, _ in args.images:
         registry.find_local_image(client, local)

@@ -50,6 +50,7 @@ class Finding:
     score: float | None = None  # Inspector's score, else the highest CVSS base score
     status: str = "ACTIVE"  # Amazon Inspector's: ACTIVE, SUPPRESSED (by a suppression rule) or CLOSED (remediated)
     related: tuple[str, ...] = ()  # other ids of the same vulnerability (a GHSA's CVE, an advisory's CVEs)
+    exploit_available: bool = False  # Amazon Inspector knows a public exploit
 
     @property
     def fixable(self) -> bool:
@@ -146,7 +147,8 @@ def findings_from(response: dict) -> list[Finding]:
         findings.append(Finding(details.get("vulnerabilityId") or item.get("title", "?"),
                                 item.get("severity", "UNTRIAGED"), packages,
                                 None if fix is None else fix in ("YES", "PARTIAL"), enhanced_score(item),
-                                item.get("status", "ACTIVE"), tuple(details.get("relatedVulnerabilities", []))))
+                                item.get("status", "ACTIVE"), tuple(details.get("relatedVulnerabilities", [])),
+                                item.get("exploitAvailable") == "YES"))
     return findings
 
 
@@ -156,6 +158,7 @@ class Verdict:
     allowed: list[tuple[Finding, AllowEntry]]
     expired: list[AllowEntry]
     suppressed: list[Finding] = field(default_factory=list)  # would block, but Amazon Inspector suppresses them
+    exploitable: list[Finding] = field(default_factory=list)  # no fix to ship yet, but an exploit is known
     problem: str | None = None  # the scan itself did not complete
 
     @property
@@ -175,6 +178,9 @@ class Verdict:
                          f"(reason was: {e.reason})")
         for f, e in self.allowed:
             lines.append(f"  allowed {f.severity} {f.vulnerability} until {e.review_by}: {e.reason}")
+        for f in self.exploitable:
+            lines.append(f"  unfixed {rated(f)} {f.vulnerability} in {', '.join(f.packages) or '?'}: an exploit is "
+                         "known and no fix exists yet (not blocking: nothing to upgrade to)")
         for f in self.suppressed:
             lines.append(f"  suppressed {rated(f)} {f.vulnerability} in {', '.join(f.packages) or '?'}: "
                          "an Amazon Inspector suppression rule covers it")
@@ -189,13 +195,18 @@ def rated(finding: Finding) -> str:
 
 def evaluate(findings: list[Finding], allowlist: list[AllowEntry], today: dt.date | None = None) -> Verdict:
     """CLOSED findings are gone from the image; SUPPRESSED ones were accepted in Amazon Inspector by
-    whoever runs it for the account, and are reported without blocking."""
+    whoever runs it for the account, and are reported without blocking; so are findings without a
+    fix that have a known exploit (exploitAvailable), for someone to weigh."""
     today = today or dt.date.today()
     expired = [e for e in allowlist if e.review_by < today]
     valid = [e for e in allowlist if e.review_by >= today]
     verdict = Verdict([], [], expired)
     for finding in findings:
-        if finding.status == "CLOSED" or finding.rating not in BLOCKING_SEVERITIES or not finding.fixable:
+        if finding.status == "CLOSED" or finding.rating not in BLOCKING_SEVERITIES:
+            continue
+        if not finding.fixable:
+            if finding.exploit_available and finding.status == "ACTIVE":
+                verdict.exploitable.append(finding)
             continue
         entry = next((e for e in valid if e.covers(finding)), None)
         if entry:

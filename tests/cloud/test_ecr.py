@@ -812,3 +812,25 @@ def test_a_basic_finding_ecr_did_not_rate_is_rated_by_its_cvss3_score(ecr_answer
         ecr_answers.add_response("describe_image_scan_findings", scan_answer("COMPLETE", [unrated]), WHERE)
     code, out = gate(f"{REPO}:1.0.0", allowlist(tmp_path), capsys)
     assert code == 1 and "BLOCKING UNDEFINED (score 9.8: CRITICAL) CVE-2026-0007 in openssl" in out, out
+
+
+def test_an_exploitable_finding_without_a_fix_is_named_but_does_not_block(scanned, tmp_path, capsys):
+    finding = {**enhanced_finding("CVE-2024-6387", "CRITICAL", "NO", "openssh-server"), "exploitAvailable": "YES"}
+    code, out = gate(scanned(finding), allowlist(tmp_path), capsys)
+    assert code == 0 and ("unfixed CRITICAL CVE-2024-6387 in openssh-server: an exploit is known and no fix exists "
+                          "yet (not blocking: nothing to upgrade to)") in out, out
+
+
+@pytest.mark.docker
+def test_a_tag_named_twice_is_pushed_once(ecr, registry, tmp_path, capsys, monkeypatch):
+    client = docker.from_env()
+    name = unique("byoc-test-twice")
+    cli.main(["ensure", "--definitions", str(definitions(tmp_path, name))])
+    image = small_image(client, "twice")
+    monkeypatch.setenv("ECR_REGISTRY", registry)
+    try:
+        assert cli.main(["push", "--tag", "1.0.0", "--tag", "1.0.0", "--output", str(tmp_path / "o.json"),
+                         f"{image}={name}"]) == 0
+        assert [d["imageTags"] for d in ecr.describe_images(repositoryName=name)["imageDetails"]] == [["1.0.0"]]
+    finally:
+        client.images.remove(image, force=True)
