@@ -21,11 +21,11 @@ from ecr import registry, repositories, scan_gate
 
 IMAGES_FILE = registry.ROOT / "build" / "ecr-images.json"
 REPOSITORY_NAME = arguments.api("ecr", "RepositoryName")
-DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # what docker accepts, within ECR's ImageTag
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def tag(text: str) -> str:
-    if not DOCKER_TAG.fullmatch(text):
+    if not registry.TAG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an image tag: 1-128 letters, digits, _ . and -, "
                                          "not starting with . or -")
     return text
@@ -39,11 +39,34 @@ def image_pair(text: str) -> tuple[str, str]:
     return local, REPOSITORY_NAME(repository)
 
 
-def repository_tag(text: str) -> tuple[str, str]:
+def repository_tag(text: str) -> tuple[str, dict]:
+    """REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, as (repository, ECR imageId)."""
+    if "@" in text:
+        repository, _, digest = text.partition("@")
+        if not DIGEST.fullmatch(digest):
+            raise argparse.ArgumentTypeError(f"expected REPOSITORY@sha256:<64 hex digits>, got {text!r}")
+        return REPOSITORY_NAME(repository), {"imageDigest": digest}
     repository, _, image_tag = text.partition(":")
     if not image_tag:
-        raise argparse.ArgumentTypeError(f"expected REPOSITORY:TAG, got {text!r}")
-    return REPOSITORY_NAME(repository), tag(image_tag)
+        raise argparse.ArgumentTypeError(f"expected REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, got {text!r}")
+    return REPOSITORY_NAME(repository), {"imageTag": tag(image_tag)}
+
+
+def pushed_targets(pushed: dict) -> list[tuple[str, dict]]:
+    """What push recorded, by digest: the image pushed, even if a mutable tag has moved since."""
+    targets = []
+    for repository, entry in pushed.items():
+        digest = entry["uri"].rpartition("@")[2]
+        if not DIGEST.fullmatch(digest):
+            raise ValueError(f"{repository}: {entry['uri']!r} is not an image URI by digest")
+        targets.append((repository, {"imageDigest": digest}))
+    return targets
+
+
+def image_label(repository: str, image_id: dict) -> str:
+    if "imageTag" in image_id:
+        return f"{repository}:{image_id['imageTag']}"
+    return f"{repository}@{image_id['imageDigest']}"
 
 
 def read_file(loader, path: Path, what: str):
@@ -64,18 +87,38 @@ def pushed_images(path: Path) -> dict:
 
 
 def _ensure(args, ecr) -> int:
-    for repo in read_file(repositories.load, args.definitions, "the definitions"):
+    definitions = read_file(repositories.load, args.definitions, "the definitions")
+    for repo in definitions:  # all of them, before the first request
+        repositories.validate(ecr, repo)
+    for repo in definitions:
         changes = repositories.ensure(ecr, repo)
         print(f"{repo.name}: {', '.join(changes) if changes else 'up to date'}")
+        warn_if_never_scanned(ecr, repo.name)
     return 0
 
 
+def warn_if_never_scanned(ecr, repository: str) -> None:
+    """The registry's scanning configuration overrides the repository's scanOnPush: say so now, not
+    after the push. Without the right to read it, scan will say."""
+    try:
+        _, unscanned = scan_gate.scanning(ecr, repository)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        return
+    if unscanned:
+        print(f"warning: {unscanned}; the scan gate will fail", file=sys.stderr)
+
+
 def _push(args, ecr) -> int:
-    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}  # before the login
+    # everything that can be refused is refused before the login, ECR's first request
+    pushed = read_file(pushed_images, args.output, "the pushed images") if args.output.exists() else {}
+    tags = list(dict.fromkeys(args.tag or registry.default_tags(args.allow_dirty)))  # a tag once: ECR's are immutable
     client = docker.from_env()
+    for local, _ in args.images:
+        registry.find_local_image(client, local)
     session = registry.login(ecr, client, args.registry)
     print(f"logged in to {session.registry} as {session.auth_config['username']}")
-    tags = args.tag or registry.default_tags(args.allow_dirty)
     for local, repository in args.images:
         digest = registry.push(ecr, client, session, local, repository, tags)
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
@@ -92,18 +135,21 @@ def inspector_client():
 
 
 def _scan(args, ecr) -> int:
-    targets = args.targets or [(repo, entry["tags"][0]) for repo, entry in
-                               read_file(pushed_images, args.images_file, "the pushed images").items()]
+    targets = args.targets or read_file(lambda path: pushed_targets(pushed_images(path)), args.images_file,
+                                        "the pushed images")
     allowlist = read_file(scan_gate.load_allowlist, args.allowlist, "the allowlist")
-    passed = True
-    for repository, tag in targets:
-        findings, problem = scan_gate.scan_results(ecr, repository, tag, delay=args.poll_seconds,
+    verdicts = []
+    for repository, image_id in targets:
+        findings, problem = scan_gate.scan_results(ecr, repository, image_id, delay=args.poll_seconds,
                                                    timeout=args.timeout, inspector=inspector_client)
         verdict = scan_gate.evaluate(findings, allowlist)
         verdict.problem = problem
-        print(verdict.report(f"{repository}:{tag}"))
-        passed &= verdict.passed
-    return 0 if passed else 1
+        print(verdict.report(image_label(repository, image_id)))
+        verdicts.append(verdict)
+    for entry in scan_gate.unused(allowlist, verdicts):
+        print(f"note: allowlist entry {entry.vulnerability}{f' ({entry.package})' if entry.package else ''} "
+              "let nothing through in these images; remove it if it is no longer needed")
+    return 0 if all(v.passed for v in verdicts) else 1
 
 
 def _protect(args, ecr) -> int:
@@ -118,11 +164,22 @@ def _protect(args, ecr) -> int:
         for uri in image_protection.endpoint_images(sagemaker, endpoint):
             calls = image_protection.protect_calls(ecr, uri, endpoint)
             for _, _, request in calls:
-                ecr.put_image(**request)
-                print(f"{endpoint}: {uri} tagged {request['imageTag']}")
+                tagged = add_tag(ecr, request)
+                print(f"{endpoint}: {uri} {'tagged' if tagged else 'tagged meanwhile'} {request['imageTag']}")
             if not calls:
                 print(f"{endpoint}: {uri} protected already (or not in ECR)")
     return 0
+
+
+def add_tag(ecr, request: dict) -> bool:
+    """put_image of an image's own manifest under a new tag; False if the image took that tag meanwhile
+    (a deploy of the same endpoint): ECR answers ImageAlreadyExistsException, "no changes to the
+    manifest or image tag"."""
+    try:
+        ecr.put_image(**request)
+    except ecr.exceptions.ImageAlreadyExistsException:
+        return False
+    return True
 
 
 def _uri(args, ecr) -> int:
@@ -152,7 +209,8 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--output", type=Path, default=IMAGES_FILE, help="where the pushed URIs are recorded")
     push.set_defaults(run=_push)
     scan = sub.add_parser("scan", help="wait for scan results and gate on them (exit 1: do not ship)")
-    scan.add_argument("targets", nargs="*", type=repository_tag, metavar="REPOSITORY:TAG", help="default: what push recorded")
+    scan.add_argument("targets", nargs="*", type=repository_tag, metavar="REPOSITORY:TAG",
+                      help="or REPOSITORY@sha256:DIGEST; default: what push recorded, by digest")
     scan.add_argument("--images-file", type=Path, default=IMAGES_FILE)
     scan.add_argument("--allowlist", type=Path, default=scan_gate.ALLOWLIST)
     scan.add_argument("--poll-seconds", type=arguments.positive, default=5)
@@ -178,9 +236,10 @@ def main(argv=None) -> int:
     ecr = boto3.client("ecr") if args.command != "uri" else None
     try:
         return args.run(args, ecr)
-    except (registry.PushError, scan_gate.AllowlistError, LaunchError, RuntimeError) as error:
+    except (registry.PushError, scan_gate.AllowlistError, repositories.DefinitionError, LaunchError,
+            RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, docker.errors.DockerException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from byoc_cloud import image_protection
+from byoc_cloud import image_protection, model_check
 
 DEFINITIONS = Path(__file__).with_name("repositories.json")
 
@@ -44,6 +44,18 @@ class Repository:
     push_principals: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     protect_endpoints: list[str] = field(default_factory=list)
+    tag_mutability_exclusions: list[str] = field(default_factory=list)  # WILDCARD filters (the *_WITH_EXCLUSION modes)
+
+    def mutability_request(self) -> dict:
+        filters = [{"filter": f, "filterType": "WILDCARD"} for f in self.tag_mutability_exclusions]
+        return {"imageTagMutability": self.image_tag_mutability,
+                **({"imageTagMutabilityExclusionFilters": filters} if filters else {})}
+
+    def create_request(self) -> dict:
+        return {"repositoryName": self.name, **self.mutability_request(),
+                "imageScanningConfiguration": {"scanOnPush": self.scan_on_push},
+                "encryptionConfiguration": self.encryption,
+                "tags": [{"Key": k, "Value": v} for k, v in self.tags.items()]}
 
     def protected_patterns(self) -> list[str]:
         """The definition's patterns, and always the one deployments are tagged with."""
@@ -93,8 +105,47 @@ def load(path: Path = DEFINITIONS) -> list[Repository]:
             protected_tag_patterns=list(lifecycle.get("protectedTagPatterns", [])),
             pull_principals=merged.get("pullPrincipals", []), push_principals=merged.get("pushPrincipals", []),
             tags=merged.get("tags", {}), protect_endpoints=merged.get("protectEndpoints", []),
+            tag_mutability_exclusions=list(merged.get("imageTagMutabilityExclusionFilters", [])),
         ))
     return repositories
+
+
+class DefinitionError(ValueError):
+    pass
+
+
+def validate(ecr, repo: Repository) -> None:
+    """Refuse, before any request, a definition ECR would refuse: its create_repository request
+    against the service model, and exclusion filters exactly with the *_WITH_EXCLUSION modes."""
+    try:
+        model_check.check_request(ecr, "create_repository", repo.create_request())
+    except model_check.ModelViolation as violation:
+        raise DefinitionError(f"repository {repo.name}: {violation}") from None
+    if repo.image_tag_mutability.endswith("_WITH_EXCLUSION") != bool(repo.tag_mutability_exclusions):
+        raise DefinitionError(f"repository {repo.name}: imageTagMutabilityExclusionFilters must be given with "
+                              "IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, and only with them")
+
+
+def _exclusions(repository: dict) -> list[str]:
+    return sorted(f["filter"] for f in repository.get("imageTagMutabilityExclusionFilters") or [])
+
+
+def _mutability(repository: dict) -> str:
+    exclusions = _exclusions(repository)
+    return repository["imageTagMutability"] + (f" (excluding {', '.join(exclusions)})" if exclusions else "")
+
+
+def _same_key(current: str | None, wanted: str | None) -> bool:
+    """ECR answers the key's ARN; a definition may name its ARN or its ID. No key, or an alias
+    (which ECR resolves to an ARN), accepts whichever key the repository has."""
+    if not wanted or wanted.startswith("alias/"):
+        return True
+    return current == wanted or bool(current and current.endswith(f":key/{wanted}"))
+
+
+def _encryption(configuration: dict) -> str:
+    key = configuration.get("kmsKey")
+    return f"{configuration.get('encryptionType')}{f' (key {key})' if key else ''}"
 
 
 def _same_json(text: str | None, wanted: dict) -> bool:
@@ -107,27 +158,25 @@ def ensure(ecr, repo: Repository) -> list[str]:
     try:
         current = ecr.describe_repositories(repositoryNames=[repo.name])["repositories"][0]
     except ecr.exceptions.RepositoryNotFoundException:
-        current = ecr.create_repository(
-            repositoryName=repo.name, imageTagMutability=repo.image_tag_mutability,
-            imageScanningConfiguration={"scanOnPush": repo.scan_on_push},
-            encryptionConfiguration=repo.encryption,
-            tags=[{"Key": k, "Value": v} for k, v in repo.tags.items()],
-        )["repository"]
+        current = ecr.create_repository(**repo.create_request())["repository"]
         changes.append("created")
     else:
-        if current["imageTagMutability"] != repo.image_tag_mutability:
-            ecr.put_image_tag_mutability(repositoryName=repo.name, imageTagMutability=repo.image_tag_mutability)
-            changes.append(f"imageTagMutability -> {repo.image_tag_mutability}")
+        wanted = {**repo.mutability_request(), "imageTagMutabilityExclusionFilters": [
+            {"filter": f} for f in repo.tag_mutability_exclusions]}
+        if _mutability(current) != _mutability(wanted):
+            ecr.put_image_tag_mutability(repositoryName=repo.name, **repo.mutability_request())
+            changes.append(f"imageTagMutability {_mutability(current)} -> {_mutability(wanted)}")
         if current["imageScanningConfiguration"].get("scanOnPush") != repo.scan_on_push:
             ecr.put_image_scanning_configuration(repositoryName=repo.name,
                                                  imageScanningConfiguration={"scanOnPush": repo.scan_on_push})
             changes.append(f"scanOnPush -> {repo.scan_on_push}")
         encryption = current.get("encryptionConfiguration", {})
-        if encryption.get("encryptionType") != repo.encryption["encryptionType"]:
-            # ECR fixes encryption at creation; changing it means a new repository.
+        # ECR fixes encryption at creation; changing it means a new repository.
+        if encryption.get("encryptionType") != repo.encryption["encryptionType"] or not _same_key(
+                encryption.get("kmsKey"), repo.encryption.get("kmsKey")):
             raise RuntimeError(
-                f"repository {repo.name} is encrypted with {encryption.get('encryptionType')}, the definition asks "
-                f"for {repo.encryption['encryptionType']}: ECR cannot change encryption after creation; "
+                f"repository {repo.name} is encrypted with {_encryption(encryption)}, the definition asks for "
+                f"{_encryption(repo.encryption)}: ECR cannot change encryption after creation; "
                 "delete and recreate the repository, or change the definition")
 
     account = current["registryId"]

@@ -167,7 +167,9 @@ def test_a_range_end_that_names_no_number_is_refused(entry, says, tmp_path, requ
     (["push", "img=Bad_Repo", "--allow-dirty"], "RepositoryName='Bad_Repo' does not match"),
     (["push", "img=byoc-serving", "--tag", "bad tag!"], "argument --tag: 'bad tag!' is not an image tag"),
     (["push", "img=byoc-serving", "--tag", ".hidden"], "argument --tag"),
-    (["scan", "repo:"], "expected REPOSITORY:TAG, got 'repo:'"),
+    (["push", "img=byoc-serving", "--tag", "v" * 129], "argument --tag"),  # docker's 128, within ECR's 300
+    (["scan", "repo:"], "expected REPOSITORY:TAG or REPOSITORY@sha256:DIGEST, got 'repo:'"),
+    (["scan", "repo@sha256:abc"], "expected REPOSITORY@sha256:<64 hex digits>, got 'repo@sha256:abc'"),
     (["scan", "nocolon"], "expected REPOSITORY:TAG"),
     (["scan", "byoc-serving:1", "--poll-seconds", "nan"], "argument --poll-seconds"),
     (["uri", "Bad_Repo"], "argument repository"),
@@ -196,3 +198,43 @@ def test_the_ecr_tool_names_a_file_it_cannot_use(tmp_path, requests_sent, capsys
         refused(ecr_cli.main, argv, says, requests_sent, capsys)
     assert ecr_cli.main(["uri", "byoc-serving", "--images-file", str(tmp_path / "pushed.json")]) == 0
     assert capsys.readouterr().out.strip() == IMAGE.format("serving")
+
+
+def test_push_refuses_a_version_that_is_no_image_tag_before_the_login(tmp_path, requests_sent, capsys, monkeypatch):
+    """A PEP 440 local version (0.1.0+cu128) cannot be a tag: refused before ECR's token is asked for."""
+    import subprocess
+
+    from ecr import registry
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0.1.0+cu128"\n')
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "pyproject.toml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v"], check=True)
+    monkeypatch.setattr(registry, "ROOT", tmp_path)
+    refused(ecr_cli.main, ["push", "img=byoc-serving"], "the version '0.1.0+cu128' in pyproject.toml is not an image tag",
+            requests_sent, capsys)
+
+
+@pytest.mark.docker
+def test_push_refuses_a_missing_local_image_before_the_login(requests_sent, capsys):
+    refused(ecr_cli.main, ["push", "--tag", "1.0.0", "byoc-no-such-image:ecr=byoc-serving"],
+            "there is no local image 'byoc-no-such-image:ecr' to push", requests_sent, capsys)
+
+
+@pytest.mark.parametrize("defaults, says", [
+    ({"imageTagMutability": "immutable"}, "imageTagMutability='immutable' is not one of MUTABLE, IMMUTABLE"),
+    ({"encryption": {"encryptionType": "KMS2"}}, "encryptionType='KMS2' is not one of AES256, KMS, KMS_DSSE"),
+    ({"imageTagMutabilityExclusionFilters": ["latest"]}, "must be given with IMMUTABLE_WITH_EXCLUSION"),
+    ({"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION"}, "must be given with IMMUTABLE_WITH_EXCLUSION"),
+    ({"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION", "imageTagMutabilityExclusionFilters": ["lat est"]},
+     "filter='lat est' does not match"),
+])
+def test_ensure_refuses_a_definition_ecr_would_refuse_before_any_request(tmp_path, requests_sent, capsys, defaults, says):
+    from ecr import repositories
+
+    spec = json.loads(repositories.DEFINITIONS.read_text())
+    spec["defaults"].update(defaults)
+    path = tmp_path / "repositories.json"
+    path.write_text(json.dumps(spec))
+    refused(ecr_cli.main, ["ensure", "--definitions", str(path)], says, requests_sent, capsys)
