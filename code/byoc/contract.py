@@ -11,6 +11,8 @@ The training image writes a model package, the serving image reads it, and the
 host tools (byoc-cloud, the Lambda, the tests) talk to both through these
 names: change one here and every side changes with it.
 """
+import base64
+import binascii
 import json
 import math
 import re
@@ -457,6 +459,30 @@ DEFAULT_TOP_K = 5
 def top_k_attribute(k: int) -> str:
     """The CustomAttributes value that asks for the k best classes."""
     return f"top_k={k}"
+
+
+# Base64 as clients write an image: a browser's data URL (FileReader, canvas.toDataURL), lines
+# wrapped at 76 characters (the base64 tool, MIME encoders), the URL-safe alphabet, no padding.
+DATA_URL_PREFIX = re.compile(r"data:[^,;]*(;[^,;=]+=[^,;]*)*;base64,", re.IGNORECASE)
+BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
+URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def base64_bytes(text: str) -> bytes:
+    """The bytes of base64 `text` in any of those forms; ValueError saying why it is not base64."""
+    prefix = DATA_URL_PREFIX.match(text)
+    if prefix:
+        text = text[prefix.end():]
+    elif text[:5].lower() == "data:":
+        raise ValueError("is a data: URL that is not base64 (it needs ';base64,' before the data)")
+    text = text.translate(BASE64_WHITESPACE)
+    if ("-" in text or "_" in text) and not ("+" in text or "/" in text):
+        text = text.translate(URL_SAFE_TO_STANDARD)
+    text = text.rstrip("=")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (A-Z a-z 0-9 + / or the URL-safe - _, optionally as a data: URL)") from None
 
 
 # InvokeEndpoint's largest request body by endpoint type: real-time endpoints take 6 MB (botocore's

@@ -180,7 +180,10 @@ BAD = [
     (b'{"pictures": []}', "application/json", 400, 'Send {"image"'),
     (b'{"images": []}', "application/json", 400, 'Send {"image"'),
     (json.dumps({"image": "aGk=", "top_k": 3}).encode(), "application/json", 400, "nothing else"),
-    (b'{"image": "***"}', "application/json", 400, "not a non-empty base64"),
+    (b'{"image": "***"}', "application/json", 400, "The image is not base64 (A-Z a-z 0-9 + / or the URL-safe"),
+    (b'{"image": ""}', "application/json", 400, "The image is empty"),
+    (b'{"image": "data:image/png,abc"}', "application/json", 400, "a data: URL that is not base64"),
+    (b'{"image": "ab+c-d"}', "application/json", 400, "is not base64"),  # both alphabets at once
     (json.dumps({"images": ["aGVsbG8="] * 9}).encode(), "application/json", 413, "at most 8 (BYOC_MAX_IMAGES)"),
     (json.dumps({"images": [b64(png_header(1000, 1000))] * 3}).encode(), "application/json", 413,
      "3,000,000 pixels; at most 2,000,000 per request"),
@@ -326,3 +329,23 @@ def test_a_form_part_that_says_it_is_text_is_still_refused():
     with pytest.raises(RequestError, match="'text/plain'") as refused:
         payloads.decode(body, content_type, LIMITS)
     assert refused.value.status == 415
+
+
+BASE64_AS_WRITTEN = {  # how clients write an image's base64
+    "a browser's data URL (FileReader.readAsDataURL)": lambda data: "data:image/png;base64," + b64(data),
+    "a data URL with parameters, upper case": lambda data: "DATA:image/jpeg;name=dog.jpg;BASE64," + b64(data),
+    "lines of 76 (the base64 tool, MIME encoders)": lambda data: base64.encodebytes(data).decode(),
+    "CRLF lines": lambda data: base64.encodebytes(data).decode().replace("\n", "\r\n"),
+    "the URL-safe alphabet": lambda data: base64.urlsafe_b64encode(data).decode(),
+    "no padding": lambda data: b64(data).rstrip("="),
+}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("written", BASE64_AS_WRITTEN.values(), ids=BASE64_AS_WRITTEN)
+def test_base64_as_clients_write_it_is_the_image(fmt, written):
+    data = encoded(fmt, size=(64, 48))  # long enough for several lines and for - _ + / to appear
+    assert {"+", "/"} & set(b64(data)) or fmt == "PNG"
+    body = json.dumps({"images": [written(data)]}).encode()
+    assert decoded(payloads.decode(body, "application/json", LIMITS))[0].equal(
+        decoded(payloads.decode(data, "application/x-image", LIMITS))[0])

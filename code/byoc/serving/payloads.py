@@ -19,8 +19,6 @@ by Content-Type, and only the formats it names:
 Every way a body can be wrong raises RequestError: 415 for a content type not listed above, 413
 over a limit (settings.Limits, each named), 400 otherwise.
 """
-import base64
-import binascii
 import email.parser
 import email.policy
 import re
@@ -30,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from byoc.contract import (CONTENT_TYPE_ALIASES, CONTENT_TYPES, IMAGE_TYPES, JSON_LINES_TYPE, JSON_TYPE, MULTIPART_TYPE,
-                           NPY_TYPE, UNTYPED)
+                           NPY_TYPE, UNTYPED, base64_bytes)
 from byoc.serving import arrays, images
 from byoc.serving.errors import RequestError
 from byoc.serving.json_bodies import strict_json
@@ -148,12 +146,14 @@ def _is_object(line: bytes) -> bool:
 
 
 def _base64(text, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise RequestError(400, f"{name} is not a base64 string.")
     try:
-        data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
-    except (binascii.Error, ValueError):
-        data = None
+        data = base64_bytes(text)
+    except ValueError as error:
+        raise RequestError(400, f"{name} {error}.") from None
     if not data:
-        raise RequestError(400, f"{name} is not a non-empty base64 string.")
+        raise RequestError(400, f"{name} is empty.")
     return data
 
 
