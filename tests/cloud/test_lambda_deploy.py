@@ -75,8 +75,11 @@ def test_deploy_makes_a_least_privilege_function_with_limits_url_alarms_and_logs
     assert state["concurrency"] == 5
     assert state["url"]["AuthType"] == "AWS_IAM"
     policy = json.loads(boto3.client("lambda").get_policy(FunctionName=function_name)["Policy"])
-    [grant] = policy["Statement"]  # moto keeps neither the FunctionUrlAuthType condition nor the principal's form
-    assert grant["Action"] == "lambda:InvokeFunctionUrl" and "210987654321:role/web-frontend" in json.dumps(grant)
+    # Since October 2025 a new function URL takes both actions; InvokeFunction only through the URL.
+    # (moto keeps neither the FunctionUrlAuthType nor the InvokedViaFunctionUrl condition, nor the principal's form.)
+    grants = {grant["Action"]: grant for grant in policy["Statement"]}
+    assert sorted(grants) == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
+    assert all("210987654321:role/web-frontend" in json.dumps(grant) for grant in grants.values())
 
     # the role: Lambda alone may assume it; one inline policy; the endpoint and its own log group only
     assert state["trust"]["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -157,11 +160,14 @@ def test_dry_run_requests_match_the_api_models_and_send_nothing(aws_env, capsys)
     assert [(c["client"], c["operation"]) for c in calls] == [
         ("logs", "create_log_group"), ("logs", "put_retention_policy"), ("iam", "create_role"),
         ("iam", "put_role_policy"), ("lambda", "create_function"), ("lambda", "put_function_concurrency"),
-        ("lambda", "create_function_url_config"), ("lambda", "add_permission"), ("cloudwatch", "put_metric_alarm"),
-        ("cloudwatch", "put_metric_alarm")]
+        ("lambda", "create_function_url_config"), ("lambda", "add_permission"), ("lambda", "add_permission"),
+        ("cloudwatch", "put_metric_alarm"), ("cloudwatch", "put_metric_alarm")]
     assert calls[7]["request"] == {"FunctionName": f"{name}-classify", "StatementId": "invoke-url-1",
                                    "Action": "lambda:InvokeFunctionUrl", "Principal": "210987654321",
                                    "FunctionUrlAuthType": "AWS_IAM"}
+    assert calls[8]["request"] == {"FunctionName": f"{name}-classify", "StatementId": "invoke-via-url-1",
+                                   "Action": "lambda:InvokeFunction", "Principal": "210987654321",
+                                   "InvokedViaFunctionUrl": True}
     code = calls[4]["request"]["Code"]["ZipFile"]
     assert code.startswith(f"<{len(lambda_package.build())} bytes, sha256 ")
     assert not lambda_functions.exists(lambda: boto3.client("lambda").get_function(FunctionName=f"{name}-classify"))
