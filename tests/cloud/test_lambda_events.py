@@ -338,6 +338,37 @@ def test_a_console_test_event_with_the_body_as_an_object(runtime):
     assert status == 400 and "body must be a string" in body["error"]
 
 
+def console_proxy_event(body: str, query: dict | None) -> dict:
+    """The fields of the console's "API Gateway AWS Proxy" test event that the function reads (SAM's
+    samcli/lib/generated_sample_events/events/apigateway/AwsProxy.json): a base64 body, capitalised
+    headers, a query string and a POST."""
+    return {"body": base64.b64encode(body.encode()).decode(), "resource": "/{proxy+}", "path": "/path/to/resource",
+            "httpMethod": "POST", "isBase64Encoded": True, "queryStringParameters": query,
+            "multiValueQueryStringParameters": {n: [v] for n, v in query.items()} if query else None,
+            "pathParameters": {"proxy": "/path/to/resource"}, "stageVariables": {"baz": "qux"},
+            "headers": {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,*/*;q=0.8",
+                        "Host": "1234567890.execute-api.us-east-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+            "requestContext": {"accountId": "123456789012", "resourceId": "123456", "stage": "prod",
+                               "httpMethod": "POST", "apiId": "1234567890", "protocol": "HTTP/1.1"}}
+
+
+def test_a_rest_api_console_test_with_nulls_for_headers_and_query(runtime):
+    """API Gateway's console "Test" sends null headers, multiValueHeaders and query parameters."""
+    event = rest_api(body=json.dumps({"image_b64": base64.b64encode(PNG).decode()}))
+    event.update(headers=None, multiValueHeaders=None, queryStringParameters=None, multiValueQueryStringParameters=None)
+    assert answer_of(event)[0] == 200
+
+
+def test_the_consoles_api_gateway_test_event(runtime):
+    status, body, _ = answer_of(console_proxy_event('{"test":"body"}', {"foo": "bar"}))
+    assert status == 400 and body["error"].startswith("unknown field 'test'"), body
+    status, body, _ = answer_of(console_proxy_event('{"url": "https://example.com/x.png"}', {"foo": "bar"}))
+    assert status == 400 and body["error"].startswith("unknown query parameter 'foo'"), body
+    image = json.dumps({"image_b64": base64.b64encode(PNG).decode()})
+    assert answer_of(console_proxy_event(image, {"top_k": "2"}))[0] == 200
+    assert len(runtime.requests) == 1
+
+
 @pytest.mark.parametrize("event", [
     {"key1": "value1", "key2": "value2", "key3": "value3"},  # the Lambda console's hello-world test event
     {"url": "https://example.com/x.png", "topk": 3},
