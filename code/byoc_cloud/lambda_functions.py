@@ -196,8 +196,8 @@ def deploy(args, clients, prices) -> list[Call]:
 
 
 def update(args, clients, prices) -> list[Call]:
-    """New code (when it differs), limits, environment, policy, alarms and retention; what a flag
-    does not give stays as the function has it."""
+    """New code (when it differs), limits, environment, policy, alarms, retention and any URL invoker's
+    missing grant; what a flag does not give stays as the function has it."""
     check_given(args)
     lambda_, name = clients["lambda"], args.function_name
     if not exists(lambda: lambda_.get_function(FunctionName=name)):
@@ -230,7 +230,29 @@ def update(args, clients, prices) -> list[Call]:
     if args.log_retention_days is not None:
         calls.append(("logs", "put_retention_policy", {"logGroupName": log_group(name),
                                                        "retentionInDays": args.log_retention_days}))
-    return calls + access_calls(args, endpoint_arn, role_exists=True) + alarm_calls(args)
+    return calls + access_calls(args, endpoint_arn, role_exists=True) + alarm_calls(args) + \
+        missing_url_grants(lambda_, name)
+
+
+def missing_url_grants(lambda_, function: str) -> list[Call]:
+    """The lambda:InvokeFunction grant of each URL invoker that an older deploy gave only
+    lambda:InvokeFunctionUrl (invoke-url-N without invoke-via-url-N): function URLs created before
+    October 2025 kept working without it only until 1 November 2026."""
+    try:
+        statements = json.loads(lambda_.get_policy(FunctionName=function)["Policy"])["Statement"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":  # no resource policy at all
+            return []
+        raise
+    sids = {statement.get("Sid") for statement in statements}
+    calls = []
+    for statement in statements:
+        number = str(statement.get("Sid", "")).removeprefix("invoke-url-")
+        if statement.get("Sid") == f"invoke-url-{number}" and f"invoke-via-url-{number}" not in sids:
+            principal = statement["Principal"]  # AWS writes {"AWS": "arn:aws:iam::ACCOUNT:root"}
+            calls += url_grant_calls(function, principal.get("AWS") if isinstance(principal, dict) else principal,
+                                     int(number))[1:]
+    return calls
 
 
 def delete(args, clients, prices) -> list[Call]:

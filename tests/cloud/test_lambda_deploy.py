@@ -137,6 +137,39 @@ def test_update_changes_what_it_is_given_and_keeps_the_rest(aws_env, capsys):
     assert cli.main(["lambda", "update", "--function-name", "no-such-function"]) == 2
 
 
+def test_update_gives_an_older_deploys_url_invokers_lambda_invoke_function(aws_env):
+    """A deploy from before October 2025's change granted lambda:InvokeFunctionUrl alone."""
+    name = endpoint()
+    function_name = f"{name}-classify"
+    assert cli.main(["lambda", "deploy", "--endpoint", name, "--function-url", "--url-invoker", "210987654321"]) == 0
+    lambda_ = boto3.client("lambda")
+    lambda_.remove_permission(FunctionName=function_name, StatementId="invoke-via-url-1")  # as an older deploy left it
+    assert cli.main(["lambda", "update", "--function-name", function_name]) == 0
+    statements = json.loads(lambda_.get_policy(FunctionName=function_name)["Policy"])["Statement"]
+    assert sorted((s["Sid"], s["Action"]) for s in statements) == [
+        ("invoke-url-1", "lambda:InvokeFunctionUrl"), ("invoke-via-url-1", "lambda:InvokeFunction")]
+    assert cli.main(["lambda", "update", "--function-name", function_name]) == 0  # and only once
+    assert len(json.loads(lambda_.get_policy(FunctionName=function_name)["Policy"])["Statement"]) == 2
+
+
+def test_missing_url_grants_reads_the_principal_as_aws_writes_it():
+    """GetPolicy as Lambda answers it (moto keeps the principal as given): {"AWS": "arn:...:root"}."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    statement = {"Sid": "invoke-url-2", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                 "Action": "lambda:InvokeFunctionUrl", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                 "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}}
+    with Stubber(client) as stub:
+        stub.add_response("get_policy", {"Policy": json.dumps({"Version": "2012-10-17", "Id": "default",
+                                                               "Statement": [statement]}), "RevisionId": "r1"})
+        assert lambda_functions.missing_url_grants(client, "f") == [("lambda", "add_permission", {
+            "FunctionName": "f", "StatementId": "invoke-via-url-2", "Action": "lambda:InvokeFunction",
+            "Principal": "arn:aws:iam::210987654321:root", "InvokedViaFunctionUrl": True})]
+        stub.add_client_error("get_policy", "ResourceNotFoundException", http_status_code=404)
+        assert lambda_functions.missing_url_grants(client, "f") == []
+
+
 def test_delete_removes_everything_deploy_made(aws_env, capsys):
     name = endpoint()
     function_name = f"{name}-classify"
