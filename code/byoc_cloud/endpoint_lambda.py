@@ -365,8 +365,8 @@ def from_alb(event) -> bool:
 
 def http_method(event: dict) -> str:
     """1.0 payloads (REST, ALB) name it at the top, 2.0 (function URL, HTTP API) in requestContext.http."""
-    http = (event.get("requestContext") or {}).get("http") or {}
-    method = event.get("httpMethod") or http.get("method") or "POST"
+    method = event.get("httpMethod") or _mapping(_mapping(event.get("requestContext")).get("http")).get("method")
+    method = method or "POST"
     return method.upper() if isinstance(method, str) else ""
 
 
@@ -430,7 +430,7 @@ def _http_request(event: dict) -> dict:
     """{"url"|"image_b64"|"image": ..., "top_k"?} from the body (JSON, or the image itself) and the query."""
     body = _body(event)
     media_type = _headers(event).get("content-type", "").split(";")[0].strip().lower()
-    if _is_image_upload(media_type, body):
+    if body and _is_image_upload(media_type, body):
         if isinstance(body, str):  # a REST API without binary media types passes binary as (mangled) text
             raise Refused(415, "the image arrived as text, not base64: send {\"image_b64\": ...} as JSON, or add "
                                "image/png and image/jpeg to the API's binary media types")

@@ -317,6 +317,17 @@ def test_an_image_body_over_the_limit_is_a_413(runtime, monkeypatch):
     assert runtime.requests == []
 
 
+def test_an_image_type_without_a_body(runtime):
+    status, body, _ = answer_of(rest_api(body=None, content_type="image/png"))
+    assert status == 400 and body["error"].startswith("the request has no body"), body
+
+
+@pytest.mark.parametrize("context", ["", [], {"http": None}, {"http": "POST"}])
+def test_a_hand_made_event_with_an_odd_request_context(runtime, context):
+    event = {"requestContext": context, "body": json.dumps({"image_b64": base64.b64encode(PNG).decode()})}
+    assert answer_of(event)[0] == 200
+
+
 def test_a_json_body_the_source_base64_encoded(runtime):
     """A type Lambda does not count as text (application/vnd.api+json) arrives base64-encoded."""
     event = function_url(body=json.dumps({"image_b64": base64.b64encode(PNG).decode()}),
