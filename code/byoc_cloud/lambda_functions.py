@@ -6,7 +6,9 @@ sagemaker:InvokeEndpoint on the one endpoint's ARN, and logs:CreateLogStream / l
 on its own log group (/aws/lambda/NAME, in the `log-group:NAME:*` form CloudWatch Logs documents
 for IAM policies: the stream names are Lambda's). No managed policy, no wildcard action, no other
 resource. The CLI creates the log group itself (with its retention), so the role needs no
-logs:CreateLogGroup.
+logs:CreateLogGroup. The function URL takes AWS_IAM auth (SigV4), never NONE; each --url-invoker gets
+lambda:InvokeFunctionUrl and lambda:InvokeFunction (both needed by URLs created since October 2025), the
+second only when invoked through the URL.
 
 The function's environment says which endpoint it calls and of what type: real-time or
 serverless, read from the endpoint's config, sets the image limit (contract.MAX_INVOKE_BYTES).
@@ -141,10 +143,20 @@ def url_calls(args) -> list[Call]:
         return []
     calls = [("lambda", "create_function_url_config", {"FunctionName": args.function_name, "AuthType": "AWS_IAM"})]
     for i, principal in enumerate(args.url_invoker):  # other accounts; this account's callers need an IAM policy
-        calls.append(("lambda", "add_permission", {
-            "FunctionName": args.function_name, "StatementId": f"invoke-url-{i + 1}", "Action": "lambda:InvokeFunctionUrl",
-            "Principal": principal, "FunctionUrlAuthType": "AWS_IAM"}))
+        calls += url_grant_calls(args.function_name, principal, i + 1)
     return calls
+
+
+def url_grant_calls(function: str, principal: str, number: int) -> list[Call]:
+    """What a principal needs to call the URL: since October 2025 a new function URL takes both
+    lambda:InvokeFunctionUrl and lambda:InvokeFunction (Lambda's "Control access to function URLs"); the
+    second only through the URL (InvokedViaFunctionUrl), so the grant is no direct invoke."""
+    return [("lambda", "add_permission", {
+                "FunctionName": function, "StatementId": f"invoke-url-{number}", "Action": "lambda:InvokeFunctionUrl",
+                "Principal": principal, "FunctionUrlAuthType": "AWS_IAM"}),
+            ("lambda", "add_permission", {
+                "FunctionName": function, "StatementId": f"invoke-via-url-{number}", "Action": "lambda:InvokeFunction",
+                "Principal": principal, "InvokedViaFunctionUrl": True})]
 
 
 def exists(read) -> bool:
@@ -184,8 +196,8 @@ def deploy(args, clients, prices) -> list[Call]:
 
 
 def update(args, clients, prices) -> list[Call]:
-    """New code (when it differs), limits, environment, policy, alarms and retention; what a flag
-    does not give stays as the function has it."""
+    """New code (when it differs), limits, environment, policy, alarms, retention and any URL invoker's
+    missing grant; what a flag does not give stays as the function has it."""
     check_given(args)
     lambda_, name = clients["lambda"], args.function_name
     if not exists(lambda: lambda_.get_function(FunctionName=name)):
@@ -218,7 +230,29 @@ def update(args, clients, prices) -> list[Call]:
     if args.log_retention_days is not None:
         calls.append(("logs", "put_retention_policy", {"logGroupName": log_group(name),
                                                        "retentionInDays": args.log_retention_days}))
-    return calls + access_calls(args, endpoint_arn, role_exists=True) + alarm_calls(args)
+    return calls + access_calls(args, endpoint_arn, role_exists=True) + alarm_calls(args) + \
+        missing_url_grants(lambda_, name)
+
+
+def missing_url_grants(lambda_, function: str) -> list[Call]:
+    """The lambda:InvokeFunction grant of each URL invoker that an older deploy gave only
+    lambda:InvokeFunctionUrl (invoke-url-N without invoke-via-url-N): function URLs created before
+    October 2025 kept working without it only until 1 November 2026."""
+    try:
+        statements = json.loads(lambda_.get_policy(FunctionName=function)["Policy"])["Statement"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":  # no resource policy at all
+            return []
+        raise
+    sids = {statement.get("Sid") for statement in statements}
+    calls = []
+    for statement in statements:
+        number = str(statement.get("Sid", "")).removeprefix("invoke-url-")
+        if statement.get("Sid") == f"invoke-url-{number}" and f"invoke-via-url-{number}" not in sids:
+            principal = statement["Principal"]  # AWS writes {"AWS": "arn:aws:iam::ACCOUNT:root"}
+            calls += url_grant_calls(function, principal.get("AWS") if isinstance(principal, dict) else principal,
+                                     int(number))[1:]
+    return calls
 
 
 def delete(args, clients, prices) -> list[Call]:

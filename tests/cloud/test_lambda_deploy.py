@@ -75,8 +75,11 @@ def test_deploy_makes_a_least_privilege_function_with_limits_url_alarms_and_logs
     assert state["concurrency"] == 5
     assert state["url"]["AuthType"] == "AWS_IAM"
     policy = json.loads(boto3.client("lambda").get_policy(FunctionName=function_name)["Policy"])
-    [grant] = policy["Statement"]  # moto keeps neither the FunctionUrlAuthType condition nor the principal's form
-    assert grant["Action"] == "lambda:InvokeFunctionUrl" and "210987654321:role/web-frontend" in json.dumps(grant)
+    # Since October 2025 a new function URL takes both actions; InvokeFunction only through the URL.
+    # (moto keeps neither the FunctionUrlAuthType nor the InvokedViaFunctionUrl condition, nor the principal's form.)
+    grants = {grant["Action"]: grant for grant in policy["Statement"]}
+    assert sorted(grants) == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
+    assert all("210987654321:role/web-frontend" in json.dumps(grant) for grant in grants.values())
 
     # the role: Lambda alone may assume it; one inline policy; the endpoint and its own log group only
     assert state["trust"]["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -134,6 +137,39 @@ def test_update_changes_what_it_is_given_and_keeps_the_rest(aws_env, capsys):
     assert cli.main(["lambda", "update", "--function-name", "no-such-function"]) == 2
 
 
+def test_update_gives_an_older_deploys_url_invokers_lambda_invoke_function(aws_env):
+    """A deploy from before October 2025's change granted lambda:InvokeFunctionUrl alone."""
+    name = endpoint()
+    function_name = f"{name}-classify"
+    assert cli.main(["lambda", "deploy", "--endpoint", name, "--function-url", "--url-invoker", "210987654321"]) == 0
+    lambda_ = boto3.client("lambda")
+    lambda_.remove_permission(FunctionName=function_name, StatementId="invoke-via-url-1")  # as an older deploy left it
+    assert cli.main(["lambda", "update", "--function-name", function_name]) == 0
+    statements = json.loads(lambda_.get_policy(FunctionName=function_name)["Policy"])["Statement"]
+    assert sorted((s["Sid"], s["Action"]) for s in statements) == [
+        ("invoke-url-1", "lambda:InvokeFunctionUrl"), ("invoke-via-url-1", "lambda:InvokeFunction")]
+    assert cli.main(["lambda", "update", "--function-name", function_name]) == 0  # and only once
+    assert len(json.loads(lambda_.get_policy(FunctionName=function_name)["Policy"])["Statement"]) == 2
+
+
+def test_missing_url_grants_reads_the_principal_as_aws_writes_it():
+    """GetPolicy as Lambda answers it (moto keeps the principal as given): {"AWS": "arn:...:root"}."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    statement = {"Sid": "invoke-url-2", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                 "Action": "lambda:InvokeFunctionUrl", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                 "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}}
+    with Stubber(client) as stub:
+        stub.add_response("get_policy", {"Policy": json.dumps({"Version": "2012-10-17", "Id": "default",
+                                                               "Statement": [statement]}), "RevisionId": "r1"})
+        assert lambda_functions.missing_url_grants(client, "f") == [("lambda", "add_permission", {
+            "FunctionName": "f", "StatementId": "invoke-via-url-2", "Action": "lambda:InvokeFunction",
+            "Principal": "arn:aws:iam::210987654321:root", "InvokedViaFunctionUrl": True})]
+        stub.add_client_error("get_policy", "ResourceNotFoundException", http_status_code=404)
+        assert lambda_functions.missing_url_grants(client, "f") == []
+
+
 def test_delete_removes_everything_deploy_made(aws_env, capsys):
     name = endpoint()
     function_name = f"{name}-classify"
@@ -157,11 +193,14 @@ def test_dry_run_requests_match_the_api_models_and_send_nothing(aws_env, capsys)
     assert [(c["client"], c["operation"]) for c in calls] == [
         ("logs", "create_log_group"), ("logs", "put_retention_policy"), ("iam", "create_role"),
         ("iam", "put_role_policy"), ("lambda", "create_function"), ("lambda", "put_function_concurrency"),
-        ("lambda", "create_function_url_config"), ("lambda", "add_permission"), ("cloudwatch", "put_metric_alarm"),
-        ("cloudwatch", "put_metric_alarm")]
+        ("lambda", "create_function_url_config"), ("lambda", "add_permission"), ("lambda", "add_permission"),
+        ("cloudwatch", "put_metric_alarm"), ("cloudwatch", "put_metric_alarm")]
     assert calls[7]["request"] == {"FunctionName": f"{name}-classify", "StatementId": "invoke-url-1",
                                    "Action": "lambda:InvokeFunctionUrl", "Principal": "210987654321",
                                    "FunctionUrlAuthType": "AWS_IAM"}
+    assert calls[8]["request"] == {"FunctionName": f"{name}-classify", "StatementId": "invoke-via-url-1",
+                                   "Action": "lambda:InvokeFunction", "Principal": "210987654321",
+                                   "InvokedViaFunctionUrl": True}
     code = calls[4]["request"]["Code"]["ZipFile"]
     assert code.startswith(f"<{len(lambda_package.build())} bytes, sha256 ")
     assert not lambda_functions.exists(lambda: boto3.client("lambda").get_function(FunctionName=f"{name}-classify"))
