@@ -93,7 +93,8 @@ def test_malformed_events(event):
 
 
 def test_base64_checks():
-    assert call({"image_b64": "%%%"}) == (400, "image_b64 is not valid base64")
+    assert call({"image_b64": "%%%"}) == (400, "image_b64 is not base64 (A-Z a-z 0-9 + / or the URL-safe - _, "
+                                               "optionally as a data: URL)")
     assert call({"image_b64": base64.b64encode(b"hello").decode()}) == (415, "not a PNG or JPEG image")
     assert call({"image_b64": ""})[0] == 400
     big = base64.b64encode(PNG + b"\0" * endpoint_lambda.max_image_bytes()).decode()

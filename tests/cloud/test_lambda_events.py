@@ -516,3 +516,18 @@ def test_invoke_timeout_bounds_the_whole_call(runtime, monkeypatch):
     status, body, _ = answer_of(image_request())
     assert (status, body) == (504, {"error": "the endpoint did not answer within 1 s"})
     assert time.monotonic() - start < 2 and len(runtime.requests) == 1
+
+
+IMAGE_B64_AS_WRITTEN = {  # image_b64 as clients write it (contract.base64_bytes reads each)
+    "a browser's data URL": lambda image: "data:image/png;base64," + base64.b64encode(image).decode(),
+    "lines of 76, CRLF": lambda image: base64.encodebytes(image).decode().replace("\n", "\r\n"),
+    "the URL-safe alphabet, no padding": lambda image: base64.urlsafe_b64encode(image).decode().rstrip("="),
+}
+
+
+@pytest.mark.parametrize("written", IMAGE_B64_AS_WRITTEN.values(), ids=IMAGE_B64_AS_WRITTEN)
+def test_image_b64_as_clients_write_it_reaches_the_endpoint_as_the_image(runtime, written):
+    image = PNG + bytes(range(256)) * 4  # long enough for lines, and for + / (or - _) in its base64
+    answer = endpoint_lambda.handler({"image_b64": written(image)}, None)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert runtime.requests[-1]["body"] == image
