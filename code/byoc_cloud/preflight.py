@@ -121,11 +121,6 @@ def preflight(args, clients, mode: str, instance_type: str | None, launching: bo
     return verdict
 
 
-# The instance types each mode may name, by the API model's shape for them.
-INSTANCE_SHAPES = {"training": "TrainingInstanceType", "realtime": "ProductionVariantInstanceType",
-                   "async": "ProductionVariantInstanceType", "batch": "TransformInstanceType"}
-
-
 def check(args, clients, prices) -> list:
     if args.mode == "serverless":
         if args.instance_type:
@@ -134,7 +129,7 @@ def check(args, clients, prices) -> list:
         raise LaunchError(f"--instance-type is required for --mode {args.mode}")
     else:
         try:
-            arguments.api("sagemaker", INSTANCE_SHAPES[args.mode])(args.instance_type)
+            arguments.instance_type(args.mode)(args.instance_type)
         except argparse.ArgumentTypeError as error:
             raise LaunchError(f"--instance-type for --mode {args.mode}: {error}") from None
     preflight(args, clients, args.mode, args.instance_type, launching=False)
