@@ -1,10 +1,10 @@
 """`byoc-cloud check` and the same check before every launch: can this image run on that instance?
 
-The image's facts come from its byoc.* labels (set by make build from its own torch) and its
-size: from the local Docker engine when it has the image (also the local image `python -m ecr push`
-recorded for a pushed URI), else from ECR (describe_images for the size, the manifest's config
-blob for the labels). gpu_matrix.plan() decides. Commands call preflight() before their first
-create call; --skip-check skips it.
+The image's facts come from its byoc.* labels (set by make build from its own torch), its size
+and its platform: from the local Docker engine when it has the image (also the local image
+`python -m ecr push` recorded for a pushed URI), else from ECR (describe_images for the size, the
+manifest's config blob for the labels and the architecture). gpu_matrix.plan() decides. Commands
+call preflight() before their first create call; --skip-check skips it.
 """
 import argparse
 import json
@@ -16,18 +16,20 @@ from byoc import contract
 from byoc_cloud import arguments
 from byoc_cloud.arguments import ECR_URI
 from byoc_cloud.calls import LaunchError
-from byoc_cloud.gpu_matrix import FAMILIES, MODES, OTHER_GPU_FAMILIES, ImageFacts, Verdict, family_of, plan
+from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, has_nvidia_gpu, plan
 
 PUSHED = Path("build/ecr-images.json")  # what `python -m ecr push` recorded (run from the repository root)
 
 
-def facts_from_labels(reference: str, labels: dict, size: int | None, compressed: bool) -> ImageFacts:
+def facts_from_labels(reference: str, labels: dict, size: int | None, compressed: bool,
+                      platform: str = "") -> ImageFacts:
+    """platform: the image config's architecture (amd64, arm64), which Graviton and Grace hosts need."""
     if contract.LABEL_CUDA not in labels:
         raise LaunchError(f"image {reference} has no {contract.LABEL_CUDA} label: was it built with `make build`? "
                           "Rebuild it, or pass --skip-check.")
     archs = tuple(a for a in labels.get(contract.LABEL_ARCHS, "").split(",") if a)
     return ImageFacts(reference, labels[contract.LABEL_CUDA], archs, labels.get(contract.LABEL_COMPAT, ""), size,
-                      compressed)
+                      compressed, platform)
 
 
 def _local_name(image: str) -> str:
@@ -46,7 +48,8 @@ def from_engine(image: str) -> ImageFacts | None:
         found = docker.from_env().images.get(_local_name(image))
     except Exception:  # no engine, or not there: ECR is the other place to look
         return None
-    return facts_from_labels(image, found.labels or {}, found.attrs.get("Size"), compressed=False)
+    return facts_from_labels(image, found.labels or {}, found.attrs.get("Size"), compressed=False,
+                             platform=found.attrs.get("Architecture") or "")
 
 
 def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
@@ -76,7 +79,8 @@ def from_ecr(image: str, ecr) -> ImageFacts:
     manifest = json.loads(ecr.batch_get_image(**where, imageIds=[image_id])["images"][0]["imageManifest"])
     config = _config_blob(ecr, match["repository"], match["account"], manifest["config"]["digest"])
     labels = (config.get("config") or {}).get("Labels") or {}
-    return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True)
+    return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True,
+                             platform=config.get("architecture") or "")
 
 
 def image_facts(image: str, clients) -> ImageFacts:
@@ -99,8 +103,7 @@ def same_region(args, clients, launching: bool) -> None:
 def device_fits(args, mode: str, instance_type: str | None) -> None:
     """--env BYOC_DEVICE=cuda makes the container fail where there is no GPU."""
     device = dict(pair.partition("=")[::2] for pair in getattr(args, "env", [])).get(contract.DEVICE_SETTING)
-    family = family_of(instance_type) if instance_type else None
-    if device == "cuda" and (mode == "serverless" or (family not in FAMILIES and family not in OTHER_GPU_FAMILIES)):
+    if device == "cuda" and (mode == "serverless" or not (instance_type and has_nvidia_gpu(instance_type))):
         raise LaunchError(f"--env {contract.DEVICE_SETTING}=cuda on {instance_type or 'serverless'}, which has no "
                           f"GPU: the container would fail to start; leave it out ({contract.DEVICE_SETTING}=auto)")
 

@@ -107,3 +107,28 @@ def test_tune_checks_the_image_too(launch_env, capsys):
     assert lines[0] == f"check {launch_env['training']} on ml.p3.2xlarge (training): OK"
     assert cli.main(["--dry-run", *tune, "--image", launch_env["cuda13"]]) == 2
     assert "compute capability 7.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("instance_type, mode", [("ml.c7g.xlarge", "realtime"), ("ml.r7gd.2xlarge", "async"),
+                                                 ("ml.p6e-gb200.36xlarge", "training")])
+def test_an_amd64_image_is_refused_on_arm64_hosts(launch_env, capsys, instance_type, mode):
+    """The platform comes from the image's config blob in ECR ("architecture"), as the labels do."""
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", instance_type, "--mode", mode)
+    assert code == 2 and "(arm64) processors, and the image is built for linux/amd64: it cannot start" in out, out
+
+
+def test_gpu_families_the_kit_has_no_row_for_are_refused_not_run_on_the_cpu(launch_env, capsys):
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", "ml.p6-b200.48xlarge")
+    assert code == 2 and "ml.p6-b200.48xlarge is a GPU instance the kit has no row for" in out, out
+    assert "no NVIDIA GPU" not in out
+    # BYOC_DEVICE=cuda is no mistake there: the refusal is the missing row's, not "no GPU"
+    assert cli.main(["--dry-run", *DEPLOY, "--image", launch_env["serving"], "--instance-type", "ml.g7e.2xlarge",
+                     "--env", "BYOC_DEVICE=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "a GPU instance the kit has no row for" in err and "which has no GPU" not in err, err
+
+
+def test_trainium_training_is_told_its_accelerators_go_unused(launch_env, capsys):
+    code, out = check(capsys, "--image", launch_env["training"], "--instance-type", "ml.trn1.32xlarge",
+                      "--mode", "training")
+    assert code == 0 and "warning: ml.trn1.32xlarge has AWS Trainium accelerators, not NVIDIA GPUs" in out, out
