@@ -19,7 +19,7 @@ SageMaker inference on Graviton, November 2022).
 plan() turns an image's build facts (its labels, its platform) and an instance type into a
 verdict: refusals (a CPU or GPU architecture the image has no code for, a driver too old with no
 AMI that fixes it), the AMI override to send, and warnings. It is pure: the README's matrix and the
-tests come from it.
+tests come from it; which types each mode offers is botocore's (byoc_cloud.arguments.offered).
 """
 import re
 from dataclasses import dataclass, field
@@ -210,18 +210,20 @@ def _cell(verdict: Verdict) -> str:
     return next(iter(verdict.ami.values()), "default")
 
 
-def markdown_table(image: ImageFacts) -> str:
+def markdown_table(image: ImageFacts, offered: dict[str, set[str]]) -> str:
     """The README's matrix for an image: per family, whether its kernels cover the GPU and what the kit
-    sends for each hosting mode ("default": SageMaker's default driver already runs it)."""
+    sends for each hosting mode ("default": SageMaker's default driver already runs it). offered: the
+    families each mode takes (byoc_cloud.arguments.offered_families)."""
     rows = ["| family | GPU | arch | covered | hosting default driver | real-time, async | "
             "batch transform default driver | batch transform |", "|---|---|---|---|---|---|---|---|"]
     for family in FAMILIES.values():
         instance = f"{family.name}.xlarge"
         covered = archs_cover(image.archs, family.capability)
+        realtime, batch = ((_cell(plan(instance, mode, image)) if family.name in offered[mode] else "not offered")
+                           for mode in ("realtime", "batch"))
         rows.append(f"| {family.name} | {family.gpu} | sm_{family.capability[0]}{family.capability[1]} | "
                     f"{'yes' if covered else 'no'} | {family.hosting_driver or 'not documented'} | "
-                    f"{_cell(plan(instance, 'realtime', image))} | {family.batch_driver or 'not documented'} | "
-                    f"{_cell(plan(instance, 'batch', image))} |")
+                    f"{realtime} | {family.batch_driver or 'not documented'} | {batch} |")
     return "\n".join(rows) + "\n"
 
 
@@ -230,6 +232,8 @@ if __name__ == "__main__":  # python -m byoc_cloud.gpu_matrix [FACTS_JSON]: the 
     import sys
     from pathlib import Path
 
+    from byoc_cloud.arguments import offered_families
+
     found = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "build/image-facts/facts.json").read_text())
     sys.stdout.write(markdown_table(ImageFacts("the built images", found["cuda"], tuple(found["archs"]),
-                                               found["compat"])))
+                                               found["compat"]), offered_families()))

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from byoc import cuda
-from byoc_cloud.arguments import INSTANCE_SHAPES, offered
+from byoc_cloud.arguments import INSTANCE_SHAPES, offered, offered_families
 from byoc_cloud.gpu_matrix import FAMILIES, INFERENCE_AMIS, ImageFacts, family_of, markdown_table, plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,18 @@ def test_serverless_takes_images_up_to_10_gb():
 def test_the_readme_matrix_is_the_shipped_builds(shipped):
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- gpu matrix: begin -->\n", 1)[1].split("<!-- gpu matrix: end -->", 1)[0]
-    assert table == markdown_table(shipped), "README.md: paste `python -m byoc_cloud.gpu_matrix` between the markers"
+    assert table == markdown_table(shipped, offered_families()), \
+        "README.md: paste `python -m byoc_cloud.gpu_matrix` between the markers"
+
+
+def test_the_matrix_says_not_offered_where_sagemaker_has_no_such_type(shipped):
+    """Batch transform has no ml.p4d or ml.p5 types, endpoints no ml.p3dn (botocore's enums): the table
+    must not promise an AMI there."""
+    for line in markdown_table(shipped, offered_families()).splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        family, realtime, batch = cells[0], cells[5], cells[7]
+        assert (realtime == "not offered") == (family not in {family_of(t) for t in offered("realtime")}), line
+        assert (batch == "not offered") == (family not in {family_of(t) for t in offered("batch")}), line
 
 
 def every_offered_type():
