@@ -3,7 +3,8 @@
 The image's facts come from its byoc.* labels (set by make build from its own torch), its size
 and its platform: from the local Docker engine when it has the image (also the local image
 `python -m ecr push` recorded for a pushed URI), else from ECR (describe_images for the size, the
-manifest's config blob for the labels and the architecture). gpu_matrix.plan() decides. Commands
+manifest's config blob for the labels and the architecture; of a multi-platform index, the
+manifest for the instance's platform). gpu_matrix.plan() decides. Commands
 call preflight() before their first create call; --skip-check skips it.
 """
 import argparse
@@ -16,7 +17,7 @@ from byoc import contract
 from byoc_cloud import arguments
 from byoc_cloud.arguments import ECR_URI
 from byoc_cloud.calls import LaunchError
-from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, has_nvidia_gpu, plan
+from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, has_nvidia_gpu, host_platform, plan
 
 PUSHED = Path("build/ecr-images.json")  # what `python -m ecr push` recorded (run from the repository root)
 
@@ -68,7 +69,21 @@ def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
                           f"{error}. Pass --skip-check to launch without the check.") from None
 
 
-def from_ecr(image: str, ecr) -> ImageFacts:
+def _platform_manifest(ecr, where: dict, image: str, manifest: dict, platform: str) -> dict:
+    """An image index (buildx --platform linux/amd64,linux/arm64) has no config of its own: the
+    manifest of its linux/`platform` image, the one the instance would pull."""
+    if "manifests" not in manifest:
+        return manifest
+    entries = {(entry.get("platform") or {}).get("architecture"): entry["digest"] for entry in manifest["manifests"]
+               if (entry.get("platform") or {}).get("os") == "linux"}
+    if platform not in entries:
+        raise LaunchError(f"image {image} is a multi-platform image index with no linux/{platform} image, which "
+                          f"the instance type needs (it has {', '.join(sorted(map(str, entries))) or 'no linux image'})")
+    found = ecr.batch_get_image(**where, imageIds=[{"imageDigest": entries[platform]}])["images"][0]
+    return json.loads(found["imageManifest"])
+
+
+def from_ecr(image: str, ecr, platform: str = "amd64") -> ImageFacts:
     match = ECR_URI.fullmatch(image)
     if not match:
         raise LaunchError(f"image {image!r} is neither in the local Docker engine nor an ECR URI "
@@ -77,14 +92,17 @@ def from_ecr(image: str, ecr) -> ImageFacts:
     where = {"registryId": match["account"], "repositoryName": match["repository"]}
     detail = ecr.describe_images(**where, imageIds=[image_id])["imageDetails"][0]
     manifest = json.loads(ecr.batch_get_image(**where, imageIds=[image_id])["images"][0]["imageManifest"])
+    manifest = _platform_manifest(ecr, where, image, manifest, platform)
     config = _config_blob(ecr, match["repository"], match["account"], manifest["config"]["digest"])
     labels = (config.get("config") or {}).get("Labels") or {}
     return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True,
                              platform=config.get("architecture") or "")
 
 
-def image_facts(image: str, clients) -> ImageFacts:
-    return from_engine(image) or from_ecr(image, clients["ecr"])
+def image_facts(image: str, clients, instance_type: str | None) -> ImageFacts:
+    """instance_type picks the image of a multi-platform index (serverless endpoints run x86)."""
+    platform = host_platform(instance_type) if instance_type else "amd64"
+    return from_engine(image) or from_ecr(image, clients["ecr"], platform)
 
 
 def same_region(args, clients, launching: bool) -> None:
@@ -116,7 +134,7 @@ def preflight(args, clients, mode: str, instance_type: str | None, launching: bo
     if getattr(args, "skip_check", False):
         print("check skipped (--skip-check)")
         return Verdict()
-    verdict = plan(instance_type, mode, image_facts(args.image, clients))
+    verdict = plan(instance_type, mode, image_facts(args.image, clients, instance_type))
     print(verdict.report(f"{args.image} on {instance_type or 'serverless'} ({mode})"))
     if not verdict.ok:
         raise LaunchError(f"the check refused {args.image} on {instance_type or 'serverless'} ({mode}): "

@@ -132,3 +132,24 @@ def test_trainium_training_is_told_its_accelerators_go_unused(launch_env, capsys
     code, out = check(capsys, "--image", launch_env["training"], "--instance-type", "ml.trn1.32xlarge",
                       "--mode", "training")
     assert code == 0 and "warning: ml.trn1.32xlarge has AWS Trainium accelerators, not NVIDIA GPUs" in out, out
+
+
+def test_a_multi_platform_index_is_read_for_the_instances_platform(launch_env, capsys):
+    """buildx --platform linux/amd64,linux/arm64 pushes an OCI image index, which has no config of its
+    own (the check failed with KeyError 'config'): the check reads the instance platform's image."""
+    serving = launch_env["serving"]
+    repository, digest = serving.split("/", 1)[1].split("@")
+    ecr = boto3.client("ecr")
+    manifest = json.loads(ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])[
+        "images"][0]["imageManifest"])
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": manifest["mediaType"], "digest": digest, "size": 1234,
+         "platform": {"architecture": "amd64", "os": "linux"}}]})
+    pushed = ecr.put_image(repositoryName=repository, imageManifest=index, imageTag="multi-1.0.0",
+                           imageManifestMediaType="application/vnd.oci.image.index.v1+json")
+    uri = serving.split("@")[0] + "@" + pushed["image"]["imageId"]["imageDigest"]
+    code, out = check(capsys, "--image", uri, "--instance-type", "ml.g5.xlarge")
+    assert code == 0 and "InferenceAmiVersion: al2-ami-sagemaker-inference-gpu-2-1" in out, out  # the amd64 labels
+    code, out = check(capsys, "--image", uri, "--instance-type", "ml.c7g.xlarge")
+    assert code == 2 and f"image {uri} is a multi-platform image index with no linux/arm64 image" in out, out
+    assert "(it has amd64)" in out
