@@ -153,3 +153,13 @@ def test_a_multi_platform_index_is_read_for_the_instances_platform(launch_env, c
     code, out = check(capsys, "--image", uri, "--instance-type", "ml.c7g.xlarge")
     assert code == 2 and f"image {uri} is a multi-platform image index with no linux/arm64 image" in out, out
     assert "(it has amd64)" in out
+
+
+def test_the_platform_comes_from_the_local_engine_too(local_images, capsys):
+    code, out = check(capsys, "--image", local_images["amd64"], "--instance-type", "ml.m6g.xlarge")
+    assert code == 2 and "ml.m6g.xlarge has AWS Graviton (arm64) processors, and the image is built for " \
+        "linux/amd64" in out, out
+    code, out = check(capsys, "--image", local_images["arm64"], "--instance-type", "ml.m6g.xlarge")
+    assert code == 0 and ": OK" in out, out
+    code, out = check(capsys, "--image", local_images["arm64"], "--instance-type", "ml.g5.xlarge")
+    assert code == 2 and "ml.g5.xlarge has x86 (amd64) processors, and the image is built for linux/arm64" in out
