@@ -112,10 +112,14 @@ def has_nvidia_gpu(instance_type: str) -> bool:
     return family_of(instance_type) in FAMILIES or _name(instance_type)["series"] in GPU_SERIES
 
 
-def host_platform(instance_type: str) -> str:
-    """arm64 for AWS Graviton (a g among the processor letters) and NVIDIA Grace (GB200, GH200) hosts."""
+def arm_processor(instance_type: str) -> str | None:
+    """AWS Graviton (a g among the processor letters), NVIDIA Grace (GB200, GH200), or None (x86)."""
     name = _name(instance_type)
-    return "arm64" if "g" in name["options"] or name["variant"].startswith("g") else "amd64"
+    return "NVIDIA Grace" if name["variant"].startswith("g") else "AWS Graviton" if "g" in name["options"] else None
+
+
+def host_platform(instance_type: str) -> str:
+    return "arm64" if arm_processor(instance_type) else "amd64"
 
 
 def minimum_driver(image: ImageFacts) -> int | None:
@@ -143,10 +147,9 @@ def _driver_plan(family: Family, mode: str, image: ImageFacts, verdict: Verdict)
 
 
 def _platform_plan(instance_type: str, image: ImageFacts, verdict: Verdict) -> None:
-    host = host_platform(instance_type)
+    host, processor = host_platform(instance_type), arm_processor(instance_type)
     if image.platform and image.platform != host:
-        processor = "NVIDIA Grace" if _name(instance_type)["variant"].startswith("g") else "AWS Graviton"
-        where = f"{processor} (arm64) processors" if host == "arm64" else "x86 (amd64) processors"
+        where = f"{processor} (arm64) processors" if processor else "x86 (amd64) processors"
         verdict.refusals.append(f"{instance_type} has {where}, and the image is built for linux/{image.platform}: "
                                 "it cannot start there.")
 
