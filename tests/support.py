@@ -228,9 +228,10 @@ def assert_same_predictions(got: list, expected: list) -> None:
     assert all(abs(g["probability"] - e["probability"]) < 1e-4 for g, e in zip(got, expected)), (got, expected)
 
 
-def tiny_image(client, content: str, prefix: str, labels: dict | None = None) -> str:
+def tiny_image(client, content: str, prefix: str, labels: dict | None = None, platform: str | None = None) -> str:
     """A few-byte image (FROM scratch) holding `content`, so each gets its own ID; tagged
-    PREFIX:<random>, labelled byoc-test=1 (and `labels`) for the tests' clean-up."""
+    PREFIX:<random>, labelled byoc-test=1 (and `labels`) for the tests' clean-up. platform: e.g.
+    linux/arm64 (COPY runs nothing, so no emulator is needed)."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         for name, data in {"Dockerfile": b"FROM scratch\nCOPY content /content\n", "content": content.encode()}.items():
@@ -239,6 +240,6 @@ def tiny_image(client, content: str, prefix: str, labels: dict | None = None) ->
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     tag = f"{prefix}:{uuid.uuid4().hex[:8]}"
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True,
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, platform=platform,
                         labels={**(labels or {}), "byoc-test": "1"})
     return tag

@@ -6,7 +6,9 @@ and durations are positive, or at least zero where zero means something (a rando
 whose range depends on other flags (a hosting mode's limits, a roll's percentages) are the
 command's to check, with a message that says how they depend. Names, ARNs, URIs and instance types follow the AWS API model
 of the request member they fill (botocore's shapes, as model_check reads them), so the CLI and the
-service agree on what is valid.
+service agree on what is valid. Instance types are taken exactly as SageMaker spells them: a
+near miss (ML.G5.XLARGE, g5.xlarge, spaces) is refused with the spelling to use rather than
+corrected, so that what runs is what the command line says.
 """
 import argparse
 import math
@@ -16,6 +18,7 @@ from functools import lru_cache
 import botocore.session
 
 from byoc_cloud import model_check
+from byoc_cloud.gpu_matrix import family_of
 
 # An ECR image: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY, then :TAG, @sha256:DIGEST or both.
 ECR_URI = re.compile(r"(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)/"
@@ -92,6 +95,64 @@ ROLE_ARN = api("sagemaker", "RoleArn")
 MODEL_DATA_URL = api("sagemaker", "Url")
 IMAGE = api("sagemaker", "ContainerImage")  # an ECR URI to launch; a local image for --dry-run rehearsals
 TUNING_JOB_NAME = api("sagemaker", "HyperParameterTuningJobName")
-TRAINING_INSTANCE = api("sagemaker", "TrainingInstanceType")
-HOSTING_INSTANCE = api("sagemaker", "ProductionVariantInstanceType")
-TRANSFORM_INSTANCE = api("sagemaker", "TransformInstanceType")
+
+
+# The instance types each mode may name: the enum of the request member they fill (tuning jobs' trials
+# are training jobs), so that types botocore gains are taken and types a mode lacks are refused.
+INSTANCE_SHAPES = {"training": "TrainingInstanceType", "realtime": "ProductionVariantInstanceType",
+                   "async": "ProductionVariantInstanceType", "batch": "TransformInstanceType"}
+FOR = {"training": "training and tuning jobs", "realtime": "endpoints", "async": "endpoints",
+       "batch": "batch transform jobs"}
+SDK_LOCAL_MODE = ("local", "local_gpu")  # the SageMaker Python SDK's names for running on this machine
+
+
+def offered(mode: str) -> tuple[str, ...]:
+    return tuple(_shape("sagemaker", INSTANCE_SHAPES[mode]).enum)
+
+
+def offered_families() -> dict[str, set[str]]:
+    """{mode: {"ml.g5", ...}}: the families each mode takes, for gpu_matrix's README table."""
+    return {mode: {family_of(t) for t in offered(mode)} for mode in INSTANCE_SHAPES}
+
+
+def _families(types) -> str:
+    return ", ".join(sorted({family_of(t) for t in types}))
+
+
+def _why_not(text: str, mode: str) -> str:
+    """Why `text` is no instance type for `mode`: a misspelling (with the spelling to use), another
+    mode's type, a size the family lacks, or a name SageMaker does not know; each with what is allowed."""
+    allowed, takes = offered(mode), f"{FOR[mode]} take {_families(offered(mode))}"
+    stripped = text.strip().lower()
+    if not stripped:
+        return f"an empty instance type: {takes}"
+    if stripped in SDK_LOCAL_MODE:
+        return (f"{text!r} is the SageMaker Python SDK's local mode (README: Rehearse with the SageMaker SDK's "
+                "local mode); byoc-cloud launches on SageMaker, whose " + takes)
+    spelled = stripped if stripped.startswith("ml.") else f"ml.{stripped}"
+    if spelled in allowed:
+        return f"{text!r} is spelled {spelled!r} in SageMaker (lower case, with the ml. prefix)"
+    elsewhere = [m for m in INSTANCE_SHAPES if spelled in offered(m)]
+    if elsewhere:
+        return f"{spelled} is offered for {FOR[elsewhere[0]]}, not {FOR[mode]}, which take {_families(allowed)}"
+    sizes = [t.split(".", 2)[2] for t in allowed if family_of(t) == family_of(spelled)]
+    if sizes:
+        return f"{text!r}: {family_of(spelled)} for {FOR[mode]} comes in the sizes {', '.join(sizes)}"
+    return f"{text!r} is not a SageMaker instance type; {takes}"
+
+
+def instance_type(mode: str):
+    """--instance-type for a mode: one of the types its request member's enum allows."""
+
+    def parse(text: str) -> str:
+        if text not in offered(mode):
+            raise argparse.ArgumentTypeError(_why_not(text, mode))
+        return text
+
+    parse.__name__ = INSTANCE_SHAPES[mode]
+    return parse
+
+
+TRAINING_INSTANCE = instance_type("training")
+HOSTING_INSTANCE = instance_type("realtime")
+TRANSFORM_INSTANCE = instance_type("batch")

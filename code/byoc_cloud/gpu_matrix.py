@@ -7,10 +7,21 @@ InferenceAmiVersion and TransformAmiVersion API references). SageMaker does not 
 driver of training hosts, and CreateTrainingJob has no AMI choice: the training image checks the
 driver itself when the job starts (byoc.cuda) and fails in its first seconds with the reason.
 
-plan() turns an image's build facts (its labels) and an instance type into a verdict: refusals
-(an architecture the image has no kernels for, a driver too old with no AMI that fixes it), the
-AMI override to send, and warnings. It is pure: the README's matrix and the tests come from it.
+Families without a row are judged by their name (EC2's "instance type naming conventions": the
+series, the generation, then letters for the processor and options, then a hyphenated variant), so
+that families botocore gains are never taken for plain CPUs: a g or p series is an NVIDIA GPU the
+kit has no row for (refused, not guessed at: AWS's driver table does not list it); inf, trn and
+dl carry accelerators this torch cannot use; a "g" among the processor letters (c7g, m6gd, r7gd)
+is AWS Graviton and a Grace variant (p6e-gb200) NVIDIA Grace: arm64 hosts, where an amd64 image
+cannot start ("bring your own containers compatible with Arm v8.2": AWS's post on
+SageMaker inference on Graviton, November 2022).
+
+plan() turns an image's build facts (its labels, its platform) and an instance type into a
+verdict: refusals (a CPU or GPU architecture the image has no code for, a driver too old with no
+AMI that fixes it), the AMI override to send, and warnings. It is pure: the README's matrix and the
+tests come from it; which types each mode offers is botocore's (byoc_cloud.arguments.offered).
 """
+import re
 from dataclasses import dataclass, field
 
 from byoc.contract import MIN_DRIVER_FOR_CUDA, archs_cover
@@ -34,14 +45,19 @@ FAMILIES = {f.name: f for f in (
     Family("ml.g6", "NVIDIA L4", (8, 9), 535, None),
     Family("ml.g6e", "NVIDIA L40S", (8, 9), None, None),
     Family("ml.p3", "NVIDIA V100", (7, 0), 470, 470),
+    Family("ml.p3dn", "NVIDIA V100", (7, 0), None, None),  # training only
     Family("ml.p4d", "NVIDIA A100", (8, 0), 470, 470),
     Family("ml.p4de", "NVIDIA A100", (8, 0), 470, 470),
     Family("ml.p5", "NVIDIA H100", (9, 0), 535, None),
     Family("ml.p5e", "NVIDIA H200", (9, 0), 550, None),
     Family("ml.p5en", "NVIDIA H200", (9, 0), 550, None),
 )}
-# NVIDIA GPU families the kit has no row for: refused rather than guessed at.
-OTHER_GPU_FAMILIES = ("ml.p2", "ml.p6", "ml.g3", "ml.g4ad", "ml.g7")
+# ml.SERIES GENERATION PROCESSOR-AND-OPTIONS [-VARIANT] .SIZE: ml.g4dn.xlarge, ml.c7i-flex.large,
+# ml.p6e-gb200.36xlarge, ml.inf2.xlarge.
+NAME = re.compile(r"ml\.(?P<series>[a-z]+?)(?P<generation>\d+)(?P<options>[a-z]*)(?:-(?P<variant>[a-z0-9-]+))?"
+                  r"\.(?P<size>[a-z0-9]+)")
+GPU_SERIES = ("g", "p")  # NVIDIA GPUs, bar ml.g4ad (AMD), which SageMaker does not offer
+OTHER_ACCELERATORS = {"inf": "AWS Inferentia", "trn": "AWS Trainium", "dl": "Habana Gaudi"}
 # The overrides SageMaker offers, by the driver they bring (oldest first): the kit picks the first
 # that runs the image. "-1" variants leave CUDA-compat mounting to the container (byoc.cuda does it).
 INFERENCE_AMIS = (("al2-ami-sagemaker-inference-gpu-2-1", 535), ("al2-ami-sagemaker-inference-gpu-3-1", 550),
@@ -59,6 +75,7 @@ class ImageFacts:
     compat: str = ""  # the forward-compatibility libraries' driver version, or ""
     size_bytes: int | None = None
     size_is_compressed: bool = False  # ECR reports compressed sizes, the engine unpacked ones
+    platform: str = ""  # the image config's architecture ("amd64", "arm64"); "" when not known
 
 
 @dataclass
@@ -85,6 +102,26 @@ def family_of(instance_type: str) -> str:
     return ".".join(instance_type.split(".")[:2])
 
 
+def _name(instance_type: str) -> dict[str, str]:
+    found = NAME.fullmatch(instance_type)
+    return found.groupdict(default="") if found else {"series": "", "options": "", "variant": ""}
+
+
+def has_nvidia_gpu(instance_type: str) -> bool:
+    """A family with a row, or one of a GPU series (ml.p6-b200, ml.g7e) that has none yet."""
+    return family_of(instance_type) in FAMILIES or _name(instance_type)["series"] in GPU_SERIES
+
+
+def arm_processor(instance_type: str) -> str | None:
+    """AWS Graviton (a g among the processor letters), NVIDIA Grace (GB200, GH200), or None (x86)."""
+    name = _name(instance_type)
+    return "NVIDIA Grace" if name["variant"].startswith("g") else "AWS Graviton" if "g" in name["options"] else None
+
+
+def host_platform(instance_type: str) -> str:
+    return "arm64" if arm_processor(instance_type) else "amd64"
+
+
 def minimum_driver(image: ImageFacts) -> int | None:
     major = int(image.cuda.split(".")[0]) if image.cuda else None
     return MIN_DRIVER_FOR_CUDA.get(major, 10**6) if major else None
@@ -109,19 +146,37 @@ def _driver_plan(family: Family, mode: str, image: ImageFacts, verdict: Verdict)
                          f"{key} {pick[0]} (driver {pick[1]})")
 
 
+def _platform_plan(instance_type: str, image: ImageFacts, verdict: Verdict) -> None:
+    host, processor = host_platform(instance_type), arm_processor(instance_type)
+    if image.platform and image.platform != host:
+        where = f"{processor} (arm64) processors" if processor else "x86 (amd64) processors"
+        verdict.refusals.append(f"{instance_type} has {where}, and the image is built for linux/{image.platform}: "
+                                "it cannot start there.")
+
+
+def _no_row_plan(instance_type: str, mode: str, image: ImageFacts, verdict: Verdict) -> None:
+    """Families the kit has no GPU row for: GPUs it will not guess at, other accelerators, plain CPUs."""
+    series = _name(instance_type)["series"]
+    if series in GPU_SERIES:
+        verdict.refusals.append(f"{instance_type} is a GPU instance the kit has no row for (README: GPUs on "
+                                "SageMaker): check its driver and GPU yourself, then pass --skip-check.")
+    elif series in OTHER_ACCELERATORS:
+        verdict.warnings.append(f"{instance_type} has {OTHER_ACCELERATORS[series]} accelerators, not NVIDIA GPUs: "
+                                "the image's torch cannot use them and runs on the instance's CPUs.")
+    elif image.cuda and mode != "training":
+        verdict.warnings.append(f"{instance_type} has no NVIDIA GPU: the image runs its model on the CPU, but "
+                                f"every instance pulls its CUDA {image.cuda} libraries{_size_text(image)}.")
+
+
 def plan(instance_type: str | None, mode: str, image: ImageFacts) -> Verdict:
     verdict = Verdict()
     if mode == "serverless":
         _size_plan(image, verdict)
         return verdict
+    _platform_plan(instance_type, image, verdict)
     family = FAMILIES.get(family_of(instance_type))
     if family is None:
-        if family_of(instance_type) in OTHER_GPU_FAMILIES:
-            verdict.refusals.append(f"{instance_type} is a GPU instance the kit has no row for (README: GPUs on "
-                                    "SageMaker): check its driver and GPU yourself, then pass --skip-check.")
-        elif image.cuda and mode != "training":
-            verdict.warnings.append(f"{instance_type} has no NVIDIA GPU: the image runs its model on the CPU, but "
-                                    f"every instance pulls its CUDA {image.cuda} libraries{_size_text(image)}.")
+        _no_row_plan(instance_type, mode, image, verdict)
         return verdict
     if not image.cuda:
         verdict.refusals.append(f"{instance_type} has {family.gpu} GPUs but the image's torch is a CPU-only build.")
@@ -158,18 +213,20 @@ def _cell(verdict: Verdict) -> str:
     return next(iter(verdict.ami.values()), "default")
 
 
-def markdown_table(image: ImageFacts) -> str:
+def markdown_table(image: ImageFacts, offered: dict[str, set[str]]) -> str:
     """The README's matrix for an image: per family, whether its kernels cover the GPU and what the kit
-    sends for each hosting mode ("default": SageMaker's default driver already runs it)."""
+    sends for each hosting mode ("default": SageMaker's default driver already runs it). offered: the
+    families each mode takes (byoc_cloud.arguments.offered_families)."""
     rows = ["| family | GPU | arch | covered | hosting default driver | real-time, async | "
             "batch transform default driver | batch transform |", "|---|---|---|---|---|---|---|---|"]
     for family in FAMILIES.values():
         instance = f"{family.name}.xlarge"
         covered = archs_cover(image.archs, family.capability)
+        realtime, batch = ((_cell(plan(instance, mode, image)) if family.name in offered[mode] else "not offered")
+                           for mode in ("realtime", "batch"))
         rows.append(f"| {family.name} | {family.gpu} | sm_{family.capability[0]}{family.capability[1]} | "
                     f"{'yes' if covered else 'no'} | {family.hosting_driver or 'not documented'} | "
-                    f"{_cell(plan(instance, 'realtime', image))} | {family.batch_driver or 'not documented'} | "
-                    f"{_cell(plan(instance, 'batch', image))} |")
+                    f"{realtime} | {family.batch_driver or 'not documented'} | {batch} |")
     return "\n".join(rows) + "\n"
 
 
@@ -178,6 +235,8 @@ if __name__ == "__main__":  # python -m byoc_cloud.gpu_matrix [FACTS_JSON]: the 
     import sys
     from pathlib import Path
 
+    from byoc_cloud.arguments import offered_families
+
     found = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "build/image-facts/facts.json").read_text())
     sys.stdout.write(markdown_table(ImageFacts("the built images", found["cuda"], tuple(found["archs"]),
-                                               found["compat"])))
+                                               found["compat"]), offered_families()))

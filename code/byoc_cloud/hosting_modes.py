@@ -16,7 +16,7 @@ auto-scaling SageMaker supports for each:
 
 from byoc_cloud import arguments
 from byoc_cloud.calls import Answer, Call, LaunchError
-from byoc_cloud.gpu_matrix import FAMILIES, OTHER_GPU_FAMILIES, family_of
+from byoc_cloud.gpu_matrix import has_nvidia_gpu
 
 VARIANT = "AllTraffic"
 INSTANCES = "sagemaker:variant:DesiredInstanceCount"
@@ -96,8 +96,7 @@ def _check_instances(args, mode: str) -> None:
                           f"{ASYNC_MAX_CONCURRENT_INVOCATIONS} per instance")
     if args.multi_model and mode == "async":
         raise LaunchError("--multi-model with --async-output: InvokeEndpointAsync cannot name a TargetModel")
-    family = family_of(args.instance_type)
-    if args.multi_model and (family in FAMILIES or family in OTHER_GPU_FAMILIES):
+    if args.multi_model and has_nvidia_gpu(args.instance_type):
         raise LaunchError(f"--multi-model on {args.instance_type}: SageMaker's GPU multi-model endpoints take "
                           "Triton Inference Server containers only; use a CPU instance type")
 

@@ -1,10 +1,11 @@
 """`byoc-cloud check` and the same check before every launch: can this image run on that instance?
 
-The image's facts come from its byoc.* labels (set by make build from its own torch) and its
-size: from the local Docker engine when it has the image (also the local image `python -m ecr push`
-recorded for a pushed URI), else from ECR (describe_images for the size, the manifest's config
-blob for the labels). gpu_matrix.plan() decides. Commands call preflight() before their first
-create call; --skip-check skips it.
+The image's facts come from its byoc.* labels (set by make build from its own torch), its size
+and its platform: from the local Docker engine when it has the image (also the local image
+`python -m ecr push` recorded for a pushed URI), else from ECR (describe_images for the size, the
+manifest's config blob for the labels and the architecture; of a multi-platform index, the
+manifest for the instance's platform). gpu_matrix.plan() decides. Commands
+call preflight() before their first create call; --skip-check skips it.
 """
 import argparse
 import json
@@ -16,18 +17,20 @@ from byoc import contract
 from byoc_cloud import arguments
 from byoc_cloud.arguments import ECR_URI
 from byoc_cloud.calls import LaunchError
-from byoc_cloud.gpu_matrix import FAMILIES, MODES, OTHER_GPU_FAMILIES, ImageFacts, Verdict, family_of, plan
+from byoc_cloud.gpu_matrix import MODES, ImageFacts, Verdict, has_nvidia_gpu, host_platform, plan
 
 PUSHED = Path("build/ecr-images.json")  # what `python -m ecr push` recorded (run from the repository root)
 
 
-def facts_from_labels(reference: str, labels: dict, size: int | None, compressed: bool) -> ImageFacts:
+def facts_from_labels(reference: str, labels: dict, size: int | None, compressed: bool,
+                      platform: str = "") -> ImageFacts:
+    """platform: the image config's architecture (amd64, arm64), which Graviton and Grace hosts need."""
     if contract.LABEL_CUDA not in labels:
         raise LaunchError(f"image {reference} has no {contract.LABEL_CUDA} label: was it built with `make build`? "
                           "Rebuild it, or pass --skip-check.")
     archs = tuple(a for a in labels.get(contract.LABEL_ARCHS, "").split(",") if a)
     return ImageFacts(reference, labels[contract.LABEL_CUDA], archs, labels.get(contract.LABEL_COMPAT, ""), size,
-                      compressed)
+                      compressed, platform)
 
 
 def _local_name(image: str) -> str:
@@ -46,7 +49,8 @@ def from_engine(image: str) -> ImageFacts | None:
         found = docker.from_env().images.get(_local_name(image))
     except Exception:  # no engine, or not there: ECR is the other place to look
         return None
-    return facts_from_labels(image, found.labels or {}, found.attrs.get("Size"), compressed=False)
+    return facts_from_labels(image, found.labels or {}, found.attrs.get("Size"), compressed=False,
+                             platform=found.attrs.get("Architecture") or "")
 
 
 def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
@@ -65,7 +69,21 @@ def _config_blob(ecr, repository: str, registry_id: str, digest: str) -> dict:
                           f"{error}. Pass --skip-check to launch without the check.") from None
 
 
-def from_ecr(image: str, ecr) -> ImageFacts:
+def _platform_manifest(ecr, where: dict, image: str, manifest: dict, platform: str) -> dict:
+    """An image index (buildx --platform linux/amd64,linux/arm64) has no config of its own: the
+    manifest of its linux/`platform` image, the one the instance would pull."""
+    if "manifests" not in manifest:
+        return manifest
+    entries = {(entry.get("platform") or {}).get("architecture"): entry["digest"] for entry in manifest["manifests"]
+               if (entry.get("platform") or {}).get("os") == "linux"}
+    if platform not in entries:
+        raise LaunchError(f"image {image} is a multi-platform image index with no linux/{platform} image, which "
+                          f"the instance type needs (it has {', '.join(sorted(map(str, entries))) or 'no linux image'})")
+    found = ecr.batch_get_image(**where, imageIds=[{"imageDigest": entries[platform]}])["images"][0]
+    return json.loads(found["imageManifest"])
+
+
+def from_ecr(image: str, ecr, platform: str = "amd64") -> ImageFacts:
     match = ECR_URI.fullmatch(image)
     if not match:
         raise LaunchError(f"image {image!r} is neither in the local Docker engine nor an ECR URI "
@@ -74,13 +92,17 @@ def from_ecr(image: str, ecr) -> ImageFacts:
     where = {"registryId": match["account"], "repositoryName": match["repository"]}
     detail = ecr.describe_images(**where, imageIds=[image_id])["imageDetails"][0]
     manifest = json.loads(ecr.batch_get_image(**where, imageIds=[image_id])["images"][0]["imageManifest"])
+    manifest = _platform_manifest(ecr, where, image, manifest, platform)
     config = _config_blob(ecr, match["repository"], match["account"], manifest["config"]["digest"])
     labels = (config.get("config") or {}).get("Labels") or {}
-    return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True)
+    return facts_from_labels(image, labels, detail.get("imageSizeInBytes"), compressed=True,
+                             platform=config.get("architecture") or "")
 
 
-def image_facts(image: str, clients) -> ImageFacts:
-    return from_engine(image) or from_ecr(image, clients["ecr"])
+def image_facts(image: str, clients, instance_type: str | None) -> ImageFacts:
+    """instance_type picks the image of a multi-platform index (serverless endpoints run x86)."""
+    platform = host_platform(instance_type) if instance_type else "amd64"
+    return from_engine(image) or from_ecr(image, clients["ecr"], platform)
 
 
 def same_region(args, clients, launching: bool) -> None:
@@ -99,8 +121,7 @@ def same_region(args, clients, launching: bool) -> None:
 def device_fits(args, mode: str, instance_type: str | None) -> None:
     """--env BYOC_DEVICE=cuda makes the container fail where there is no GPU."""
     device = dict(pair.partition("=")[::2] for pair in getattr(args, "env", [])).get(contract.DEVICE_SETTING)
-    family = family_of(instance_type) if instance_type else None
-    if device == "cuda" and (mode == "serverless" or (family not in FAMILIES and family not in OTHER_GPU_FAMILIES)):
+    if device == "cuda" and (mode == "serverless" or not (instance_type and has_nvidia_gpu(instance_type))):
         raise LaunchError(f"--env {contract.DEVICE_SETTING}=cuda on {instance_type or 'serverless'}, which has no "
                           f"GPU: the container would fail to start; leave it out ({contract.DEVICE_SETTING}=auto)")
 
@@ -113,17 +134,12 @@ def preflight(args, clients, mode: str, instance_type: str | None, launching: bo
     if getattr(args, "skip_check", False):
         print("check skipped (--skip-check)")
         return Verdict()
-    verdict = plan(instance_type, mode, image_facts(args.image, clients))
+    verdict = plan(instance_type, mode, image_facts(args.image, clients, instance_type))
     print(verdict.report(f"{args.image} on {instance_type or 'serverless'} ({mode})"))
     if not verdict.ok:
         raise LaunchError(f"the check refused {args.image} on {instance_type or 'serverless'} ({mode}): "
                           + " ".join(verdict.refusals))
     return verdict
-
-
-# The instance types each mode may name, by the API model's shape for them.
-INSTANCE_SHAPES = {"training": "TrainingInstanceType", "realtime": "ProductionVariantInstanceType",
-                   "async": "ProductionVariantInstanceType", "batch": "TransformInstanceType"}
 
 
 def check(args, clients, prices) -> list:
@@ -134,7 +150,7 @@ def check(args, clients, prices) -> list:
         raise LaunchError(f"--instance-type is required for --mode {args.mode}")
     else:
         try:
-            arguments.api("sagemaker", INSTANCE_SHAPES[args.mode])(args.instance_type)
+            arguments.instance_type(args.mode)(args.instance_type)
         except argparse.ArgumentTypeError as error:
             raise LaunchError(f"--instance-type for --mode {args.mode}: {error}") from None
     preflight(args, clients, args.mode, args.instance_type, launching=False)

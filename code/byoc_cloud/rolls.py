@@ -134,6 +134,18 @@ def check_rollback_flags(args) -> None:
         raise LaunchError("--max-error-percent is a percentage in [0, 100) and --max-latency-ms a positive number")
 
 
+def variant_ami(variant: dict, mode: str, check) -> dict:
+    """The AMI override for a variant: of its instance type, or of every instance pool of a
+    heterogeneous variant (InstancePools), which takes one InferenceAmiVersion for them all."""
+    types = [pool["InstanceType"] for pool in variant.get("InstancePools", [])] or [variant.get("InstanceType")]
+    amis = {instance_type: check(mode, instance_type) for instance_type in types}
+    if len({tuple(ami.items()) for ami in amis.values()}) > 1:
+        needs = "; ".join(f"{t}: {ami.get('InferenceAmiVersion', 'the default AMI')}" for t, ami in amis.items())
+        raise LaunchError(f"variant {variant['VariantName']}'s instance pools need different AMIs ({needs}), and a "
+                          "variant has one InferenceAmiVersion: roll it with --skip-check and set the AMI yourself")
+    return next(iter(amis.values()))
+
+
 def roll_calls(sagemaker, args, check=lambda mode, instance_type: {}) -> list[Call]:
     """The copies, the alarms and update_endpoint. check(mode, instance_type) gives each variant the
     AMI override the new image needs there."""
@@ -145,8 +157,7 @@ def roll_calls(sagemaker, args, check=lambda mode, instance_type: {}) -> list[Ca
     for variant in variants:
         model = name if len(variants) == 1 else f"{name[:50]}-{variant['VariantName'][:12]}"
         calls.append(("sagemaker", "create_model", model_copy(sagemaker, args, variant["ModelName"], model, data)))
-        new_variants.append(variant | {"ModelName": model}
-                            | check(mode_of(config, variant), variant.get("InstanceType")))
+        new_variants.append(variant | {"ModelName": model} | variant_ami(variant, mode_of(config, variant), check))
     new_config = copied(_input_shape(sagemaker, "CreateEndpointConfig"), config | {"ProductionVariants": new_variants})
     new_config |= {"EndpointConfigName": name, "Tags": _tags(sagemaker, config["EndpointConfigArn"])}
     calls.append(("sagemaker", "create_endpoint_config", new_config))

@@ -50,14 +50,29 @@ CUDA_13_0 = {"torch": "2.13.0+cu130", "cuda": "13.0", "archs": ["sm_75", "sm_80"
                                                                   "sm_120"], "compat": ""}
 
 
-def labelled_image(client, content: str, facts: dict) -> str:
+def labelled_image(client, content: str, facts: dict, platform: str | None = None) -> str:
     """A few-byte image (FROM scratch) carrying the byoc.* labels of a build with these facts."""
     from byoc import cuda
     from support import tiny_image
 
     flags = cuda.build_flags(facts)
     labels = dict(flags[i + 1].split("=", 1) for i in range(0, len(flags), 2) if flags[i] == "--label")
-    return tiny_image(client, content, "byoc-launch-test", labels)
+    return tiny_image(client, content, "byoc-launch-test", labels, platform)
+
+
+@pytest.fixture
+def local_images(aws_env):
+    """Labelled CUDA 12.8 images in the local engine only, one built for linux/amd64, one for linux/arm64."""
+    import uuid
+
+    import docker
+
+    client = docker.from_env()
+    images = {arch: labelled_image(client, f"{arch} {uuid.uuid4()}", CUDA_12_8, f"linux/{arch}")
+              for arch in ("amd64", "arm64")}
+    yield images
+    for image in images.values():
+        client.images.remove(image, force=True)
 
 
 @pytest.fixture(scope="session")

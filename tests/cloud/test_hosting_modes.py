@@ -172,6 +172,7 @@ def test_what_the_target_cannot_take_is_refused_before_any_call(launch_env, caps
     (("--multi-model", "s3://bucket/models/", *ASYNC), "InvokeEndpointAsync cannot name a TargetModel"),
     (("--multi-model", "s3://bucket/models/", *SERVERLESS), "serverless endpoints do not host multi-model"),
     (("--multi-model", "s3://bucket/models/", "--instance-type", "ml.g4dn.xlarge"), "Triton Inference Server"),
+    (("--multi-model", "s3://bucket/models/", "--instance-type", "ml.g7e.2xlarge"), "Triton Inference Server"),  # no row
 ])
 def test_multi_model_refusals(launch_env, capsys, extra, says):
     argv = ["deploy", "--image", launch_env["serving"], "--role", ROLE, "--endpoint", "byoc-modes-mme-refused", *extra]

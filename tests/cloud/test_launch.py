@@ -60,7 +60,8 @@ def test_train_starts_a_spot_job(launch_env, capsys):
     (["--max-wait-hours", "1"], "--spot training only"),
     (["--hp", "epochs"], "expected NAME=VALUE"),
     (["--channel", "test=/local/path"], "expected NAME=s3://"),
-    (["--instance-type", "ml.x99.huge"], "argument --instance-type: TrainingInstanceType='ml.x99.huge' is not one of"),
+    (["--instance-type", "ml.x99.huge"], "argument --instance-type: 'ml.x99.huge' is not a SageMaker instance type; "
+                                         "training and tuning jobs take ml.c4, "),
 ])
 def test_train_refuses_bad_arguments_before_calling_aws(launch_env, capsys, extra, message):
     assert launch.main([*train(launch_env), *extra, "--job-name", "byoc-bad"]) == 2

@@ -107,3 +107,59 @@ def test_tune_checks_the_image_too(launch_env, capsys):
     assert lines[0] == f"check {launch_env['training']} on ml.p3.2xlarge (training): OK"
     assert cli.main(["--dry-run", *tune, "--image", launch_env["cuda13"]]) == 2
     assert "compute capability 7.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("instance_type, mode", [("ml.c7g.xlarge", "realtime"), ("ml.r7gd.2xlarge", "async"),
+                                                 ("ml.p6e-gb200.36xlarge", "training")])
+def test_an_amd64_image_is_refused_on_arm64_hosts(launch_env, capsys, instance_type, mode):
+    """The platform comes from the image's config blob in ECR ("architecture"), as the labels do."""
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", instance_type, "--mode", mode)
+    assert code == 2 and "(arm64) processors, and the image is built for linux/amd64: it cannot start" in out, out
+
+
+def test_gpu_families_the_kit_has_no_row_for_are_refused_not_run_on_the_cpu(launch_env, capsys):
+    code, out = check(capsys, "--image", launch_env["serving"], "--instance-type", "ml.p6-b200.48xlarge")
+    assert code == 2 and "ml.p6-b200.48xlarge is a GPU instance the kit has no row for" in out, out
+    assert "no NVIDIA GPU" not in out
+    # BYOC_DEVICE=cuda is no mistake there: the refusal is the missing row's, not "no GPU"
+    assert cli.main(["--dry-run", *DEPLOY, "--image", launch_env["serving"], "--instance-type", "ml.g7e.2xlarge",
+                     "--env", "BYOC_DEVICE=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "a GPU instance the kit has no row for" in err and "which has no GPU" not in err, err
+
+
+def test_trainium_training_is_told_its_accelerators_go_unused(launch_env, capsys):
+    code, out = check(capsys, "--image", launch_env["training"], "--instance-type", "ml.trn1.32xlarge",
+                      "--mode", "training")
+    assert code == 0 and "warning: ml.trn1.32xlarge has AWS Trainium accelerators, not NVIDIA GPUs" in out, out
+
+
+def test_a_multi_platform_index_is_read_for_the_instances_platform(launch_env, capsys):
+    """buildx --platform linux/amd64,linux/arm64 pushes an OCI image index, which has no config of its
+    own (the check failed with KeyError 'config'): the check reads the instance platform's image."""
+    serving = launch_env["serving"]
+    repository, digest = serving.split("/", 1)[1].split("@")
+    ecr = boto3.client("ecr")
+    manifest = json.loads(ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])[
+        "images"][0]["imageManifest"])
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": manifest["mediaType"], "digest": digest, "size": 1234,
+         "platform": {"architecture": "amd64", "os": "linux"}}]})
+    pushed = ecr.put_image(repositoryName=repository, imageManifest=index, imageTag="multi-1.0.0",
+                           imageManifestMediaType="application/vnd.oci.image.index.v1+json")
+    uri = serving.split("@")[0] + "@" + pushed["image"]["imageId"]["imageDigest"]
+    code, out = check(capsys, "--image", uri, "--instance-type", "ml.g5.xlarge")
+    assert code == 0 and "InferenceAmiVersion: al2-ami-sagemaker-inference-gpu-2-1" in out, out  # the amd64 labels
+    code, out = check(capsys, "--image", uri, "--instance-type", "ml.c7g.xlarge")
+    assert code == 2 and f"image {uri} is a multi-platform image index with no linux/arm64 image" in out, out
+    assert "(it has amd64)" in out
+
+
+def test_the_platform_comes_from_the_local_engine_too(local_images, capsys):
+    code, out = check(capsys, "--image", local_images["amd64"], "--instance-type", "ml.m6g.xlarge")
+    assert code == 2 and "ml.m6g.xlarge has AWS Graviton (arm64) processors, and the image is built for " \
+        "linux/amd64" in out, out
+    code, out = check(capsys, "--image", local_images["arm64"], "--instance-type", "ml.m6g.xlarge")
+    assert code == 0 and ": OK" in out, out
+    code, out = check(capsys, "--image", local_images["arm64"], "--instance-type", "ml.g5.xlarge")
+    assert code == 2 and "ml.g5.xlarge has x86 (amd64) processors, and the image is built for linux/arm64" in out

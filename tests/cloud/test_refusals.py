@@ -20,6 +20,8 @@ TRAIN = ["train", "--image", IMAGE.format("training"), "--role", ROLE, "--channe
 TUNE = ["tune", *TRAIN[1:], "--channel", "valid=s3://bkt/v", "--range", "lr=0.01:0.1"]
 DEPLOY = ["deploy", "--image", IMAGE.format("serving"), "--role", ROLE, "--endpoint", "e", "--skip-check",
           "--model-data", "s3://bkt/m.tar.gz"]
+TRANSFORM = ["transform", "--image", IMAGE.format("serving"), "--role", ROLE, "--model-data", "s3://bkt/m.tar.gz",
+             "--input", "s3://bkt/in", "--output", "s3://bkt/out"]
 ROLL = ["roll", "--endpoint", "e", "--image", IMAGE.format("serving"), "--skip-check"]
 LAMBDA = ["lambda", "deploy", "--endpoint", "e"]
 
@@ -56,8 +58,8 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     # names, ARNs, URIs and instance types, by the API model of the member they fill
     ([*TRAIN, "--job-name", "bad name!"], "argument --job-name: TrainingJobName='bad name!'"),
     ([*TRAIN, "--instance-type", "ml.x99.huge"], "argument --instance-type"),
-    ([*TRAIN, "--instance-type", "ML.M5.XLARGE"], "(nearest: ml.m5.xlarge"),
-    ([*TRAIN, "--instance-type", "ml.g5"], "argument --instance-type"),
+    ([*TRAIN, "--instance-type", "ML.M5.XLARGE"], "'ML.M5.XLARGE' is spelled 'ml.m5.xlarge' in SageMaker"),
+    ([*TRAIN, "--instance-type", "ml.g5"], "'ml.g5': ml.g5 for training and tuning jobs comes in the sizes xlarge,"),
     ([*TRAIN, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role: RoleArn="),
     ([*TRAIN, "--output", "/local/out"], "argument --output: '/local/out': expected s3://bucket/prefix"),
     ([*TRAIN, "--checkpoint-s3-uri", "s3://Bucket/ck"], "argument --checkpoint-s3-uri"),
@@ -105,7 +107,8 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     ([*DEPLOY[:-2], "--model-data", "/local/m.tar.gz"], "argument --model-data: Url='/local/m.tar.gz'"),
     ([*DEPLOY[:-2], "--training-job", "bad job!"], "argument --training-job"),
     ([*DEPLOY, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role"),
-    ([*DEPLOY, "--instance-type", "ml.x99.huge"], "argument --instance-type: ProductionVariantInstanceType="),
+    ([*DEPLOY, "--instance-type", "ml.x99.huge"], "argument --instance-type: 'ml.x99.huge' is not a SageMaker "
+                                                  "instance type; endpoints take ml.c4, "),
     ([*DEPLOY, "--invocations-per-instance", "-5"], "--invocations-per-instance -5: an auto-scaling target"),
     ([*DEPLOY, "--invocations-per-instance", "nan"], "argument --invocations-per-instance: 'nan' must be a finite"),
     ([*DEPLOY, "--async-output", "s3://bkt/o", "--backlog-per-instance", "0"], "--backlog-per-instance 0: an auto"),
@@ -125,16 +128,42 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     (["lambda", "update", "--function-name", "nope", "--timeout", "0"], "--timeout 0: Lambda allows 1 to 900"),
     (["lambda", "update", "--function-name", "nope", "--memory", "64"], "--memory 64: Lambda allows 128"),
     (["check", "--image", "byoc-serving:latest", "--instance-type", "ml.x99.huge"],
-     "--instance-type for --mode realtime: ProductionVariantInstanceType='ml.x99.huge'"),
-    (["check", "--image", "byoc-serving:latest", "--instance-type", "ML.G5.XLARGE"], "(nearest: ml.g5.xlarge"),
+     "--instance-type for --mode realtime: 'ml.x99.huge' is not a SageMaker instance type"),
+    (["check", "--image", "byoc-serving:latest", "--instance-type", "ML.G5.XLARGE"], "is spelled 'ml.g5.xlarge'"),
     (["check", "--image", "byoc-serving:latest", "--instance-type", "ml.c5.large", "--mode", "batch"],
-     "TransformInstanceType='ml.c5.large'"),  # a hosting type, not a transform one
+     "ml.c5.large is offered for endpoints, not batch transform jobs, which take ml.c4, ml.c5, "),
     (["check", "--image", "byoc-serving:latest", "--mode", "serverless", "--instance-type", "ml.g5.xlarge"],
      "--instance-type does not apply to --mode serverless"),
     (["--wait-delay", "nan", *DEPLOY], "argument --wait-delay"),
     (["status", "bad name!"], "argument name"),
 ])
 def test_byoc_cloud_refuses_before_any_request(argv, says, requests_sent, capsys):
+    refused(cli.main, argv, says, requests_sent, capsys)
+
+
+# Instance types as users type them, and types that SageMaker offers for another mode only (botocore's
+# TrainingInstanceType, ProductionVariantInstanceType and TransformInstanceType enums): each refused by
+# the flag, with the spelling to use or the families the mode takes.
+@pytest.mark.parametrize("argv, says", [
+    ([*TRAIN, "--instance-type", "ml.t2.medium"],
+     "argument --instance-type: ml.t2.medium is offered for endpoints, not training and tuning jobs, which take ml.c4"),
+    ([*TUNE, "--instance-type", "ml.inf2.xlarge"], "ml.inf2.xlarge is offered for endpoints, not training and tuning"),
+    ([*TRANSFORM, "--instance-type", "ml.p5.48xlarge"], "ml.p5.48xlarge is offered for training and tuning jobs, "
+                                                        "not batch transform jobs, which take ml.c4, ml.c5, ml.c6i"),
+    ([*TRANSFORM, "--instance-type", "ml.c7g.xlarge"], "ml.c7g.xlarge is offered for endpoints, not batch transform"),
+    ([*DEPLOY, "--async-output", "s3://bkt/o", "--instance-type", "ml.p3dn.24xlarge"],
+     "ml.p3dn.24xlarge is offered for training and tuning jobs, not endpoints"),
+    ([*TRAIN, "--instance-type", "g5.xlarge"], "argument --instance-type: 'g5.xlarge' is spelled 'ml.g5.xlarge'"),
+    ([*DEPLOY, "--instance-type", " ml.m5.xlarge"], "' ml.m5.xlarge' is spelled 'ml.m5.xlarge'"),
+    ([*TRANSFORM, "--instance-type", "ML.G4DN.XLARGE"], "'ML.G4DN.XLARGE' is spelled 'ml.g4dn.xlarge'"),
+    ([*DEPLOY, "--instance-type", "local"], "'local' is the SageMaker Python SDK's local mode"),
+    ([*TRAIN, "--instance-type", "local_gpu"], "'local_gpu' is the SageMaker Python SDK's local mode"),
+    ([*TRAIN, "--instance-type", ""], "argument --instance-type: an empty instance type: training and tuning jobs take"),
+    ([*DEPLOY, "--instance-type", "ml.g5.huge"], "'ml.g5.huge': ml.g5 for endpoints comes in the sizes xlarge, "),
+    (["check", "--image", "byoc-serving:latest", "--mode", "training", "--instance-type", "ml.r7gd.xlarge"],
+     "--instance-type for --mode training: ml.r7gd.xlarge is offered for endpoints"),
+])
+def test_instance_types_as_users_type_them(argv, says, requests_sent, capsys):
     refused(cli.main, argv, says, requests_sent, capsys)
 
 

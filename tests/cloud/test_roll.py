@@ -187,3 +187,63 @@ def test_network_isolation_survives_a_roll(live_aws, capsys):
     assert boto3.client("sagemaker").describe_model(ModelName="byoc-roll-isolated-model")["EnableNetworkIsolation"]
     _, requests = rolled(capsys, "--endpoint", "byoc-roll-isolated", "--image", image, "--skip-check")
     assert requests["create_model"]["request"]["EnableNetworkIsolation"] is True
+
+
+def pooled_sagemaker(pools: list[dict]):
+    """A SageMaker client whose live endpoint has one heterogeneous variant (InstancePools, which moto
+    refuses): botocore's Stubber answers its describe calls with responses the API model validates."""
+    from datetime import datetime, timezone
+
+    from botocore.stub import Stubber
+
+    sagemaker, now = boto3.client("sagemaker"), datetime.now(timezone.utc)
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:{}/byoc-roll-pools"
+    stub = Stubber(sagemaker)
+    stub.add_response("describe_endpoint", {
+        "EndpointName": "byoc-roll-pools", "EndpointArn": arn.format("endpoint"), "EndpointConfigName": "pools-config",
+        "EndpointStatus": "InService", "CreationTime": now, "LastModifiedTime": now})
+    stub.add_response("describe_endpoint_config", {
+        "EndpointConfigName": "pools-config", "EndpointConfigArn": arn.format("endpoint-config"), "CreationTime": now,
+        "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "pools-model", "InitialInstanceCount": 1,
+                                "InstancePools": pools}]})
+    stub.add_response("describe_model", {
+        "ModelName": "pools-model", "ModelArn": arn.format("model"), "CreationTime": now, "ExecutionRoleArn": ROLE,
+        "PrimaryContainer": {"Image": "old", "ModelDataUrl": "s3://bucket/live/model.tar.gz"}})
+    stub.add_response("list_tags", {"Tags": []})
+    stub.add_response("list_tags", {"Tags": []})
+    stub.activate()
+    return sagemaker
+
+
+@pytest.mark.parametrize("pools, ami", [
+    ([{"InstanceType": "ml.g5.xlarge", "Priority": 1}, {"InstanceType": "ml.g4dn.xlarge", "Priority": 2}],
+     "al2-ami-sagemaker-inference-gpu-2-1"),
+    ([{"InstanceType": "ml.m5.xlarge", "Priority": 1}, {"InstanceType": "ml.c5.xlarge", "Priority": 2}], None)])
+def test_a_heterogeneous_variant_is_checked_on_every_instance_pool(launch_env, pools, ami):
+    """A variant with InstancePools has no InstanceType: the roll's check failed on None with a traceback."""
+    from byoc_cloud import preflight, rolls
+
+    args = cli.parser().parse_args(["roll", "--endpoint", "byoc-roll-pools", "--image", launch_env["serving-next"]])
+    rolls.check_rollback_flags(args)
+    clients = {"sagemaker": pooled_sagemaker(pools), "ecr": boto3.client("ecr")}
+    calls = rolls.roll_calls(clients["sagemaker"], args,
+                             check=lambda mode, instance_type: preflight.preflight(args, clients, mode, instance_type).ami)
+    [variant] = next(request for _, operation, request in calls if operation == "create_endpoint_config")[
+        "ProductionVariants"]
+    assert variant["InstancePools"] == pools and variant.get("InferenceAmiVersion") == ami
+
+
+def test_instance_pools_that_need_different_amis_are_refused(launch_env):
+    from byoc_cloud import preflight, rolls
+    from byoc_cloud.calls import LaunchError
+
+    args = cli.parser().parse_args(["roll", "--endpoint", "byoc-roll-pools", "--image", launch_env["serving-next"]])
+    rolls.check_rollback_flags(args)
+    clients = {"sagemaker": pooled_sagemaker([{"InstanceType": "ml.g5.xlarge", "Priority": 1},
+                                              {"InstanceType": "ml.m5.xlarge", "Priority": 2}]),
+               "ecr": boto3.client("ecr")}
+    with pytest.raises(LaunchError, match="variant AllTraffic's instance pools need different AMIs "
+                                          r"\(ml.g5.xlarge: al2-ami-sagemaker-inference-gpu-2-1; ml.m5.xlarge: the "
+                                          "default AMI\\), and a variant has one InferenceAmiVersion"):
+        rolls.roll_calls(clients["sagemaker"], args,
+                         check=lambda mode, instance_type: preflight.preflight(args, clients, mode, instance_type).ami)

@@ -79,7 +79,8 @@ def test_the_model_of_a_training_job(launch_env, capsys):
     (("--content-type", "text/csv"), "the serving image takes image/jpeg, image/png"),
     (("--input", "/data/images"), "--input '/data/images': expected s3://bucket/prefix"),
     (("--instance-count", "0"), "--instance-count 0: at least 1"),
-    (("--instance-type", "ml.x9.huge"), "argument --instance-type: TransformInstanceType='ml.x9.huge' is not one of"),
+    (("--instance-type", "ml.x9.huge"), "argument --instance-type: 'ml.x9.huge' is not a SageMaker instance type; "
+                                        "batch transform jobs take ml.c4, "),
     (("--env", "SAGEMAKER_MAX_PAYLOAD_IN_MB=20"), "(byoc-cloud transform --max-payload-mb)"),
     (("--env", "SAGEMAKER_BATCH_STRATEGY=MULTI_RECORD"), "(byoc-cloud transform --batch-strategy)"),
     (("--env", "BYOC_MAX_PAYLOAD_MB=200"), "SageMaker sends batch requests of at most 104,857,600 bytes"),

@@ -136,7 +136,8 @@ def test_warm_start(aws_env, capsys):
     (["--range", "lr=0.01:0.1", "--max-jobs", "4", "--max-parallel-jobs", "5"], "--max-parallel-jobs must be"),
     (["--range", "lr=0.01:0.1", *sum((["--warm-start-from", f"p{i}"] for i in range(6)), [])], "at most 5"),
     (["--range", "lr=0.01:0.1", "--hp", "freeze_backbone_epochs=2"], "would refuse every trial of these settings"),
-    (["--range", "lr=0.01:0.1", "--instance-type", "ml.x99.huge"], "argument --instance-type: TrainingInstanceType="),
+    (["--range", "lr=0.01:0.1", "--instance-type", "ml.x99.huge"],
+     "argument --instance-type: 'ml.x99.huge' is not a SageMaker instance type; training and tuning jobs take"),
 ])
 def test_refusals_before_any_aws_call(aws_env, capsys, extra, message):
     argv = [*TUNE, *(["--range", "lr=0.01:0.1"] if extra[:1] == ["--job-name"] else []), *extra]
