@@ -16,11 +16,20 @@ import math
 
 import numpy as np
 import torch
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from byoc.contract import Preprocessing
 
 SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+EXIF_ORIENTATION = 0x0112  # 1 upright; 2-8 mirrored and/or turned by 90, 180 or 270 degrees
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as its camera meant it seen: phones store a portrait shot's pixels sideways with an
+    EXIF Orientation tag, which viewers and browsers apply and Pillow does not."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -57,7 +66,7 @@ def draft_for(image: Image.Image, prep: Preprocessing) -> None:
 def eval_transform(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """PIL image of any mode and size -> normalised float tensor (3, crop, crop), channels-last in memory."""
     draft_for(image, prep)
-    image = to_rgb(image)
+    image = upright(to_rgb(image))
     image = image.resize((prep.crop_size, prep.crop_size), Image.Resampling.BILINEAR,
                          box=crop_box(image.size, prep))
     # (pixel - 255 mean) / (255 std) as pixel * scale + shift, in two contiguous passes over the HWC

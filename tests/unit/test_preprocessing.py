@@ -84,3 +84,44 @@ def test_the_normalised_image_is_laid_out_as_the_model_runs():
     mean, std = (torch.tensor(values, dtype=torch.float64).view(3, 1, 1) for values in (prep.mean, prep.std))
     exact = (pixels.double() / 255 - mean) / std
     torch.testing.assert_close(tensor, exact.float(), rtol=0, atol=1e-6)
+
+
+# How a camera stores the pixels of an upright scene for each EXIF Orientation value: the inverse of
+# the turn or mirror a viewer applies (EXIF 2.32, tag 0x0112).
+STORED_FOR = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_270}
+
+
+def as_camera_stores(scene: Image.Image, orientation: int, fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    scene.transpose(STORED_FOR[orientation]).save(buffer, fmt, exif=exif.tobytes(), **(
+        {"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("orientation", STORED_FOR)
+def test_a_photo_is_seen_upright_in_serving_and_training(tmp_path, fmt, orientation):
+    """A phone's portrait shot (Orientation 6) was fed to the model lying on its side."""
+    from byoc.serving import payloads
+    from byoc.serving.images import decode
+    from byoc.serving.settings import Limits
+    from byoc.training.data import read_rgb
+
+    y, x = np.mgrid[0:48, 0:64]  # a smooth scene (JPEG keeps it closely) with a bright band at its top
+    pixels = np.stack([x * 3, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
+    pixels[:8] = 255
+    scene, prep = Image.fromarray(pixels), Preprocessing(48, 48)
+    data = as_camera_stores(scene, orientation, fmt)
+    limits = Limits(max_payload_bytes=1 << 20, max_image_pixels=10**6, max_request_pixels=10**6,
+                    max_aspect_ratio=20, max_images=8)
+    [(name, opened)] = payloads.decode(data, "application/x-image", limits).images
+    served = decode(opened, prep, name)
+    assert (served - eval_transform(scene, prep)).abs().mean() < (0.05 if fmt == "JPEG" else 1e-6)
+    (tmp_path / f"photo.{fmt.lower()}").write_bytes(data)
+    trained_on = read_rgb(str(tmp_path / f"photo.{fmt.lower()}"))
+    assert trained_on.shape == pixels.shape
+    assert np.abs(trained_on.astype(int) - pixels).mean() < (3 if fmt == "JPEG" else 1e-9)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from byoc.contract import Preprocessing
-from byoc.preprocessing import eval_transform
+from byoc.preprocessing import eval_transform, upright
 from byoc.training import formats
 from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
@@ -32,7 +32,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 def read_rgb(path: str) -> np.ndarray:
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(upright(image.convert("RGB")))
 
 
 def has_image_extension(path: str) -> bool:
