@@ -182,6 +182,8 @@ BAD = [
     (json.dumps({"image": "aGk=", "top_k": 3}).encode(), "application/json", 400, "nothing else"),
     (b'{"image": "***"}', "application/json", 400, "The image is not base64 (A-Z a-z 0-9 + / or the URL-safe"),
     (b'{"image": ""}', "application/json", 400, "The image is empty"),
+    (b'{"image": "AA==", "top_k": 3}', "application/json", 400,
+     "top_k goes in InvokeEndpoint's CustomAttributes, the X-Amzn-SageMaker-Custom-Attributes header: top_k=3"),
     (b'{"image": "data:image/png,abc"}', "application/json", 400, "a data: URL that is not base64"),
     (b'{"image": "ab+c-d"}', "application/json", 400, "is not base64"),  # both alphabets at once
     (json.dumps({"images": ["aGVsbG8="] * 9}).encode(), "application/json", 413, "at most 8 (BYOC_MAX_IMAGES)"),

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from byoc.contract import (CONTENT_TYPE_ALIASES, CONTENT_TYPES, IMAGE_TYPES, JSON_LINES_TYPE, JSON_TYPE, MULTIPART_TYPE,
-                           NPY_TYPE, UNTYPED, base64_bytes)
+from byoc.contract import (CONTENT_TYPE_ALIASES, CONTENT_TYPES, CUSTOM_ATTRIBUTES_HEADER, IMAGE_TYPES, JSON_LINES_TYPE,
+                           JSON_TYPE, MULTIPART_TYPE, NPY_TYPE, UNTYPED, base64_bytes, top_k_attribute)
 from byoc.serving import arrays, images
 from byoc.serving.errors import RequestError
 from byoc.serving.json_bodies import strict_json
@@ -110,7 +110,9 @@ def _from_json(body: bytes, limits: Limits) -> Payload:
     document = strict_json(body)
     shape = 'Send {"image": "<base64>"} or {"images": ["<base64>", ...]}'
     if not isinstance(document, dict) or len(document) != 1:
-        raise RequestError(400, f"{shape}: an object with one of those keys and nothing else.")
+        hint = (f" (top_k goes in InvokeEndpoint's CustomAttributes, the {CUSTOM_ATTRIBUTES_HEADER} header: "
+                f"{top_k_attribute(3)})" if isinstance(document, dict) and "top_k" in document else "")
+        raise RequestError(400, f"{shape}: an object with one of those keys and nothing else{hint}.")
     if isinstance(document.get("image"), str):
         encoded, many = [document["image"]], False
     elif isinstance(document.get("images"), list) and document["images"]:
