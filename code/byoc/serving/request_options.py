@@ -3,6 +3,8 @@
 InvokeEndpoint forwards `Accept` and `CustomAttributes` (as the header
 X-Amzn-SageMaker-Custom-Attributes); query strings do not reach the container.
 """
+import json
+
 from byoc.contract import CONTENT_TYPE_ALIASES, DEFAULT_TOP_K, JSON_LINES_TYPE, RESPONSE_TYPE
 from byoc.serving.errors import RequestError
 
@@ -38,15 +40,37 @@ def _weight(weights: dict[str, float], media_type: str) -> float:
 
 
 def top_k(custom_attributes: str | None, num_classes: int) -> int:
-    """`top_k=N` among comma- or semicolon-separated key=value custom attributes; at most num_classes."""
-    for item in (custom_attributes or "").replace(";", ",").split(","):
+    """`top_k=N` among the custom attributes, at most num_classes. CustomAttributes is free text, so
+    it is read as users write it: key=value pairs split by ',', ';' or '&' (a value may be quoted), or
+    a JSON object such as json.dumps({"top_k": 3})."""
+    text = (custom_attributes or "").strip()
+    given = _from_json_object(text) if text.startswith("{") else _from_pairs(text)
+    if given is None:
+        return min(DEFAULT_TOP_K, num_classes)
+    k = given if isinstance(given, int) and not isinstance(given, bool) else _whole_number(given)
+    if k is None or k < 1:
+        raise RequestError(400, f"top_k={given!r} must be a whole number of at least 1.")
+    return min(k, num_classes)
+
+
+def _from_pairs(text: str) -> str | None:
+    for item in text.replace(";", ",").replace("&", ",").split(","):
         key, _, value = item.partition("=")
         if key.strip().lower() == "top_k":
-            try:
-                k = int(value.strip())
-            except ValueError:
-                k = 0
-            if k < 1:
-                raise RequestError(400, f"top_k={value.strip()!r} must be a whole number of at least 1.")
-            return min(k, num_classes)
-    return min(DEFAULT_TOP_K, num_classes)
+            return value.strip().strip("'\"")
+    return None
+
+
+def _from_json_object(text: str):
+    try:
+        document = json.loads(text)
+    except ValueError:  # not JSON after all: other text of the caller's, with no top_k in it for us
+        return _from_pairs(text)
+    return document.get("top_k") if isinstance(document, dict) else None
+
+
+def _whole_number(value) -> int | None:
+    try:
+        return int(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
