@@ -161,11 +161,29 @@ def _nested_hint(model_dir: Path) -> str:
     except OSError:
         return ""
     if not found:
-        return ""
+        return _other_stack_hint(model_dir)
     inner = found[0].parent
     return (f" It holds {inner.name}/{SPEC_FILE}: the package is one folder too deep, as `tar -czf model.tar.gz "
             f"{inner.name}/` makes it; pack the folder's contents instead: "
             f"`tar -czf model.tar.gz -C {inner.name} .`")
+
+
+# What a package made for AWS's PyTorch serving containers (or TorchServe) holds instead of model.json.
+OTHER_STACKS_FILES = ("code/inference.py", "inference.py", "*.pth", "*.pt", "*.mar", "model.bin")
+
+
+def _other_stack_hint(model_dir: Path) -> str:
+    """A package made for another serving stack: say what this image serves instead, and that it runs no code."""
+    try:
+        found = sorted({str(path.relative_to(model_dir)) for pattern in OTHER_STACKS_FILES
+                        for path in model_dir.glob(pattern)})
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    return (f" It holds {', '.join(found[:4])}: a package for another serving stack (AWS's PyTorch containers' "
+            "model_fn/predict_fn, TorchServe). This image serves what its training image writes, model.json beside "
+            "model.safetensors (README: the model package), and never runs code from a package.")
 
 
 def _unique_keys(pairs: list) -> dict:

@@ -154,3 +154,21 @@ def test_a_package_one_folder_too_deep_says_how_to_pack_it(tmp_path):
     (tmp_path / "outdir" / contract.SPEC_FILE).write_text(json.dumps(GOOD))
     with pytest.raises(ModelPackageError, match=r"outdir/model.json: the package is one folder too deep.*-C outdir"):
         contract.load_spec(tmp_path)
+
+
+@pytest.mark.parametrize("files", [("model.pth", "code/inference.py"), ("model.pt",), ("dogs.mar",),
+                                   ("inference.py", "model.bin")])
+def test_a_package_for_another_serving_stack_is_named_as_such(tmp_path, files):
+    """A model.tar.gz made for AWS's PyTorch containers (model_fn in code/inference.py) or TorchServe."""
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ModelPackageError, match=r"a package for another serving stack .* never runs code") as error:
+        contract.load_spec(tmp_path)
+    assert all(name in str(error.value) for name in files)
+
+
+def test_an_empty_model_folder_gets_no_hint_about_other_stacks(tmp_path):
+    with pytest.raises(ModelPackageError) as error:
+        contract.load_spec(tmp_path)
+    assert "another serving stack" not in str(error.value)
