@@ -13,12 +13,16 @@ from byoc_cloud.preflight import add_skip_check, preflight
 
 def hyperparameters(pairs: list[str]) -> dict[str, str]:
     """--hp epochs=10 --hp model=resnet_small -> SageMaker's encoding (byoc.contract): a value that
-    reads as JSON is that JSON value, anything else the string itself."""
+    reads as JSON is that JSON value, anything else the string itself; a text field (a file name)
+    is always its text, so pretrained_weights=1e5 names the file 1e5, not 100000.0."""
     values = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise LaunchError(f"hyperparameter {pair!r}: expected NAME=VALUE")
+        if key in table.FIELDS and table.FIELDS[key].type is str:
+            values[key] = text
+            continue
         try:
             values[key] = json.loads(text)
         except json.JSONDecodeError:

@@ -28,3 +28,17 @@ def test_a_serving_setting_on_a_training_job_is_refused(launch_env, capsys):
     assert "the training image reads no such setting" in capsys.readouterr().err
     names = [s["TrainingJobName"] for s in boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]]
     assert "byoc-train-refused" not in names
+
+
+def test_a_file_name_hyperparameter_reaches_the_job_as_typed(launch_env, capsys):
+    """--hp pretrained_weights=1e5 was sent as "100000.0": the CLI read every value as JSON."""
+    import json
+
+    from byoc.training import hyperparameters
+
+    _, [request] = dry_run(capsys, *train(launch_env, "--hp", "model=resnet50", "--hp", "pretrained_weights=1e5",
+                                          "--hp", "epochs=2"))
+    sent = request["request"]["HyperParameters"]
+    assert sent["epochs"] == "2"
+    decoded = {name: json.loads(text) for name, text in sent.items()}  # as sagemaker-training decodes them
+    assert hyperparameters.parse(decoded, sent).pretrained_weights == "1e5"
