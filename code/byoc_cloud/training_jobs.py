@@ -4,7 +4,7 @@ import sys
 
 from byoc.contract import encode_hyperparameters
 from byoc.training import hyperparameters as table
-from byoc.training.channels import REQUIRED as REQUIRED_CHANNELS
+from byoc.training.channels import ELSEWHERE, OPTIONAL, REQUIRED as REQUIRED_CHANNELS
 from byoc.training.metrics import METRIC_DEFINITIONS  # plain data: no torch needed
 from byoc_cloud import arguments, container, follow
 from byoc_cloud.calls import LaunchError, check_calls, timestamped
@@ -46,14 +46,28 @@ def channels(pairs: list[str]) -> list[dict]:
     if missing := [name for name in REQUIRED_CHANNELS if name not in names]:
         raise LaunchError(f"no {', '.join(missing)} channel: the training image needs --channel "
                           f"{missing[0]}=s3://bucket/prefix")
+    _check_names(names)
     out = []
     for pair in pairs:
         name, sep, uri = pair.partition("=")
-        if not sep or not uri.startswith("s3://"):
-            raise LaunchError(f"channel {pair!r}: expected NAME=s3://bucket/prefix")
+        if not sep or not arguments.S3_PATTERN.fullmatch(uri):
+            raise LaunchError(f"channel {pair!r}: expected NAME=s3://bucket/prefix, the bucket 3-63 lower-case "
+                              "letters, digits, dots and hyphens")
         out.append({"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}})
     return out
+
+
+def _check_names(names: list[str]) -> None:
+    """Only channels the image reads: another name (a typo, 'eval') would be copied and never read."""
+    read = [*REQUIRED_CHANNELS, *(alias for aliases in OPTIONAL.values() for alias in aliases), *ELSEWHERE]
+    if unread := [name for name in names if name not in read]:
+        raise LaunchError(f"--channel {unread[0]}: the training image reads no such channel; it reads "
+                          f"{', '.join(read)}")
+    for ours, aliases in OPTIONAL.items():
+        if len(given := [name for name in names if name in aliases]) > 1:
+            raise LaunchError(f"--channel {' and '.join(given)}: the training image reads one {ours} channel "
+                              f"(either name); give one")
 
 
 def stopping_condition(args) -> dict:

@@ -82,6 +82,15 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     # what the training image would refuse, or flags that would be ignored
     ([*TRAIN, "--channel", "train=s3://bkt/t2"], "--channel train given more than once"),
     ([*TRAIN[:5], "--channel", "valid=s3://bkt/v", *TRAIN[7:]], "no train channel"),
+    ([*TRAIN, "--channel", "eval=s3://bkt/e"], "--channel eval: the training image reads no such channel; it reads "
+                                                "train, valid, validation, test, pretrained"),
+    ([*TRAIN, "--channel", "Train=s3://bkt/e"], "--channel Train: the training image reads no such channel"),
+    ([*TRAIN, "--channel", "valid=s3://bkt/v", "--channel", "validation=s3://bkt/w"],
+     "--channel valid and validation: the training image reads one valid channel (either name); give one"),
+    ([*TRAIN, "--channel", "test=s3://My_Bucket/t"], "channel 'test=s3://My_Bucket/t': expected NAME=s3://bucket/prefix, "
+                                                      "the bucket 3-63 lower-case"),
+    ([*TRAIN, "--channel", "test=https://bkt.s3.amazonaws.com/t"], "expected NAME=s3://bucket/prefix"),
+    ([*TUNE, "--channel", "vaild=s3://bkt/v"], "--channel vaild: the training image reads no such channel"),
     ([*TRAIN, "--hp", "epochs=0"], "the training image would refuse these hyperparameters"),
     ([*TRAIN, "--hp", "bogus=1"], "the training image would refuse these hyperparameters"),
     ([*TRAIN, "--hp", "model=vgg"], "the training image would refuse these hyperparameters"),
