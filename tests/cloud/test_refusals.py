@@ -114,6 +114,11 @@ def refused(main, argv, says, requests_sent, capsys) -> None:
     ([*TUNE, "--best", "bad name!"], "argument --best"),
     ([*DEPLOY, "--endpoint", "bad name!"], "argument --endpoint: EndpointName='bad name!'"),
     ([*DEPLOY[:-2], "--model-data", "/local/m.tar.gz"], "argument --model-data: Url='/local/m.tar.gz'"),
+    ([*DEPLOY[:-2], "--model-data", "s3://bkt/jobs/j1/output/"], "argument --model-data: 's3://bkt/jobs/j1/output/': "
+                                                                 "expected s3://bucket/.../model.tar.gz"),
+    ([*DEPLOY[:-2], "--model-data", "s3://bkt/model.zip"], "expected s3://bucket/.../model.tar.gz"),
+    ([*DEPLOY[:-2], "--model-data", "https://bkt.s3.amazonaws.com/output/"], "expected s3://bucket/.../model"),
+    ([*DEPLOY[:-2], "--model-data", "s3://My_Bkt/model.tar.gz"], "expected s3://bucket/.../model"),
     ([*DEPLOY[:-2], "--training-job", "bad job!"], "argument --training-job"),
     ([*DEPLOY, "--role", "arn:aws:iam::123456789012:user/bob"], "argument --role"),
     ([*DEPLOY, "--instance-type", "ml.x99.huge"], "argument --instance-type: 'ml.x99.huge' is not a SageMaker "
