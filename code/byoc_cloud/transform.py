@@ -29,7 +29,7 @@ def _check(args) -> None:
         if not S3_URI.fullmatch(uri):
             raise LaunchError(f"{flag} {uri!r}: expected s3://bucket/prefix")
     allowed = contract.CONTENT_TYPES if args.split == "None" else (contract.JSON_TYPE, contract.JSON_LINES_TYPE)
-    if args.content_type not in allowed:
+    if contract.CONTENT_TYPE_ALIASES.get(args.content_type.lower(), args.content_type.lower()) not in allowed:
         raise LaunchError(f"--content-type {args.content_type} with --split {args.split}: the serving image takes "
                           f"{', '.join(allowed)} here")
     payload, concurrency = args.max_payload_mb, args.max_concurrent_transforms
@@ -93,7 +93,8 @@ def add_commands(sub, common) -> None:
     command.add_argument("--instance-count", type=int, default=1)
     command.add_argument("--split", choices=tuple(SPLITS), default="None",
                          help="None: one image per object; Line: JSON Lines of {\"image\": \"<base64>\"}")
-    command.add_argument("--content-type", help="default application/x-image (--split None), application/json "
+    command.add_argument("--content-type", help="default application/x-image (--split None: JPEG and PNG alike; "
+                                                "image/jpeg or image/png refuse the other), application/json "
                                                 "(--split Line)")
     command.add_argument("--batch-strategy", choices=("SingleRecord", "MultiRecord"),
                          help="with --split Line: one line per request, or as many as fit (default: the container's)")

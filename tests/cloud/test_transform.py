@@ -97,3 +97,10 @@ def test_an_image_no_batch_ami_can_run_is_refused(launch_env, capsys):
     """A CUDA 13 build needs R580; batch transform's newest AMI brings 535."""
     assert cli.main([*transform(launch_env, "--instance-type", "ml.g5.xlarge", image="cuda13")]) == 2
     assert "no TransformAmiVersion brings R580" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content_type", ["image/jpg", "IMAGE/PNG", "image/x-png"])
+def test_image_types_under_the_names_users_write_are_taken_as_the_container_takes_them(launch_env, capsys,
+                                                                                       content_type):
+    _, requests = dry_run(capsys, *transform(launch_env, "--content-type", content_type))
+    assert requests[-1]["request"]["TransformInput"]["ContentType"] == content_type
