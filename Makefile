@@ -77,7 +77,7 @@ standins: .venv/.synced  ## moto server (AWS APIs) and docker-registry on loopba
 standins-down:  ## stop the stand-ins (their registry storage stays in STANDINS_DIR)
 	$(UV) run --frozen python -m ecr.standins down --dir $(STANDINS_DIR)
 
-lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP (with byoc/contract.py)
+lambda-zip:  ## the Lambda function that calls the endpoint, as LAMBDA_ZIP (with its modules and byoc/contract.py)
 	@mkdir -p $(dir $(LAMBDA_ZIP))
 	@python3 code/byoc_cloud/lambda_package.py $(LAMBDA_ZIP)
 

@@ -1,5 +1,6 @@
-"""The endpoint Lambda's deployment package: endpoint_lambda.py and byoc/contract.py, all that the
-function imports besides Lambda's Python runtime (standard library, boto3).
+"""The endpoint Lambda's deployment package: endpoint_lambda.py, the two modules it reads requests and
+fetches URLs with, and byoc/contract.py: all that the function imports besides Lambda's Python
+runtime (standard library, boto3).
 
 The zip is the same bytes for the same sources (fixed timestamps and modes), so a deployed
 function's CodeSha256 says whether its code is current. Standard library only: `make
@@ -16,6 +17,9 @@ from pathlib import Path
 
 CODE = Path(__file__).resolve().parents[1]  # code/ in the repository, site-packages when installed
 FILES = {"endpoint_lambda.py": CODE / "byoc_cloud" / "endpoint_lambda.py",
+         "byoc_cloud/__init__.py": CODE / "byoc_cloud" / "__init__.py",
+         "byoc_cloud/lambda_events.py": CODE / "byoc_cloud" / "lambda_events.py",
+         "byoc_cloud/lambda_urls.py": CODE / "byoc_cloud" / "lambda_urls.py",
          "byoc/__init__.py": CODE / "byoc" / "__init__.py",
          "byoc/contract.py": CODE / "byoc" / "contract.py"}
 HANDLER = "endpoint_lambda.handler"

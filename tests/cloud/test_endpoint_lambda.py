@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from byoc import contract
-from byoc_cloud import endpoint_lambda
+from byoc_cloud import endpoint_lambda, lambda_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -67,7 +67,7 @@ def test_ipv6_addresses_that_embed_private_ipv4_are_refused(address):
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2600::5efe:808:808",
                                      "8.8.8.8", "2606:4700::1111"])
 def test_addresses_that_embed_public_ipv4_pass_the_check(address):
-    assert endpoint_lambda.refusal(ipaddress.ip_address(address)) is None
+    assert lambda_urls.refusal(ipaddress.ip_address(address)) is None
 
 
 @pytest.mark.parametrize("url", [
@@ -264,7 +264,8 @@ def test_lambda_zip_holds_a_working_handler(tmp_path):
     target = tmp_path / "endpoint-lambda.zip"
     subprocess.run(["make", "-s", "lambda-zip", f"LAMBDA_ZIP={target}"], cwd=ROOT, check=True)
     files = sorted(n for n in zipfile.ZipFile(target).namelist() if not n.endswith("/"))
-    assert files == ["byoc/__init__.py", "byoc/contract.py", "endpoint_lambda.py"]
+    assert files == ["byoc/__init__.py", "byoc/contract.py", "byoc_cloud/__init__.py", "byoc_cloud/lambda_events.py",
+                     "byoc_cloud/lambda_urls.py", "endpoint_lambda.py"]
     # Lambda imports the handler from the unpacked zip: only it, the standard library and boto3 are there.
     result = subprocess.run([sys.executable, "-c", "import sys, json; sys.path.insert(0, sys.argv[1]); "
                              "import endpoint_lambda; print(json.dumps(endpoint_lambda.handler({}))); "

@@ -28,7 +28,7 @@ import botocore.session
 import pytest
 
 from byoc import contract
-from byoc_cloud import endpoint_lambda
+from byoc_cloud import endpoint_lambda, lambda_events
 
 ENDPOINT = "fashion"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -300,7 +300,7 @@ def test_bodies_that_are_not_a_request_are_a_400(runtime, source, body, error):
 @pytest.mark.parametrize("body", ["[" * 100_000, '{"url": ' * 100_000])
 def test_json_nested_past_the_stack_is_a_400_not_a_crash(runtime, body):
     assert answer_of(function_url(body=body))[:2] == (400, {"error": f"the request body is not JSON: "
-                                                                     f"{endpoint_lambda.USAGE}"})
+                                                                     f"{lambda_events.USAGE}"})
 
 
 def test_json_with_a_byte_order_mark(runtime):

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import pwd
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
