@@ -146,6 +146,14 @@ def test_class_folders_that_give_one_label_twice_fail_before_training(docker_cli
     assert_clean_failure(run, "class_names repeats ['Dog']", "folders 001.Dog, 002.Dog")
 
 
+def test_a_whole_data_set_as_the_train_channel_fails_before_training(docker_client, small_data, tmp_path):
+    """train/, valid/ and test/ in one channel (`aws s3 sync` of the data set's folder) would otherwise
+    train a model of three classes named test, train and valid."""
+    run = run_training(docker_client, tmp_path, {"epochs": 1}, {"train": small_data})
+    assert_clean_failure(run, "holds the split folder(s) test, train, valid, not class folders",
+                         "Pass each split as its own channel")
+
+
 @pytest.mark.parametrize(
     "hyperparameters, phrases",
     [

@@ -200,6 +200,18 @@ def test_names_as_s3_keys_and_macos_have_them_are_read(small_data, tmp_path):
     assert len(train.classes) == 4 and len(train) == 3 + 4
 
 
+def test_other_channels_match_the_training_classes_in_any_unicode_form_but_not_across_case(small_data, tmp_path):
+    train = class_folders(small_data, tmp_path / "train")
+    (train / CLASSES[2]).rename(train / "003.Café")
+    valid = class_folders(small_data, tmp_path / "valid", names=CLASSES[1:])
+    (valid / CLASSES[2]).rename(valid / unicodedata.normalize("NFD", "003.Café"))  # made on macOS
+    splits = data.load_splits({"train": train, "valid": valid}, PREP)
+    assert sorted(set(splits["valid"].targets)) == [1, 2] and len(splits["valid"]) == 10
+    (valid / CLASSES[1]).rename(valid / CLASSES[1].lower())
+    with pytest.raises(DataError, match=r"002.trouser that the training channel lacks \(002.trouser is 002.Trouser"):
+        data.load_splits({"train": train, "valid": valid}, PREP)
+
+
 def test_labels_are_nfc_whatever_form_the_folder_names_are_in():
     assert contract.display_name(unicodedata.normalize("NFD", "004.Chien_de_berger_été")) == "Chien de berger été"
     assert contract.display_name("004.Chien_de_berger_été") == unicodedata.normalize("NFC", "Chien de berger été")

@@ -11,14 +11,16 @@ Channels as people upload them (`aws s3 sync`, `upload_data`, an unzipped archiv
 - Tools' litter is never a class or an image, and goes unmentioned: hidden entries
   (`.DS_Store`, `.ipynb_checkpoints/`, macOS's `._photo.jpg`), `__MACOSX/`, `@eaDir/`,
   `lost+found/`, `$RECYCLE.BIN/`, `System Volume Information/`, `Thumbs.db`, `desktop.ini`, `Icon\r`.
+- Another channel's folders match the training classes in NFC (a folder made on macOS may be in
+  NFD), never across case; class labels are NFC (contract.display_name).
 - Images are the files whose extension Pillow reads (any case: `.JPG`, `.jfif`, `.avif`, ...)
   and files with no extension; every one is decoded by the scan, so a JPEG named `.png` is
   read and an unreadable file (truncated, empty, HEIC/HEIF, which Pillow cannot decode) is
   skipped and counted, up to `max_bad_image_fraction`. Other files in class folders (`.txt`,
   `.xml`, ...) are skipped, and counted in one log line; so are files beside the class folders.
 - Refused, in one paragraph that names the folder: a channel of split folders (`train/`,
-  `valid/`, `test/`: one channel each), one extra level (`dogImages/` or `train/` holding the
-  class folders: point the channel at that folder), images or an archive but no class folders,
+  `valid/`, `test/`: one channel each), one extra level (`dogImages/` or `cifar-100-python/`
+  alone in the channel: point the channel at it), images or an archive but no class folders,
   fewer than two training classes, class folders that differ only in case or Unicode form
   (`Dog`/`dog`, one folder on macOS and Windows), and a training class with no readable image.
 """
@@ -230,13 +232,22 @@ class ClassFolders(ImageFolder):
         if self._given_classes is None:
             check_distinct(directory, found)
             return found, {name: i for i, name in enumerate(found)}
-        extra = [name for name in found if name not in self._given_classes]
+        return self._given_classes, self.training_indices(directory, found)
+
+    def training_indices(self, directory: str, found: list[str]) -> dict[str, int]:
+        """Each folder here to its training class's index. Names match in NFC (the same text, whichever
+        form the folder was made in), but not across case: on S3, Dog and dog are two prefixes."""
+        index = {unicodedata.normalize("NFC", name): i for i, name in enumerate(self._given_classes)}
+        extra = [name for name in found if unicodedata.normalize("NFC", name) not in index]
         if extra:
+            alike = {same_name(name): name for name in self._given_classes}
+            hints = [f"{name} is {alike[same_name(name)]} there" for name in extra if same_name(name) in alike]
             raise DataError(
-                f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks; "
-                "every class must have training images."
+                f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks"
+                + (f" ({'; '.join(hints)}: folder names must match, case included)" if hints else "")
+                + "; every class must have training images."
             )
-        return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
+        return {name: index[unicodedata.normalize("NFC", name)] for name in found}
 
     def make_dataset(self, directory: str, class_to_idx: dict[str, int], extensions=None, is_valid_file=None,
                      allow_empty: bool = False) -> list[tuple[str, int]]:
