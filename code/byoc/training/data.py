@@ -286,7 +286,7 @@ class ClassFolders(ImageFolder):
                     f"{len(bad)} of {len(paths)} images in {self.root} cannot be read{why} (e.g. "
                     f"{', '.join(bad[:3])}); more than the allowed {max_bad_fraction:.1%} (max_bad_image_fraction)."
                 )
-        self.check_classes_read(paths, results)
+        self.check_classes_read(results)
         kept = [result for result in results if result is not False]
         self.samples = [sample for sample, result in zip(self.samples, results) if result is not False]
         self.targets = [s[1] for s in self.samples]
@@ -296,7 +296,7 @@ class ClassFolders(ImageFolder):
         logger.info("%s: %d images, %d of them decoded in memory (%.0f MiB)", self.root, len(self.samples), cached,
                     self.memory_bytes() / 2**20)
 
-    def check_classes_read(self, paths: list[str], results: list) -> None:
+    def check_classes_read(self, results: list) -> None:
         """Every training class folder must give readable images: a class the model never sees
         would still be one of its answers. (Given classes: a sharded host may lack some.)"""
         if self._given_classes is not None:
@@ -376,6 +376,11 @@ def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int
     """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors. `classes`: the
     training classes when they are known beforehand (a sharded channel: every host's folders)."""
     train = open_split(channels["train"], "train", transform=None, classes=classes)
+    if len(train.classes) < 2:  # before the scan: no point decoding a data set that cannot be used
+        raise DataError(
+            f"The 'train' channel {channels['train']} gives only the class {', '.join(train.classes)}: a "
+            "classifier needs at least two, one folder of images each (001.Affenpinscher/, 002.Afghan_hound/, ...)."
+        )
     splits = {"train": train}
     for name in ("valid", "test"):
         if name in channels:
@@ -385,11 +390,6 @@ def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int
         split.scan(budget, max_bad_fraction, threads)
     if not len(splits["train"]):
         raise DataError(f"The 'train' channel has no readable images in {channels['train']}.")
-    if len(splits["train"].classes) < 2:
-        raise DataError(
-            f"The 'train' channel {channels['train']} gives only the class {', '.join(splits['train'].classes)}: "
-            "a classifier needs at least two, one folder of images each (001.Affenpinscher/, 002.Afghan_hound/, ...)."
-        )
     return splits
 
 
