@@ -17,6 +17,7 @@ import json
 import math
 import re
 import stat
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -252,8 +253,9 @@ def class_folder(index: int, name: str) -> str:
 
 
 def display_name(folder: str) -> str:
-    """The label the endpoint answers with: '001.T-shirt_top' -> 'T-shirt top'."""
-    return re.sub(r"^\d+\.", "", folder).replace("_", " ")
+    """The label the endpoint answers with: '001.T-shirt_top' -> 'T-shirt top'. In NFC, as text is
+    typed and compared: a folder made on macOS may be named in NFD ('e' and a combining accent)."""
+    return unicodedata.normalize("NFC", re.sub(r"^\d+\.", "", folder).replace("_", " "))
 
 
 # --- hyperparameters ---------------------------------------------------------------------

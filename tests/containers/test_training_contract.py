@@ -146,6 +146,41 @@ def test_class_folders_that_give_one_label_twice_fail_before_training(docker_cli
     assert_clean_failure(run, "class_names repeats ['Dog']", "folders 001.Dog, 002.Dog")
 
 
+def test_a_whole_data_set_as_the_train_channel_fails_before_training(docker_client, small_data, tmp_path):
+    """train/, valid/ and test/ in one channel (`aws s3 sync` of the data set's folder) would otherwise
+    train a model of three classes named test, train and valid."""
+    run = run_training(docker_client, tmp_path, {"epochs": 1}, {"train": small_data})
+    assert_clean_failure(run, "holds the split folder(s) test, train, valid, not class folders",
+                         "Pass each split as its own channel")
+
+
+def test_an_unzipped_macos_archive_of_phone_and_web_images_trains(docker_client, small_data, tmp_path):
+    """The image's own Pillow reads what users upload (AVIF, a JPEG named .jfif, CMYK, 16-bit, palette,
+    animated GIF), skips and counts what it cannot (HEIC, a truncated JPEG), and ignores the litter."""
+    train = tmp_path / "data"
+    for folder in ("001.T-shirt_top", "002.Trouser", "003.Pullover"):
+        shutil.copytree(small_data / "valid" / folder, train / folder)
+    (train / "__MACOSX" / "001.T-shirt_top").mkdir(parents=True)
+    (train / "__MACOSX" / "001.T-shirt_top" / "._00001.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (train / ".DS_Store").write_bytes(b"Bud1")
+    (train / "002.Trouser" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    photo = Image.effect_mandelbrot((40, 30), (-2, -1, 1, 1), 50).convert("RGB")
+    given = train / "001.T-shirt_top"
+    photo.save(given / "phone.avif")
+    photo.save(given / "web.jfif", "JPEG")
+    photo.convert("CMYK").save(given / "print.jpg")
+    photo.convert("I;16").save(given / "scan16.png")
+    photo.convert("P").save(given / "palette.png", transparency=0)
+    photo.save(given / "animated.gif", save_all=True, append_images=[photo.convert("L").convert("RGB")])
+    (given / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    run = run_training(docker_client, tmp_path / "opt_ml", {"epochs": 1, "max_bad_image_fraction": 0.05},
+                       {"train": train})
+    assert run.exit_code == 0, run.failure or run.logs[-3000:]
+    assert "skipping 1 unreadable image(s) (1 of them HEIC/HEIF" in run.logs
+    metrics = json.loads((run.opt_ml / "output" / "data" / "metrics.json").read_text())
+    assert metrics["data"]["channels"]["train"]["images"] == 90 + 6
+
+
 @pytest.mark.parametrize(
     "hyperparameters, phrases",
     [

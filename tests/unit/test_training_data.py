@@ -40,6 +40,7 @@ def test_a_class_without_training_images_is_refused(small_data, tmp_path):
 
 def test_empty_train_channel_is_a_data_error(tmp_path):
     (tmp_path / "001.A").mkdir()
+    (tmp_path / "002.B").mkdir()
     with pytest.raises(DataError, match="no usable images"):
         data.load_splits({"train": tmp_path}, Preprocessing(28, 28))
 

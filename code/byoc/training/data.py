@@ -5,11 +5,31 @@ Each channel holds one folder per class, named like the dog-breed data set
 (`001.Affenpinscher/`, `002.Afghan_hound/` ...; any folder name works). The
 training channel defines the classes; the others are read with its class
 indices, so a class missing from a small validation set shifts nothing.
+
+Channels as people upload them (`aws s3 sync`, `upload_data`, an unzipped archive):
+
+- Tools' litter is never a class or an image, and goes unmentioned: hidden entries
+  (`.DS_Store`, `.ipynb_checkpoints/`, macOS's `._photo.jpg`), `__MACOSX/`, `@eaDir/`,
+  `lost+found/`, `$RECYCLE.BIN/`, `System Volume Information/`, `Thumbs.db`, `desktop.ini`, `Icon\r`.
+- Another channel's folders match the training classes in NFC (a folder made on macOS may be in
+  NFD), never across case; class labels are NFC (contract.display_name).
+- Images are the files whose extension Pillow reads (any case: `.JPG`, `.jfif`, `.avif`, ...)
+  and files with no extension; every one is decoded by the scan, so a JPEG named `.png` is
+  read and an unreadable file (truncated, empty, HEIC/HEIF, which Pillow cannot decode) is
+  skipped and counted, up to `max_bad_image_fraction`. Other files in class folders (`.txt`,
+  `.xml`, ...) are skipped, and counted in one log line; so are files beside the class folders.
+- Refused, in one paragraph that names the folder: a channel of split folders (`train/`,
+  `valid/`, `test/`: one channel each), one extra level (`dogImages/` or `cifar-100-python/`
+  alone in the channel: point the channel at it), images or an archive but no class folders,
+  fewer than two training classes, class folders that differ only in case or Unicode form
+  (`Dog`/`dog`, one folder on macOS and Windows), and a training class with no readable image.
 """
 import logging
 import os
 import stat
 import threading
+import unicodedata
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +47,14 @@ from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+UNDECODABLE_PHOTOS = (".heic", ".heif")  # phones' photos: counted as images, then as unreadable ones, by name
+IMAGE_EXTENSIONS = tuple(sorted(extension for extension, kind in Image.registered_extensions().items()
+                                if kind in Image.OPEN)) + UNDECODABLE_PHOTOS
+ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar")
+# What archivers, file systems, NAS and desktops leave behind (hidden names aside).
+LITTER = {"__MACOSX", "@eaDir", "#recycle", "lost+found", "$RECYCLE.BIN", "System Volume Information",
+          "Thumbs.db", "ehthumbs.db", "desktop.ini", "Icon\r"}
+SPLIT_NAMES = {"train", "training", "valid", "validation", "val", "dev", "test", "testing", "eval"}
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -36,22 +63,30 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def has_image_extension(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
+    """Named like an image, or not named at all (a download saved without an extension)."""
+    extension = os.path.splitext(os.path.basename(path))[1]
+    return not extension or extension.lower() in IMAGE_EXTENSIONS
 
 
 def visible(name: str) -> bool:
-    """Hidden entries (.ipynb_checkpoints/, macOS's ._photo.jpg) are tools' litter: never classes or images."""
-    return not name.startswith(".")
+    """Hidden entries (.ipynb_checkpoints/, macOS's ._photo.jpg) and tools' litter (__MACOSX/,
+    Thumbs.db) are never classes or images."""
+    return not name.startswith(".") and name not in LITTER
 
 
 def class_folders(directory) -> list[str]:
     return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and visible(entry.name))
 
 
-def image_files(folder: str) -> list[str]:
-    """The image files under a class folder, in torchvision's order (sorted folders, then names). A folder
-    symlink is followed, but never into a folder already walked: a loop (loop -> .) would otherwise
-    repeat every image once per level, down to the system's limit on symlinks."""
+def loose_files(directory) -> list[str]:
+    """Files beside the class folders (README.txt, labels.csv, an archive): never read."""
+    return sorted(entry.name for entry in os.scandir(directory) if not entry.is_dir() and visible(entry.name))
+
+
+def folder_files(folder: str) -> list[str]:
+    """Every file under a class folder but litter, in torchvision's order (sorted folders, then names).
+    A folder symlink is followed, but never into a folder already walked: a loop (loop -> .) would
+    otherwise repeat every image once per level, down to the system's limit on symlinks."""
     walked, found = set(), []
     for root, dirs, files in os.walk(folder, followlinks=True):
         where = os.stat(root)
@@ -60,8 +95,79 @@ def image_files(folder: str) -> list[str]:
             continue
         walked.add((where.st_dev, where.st_ino))
         dirs[:] = [name for name in dirs if visible(name)]
-        found.append((root, sorted(name for name in files if visible(name) and has_image_extension(name))))
+        found.append((root, sorted(name for name in files if visible(name))))
     return [os.path.join(root, name) for root, names in sorted(found) for name in names]
+
+
+def same_name(name: str) -> str:
+    """What a class folder is called on macOS and Windows, which ignore case and Unicode form."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def check_distinct(directory, folders: list[str]) -> None:
+    """`Dog` and `dog` (or `Café` in macOS's NFD and in NFC) are two folders only on a case-sensitive
+    file system such as S3's: almost surely one class split in two, which would compete with itself."""
+    groups = {}
+    for name in folders:
+        groups.setdefault(same_name(name), []).append(name)
+    alike = [names for names in groups.values() if len(names) > 1]
+    if alike:
+        raise DataError(
+            f"{directory} has class folders that differ only in case or Unicode form ("
+            + "; ".join(" and ".join(repr(n) for n in names) for names in alike)
+            + "): on macOS and Windows they would be one folder. Merge them into one folder per class."
+        )
+
+
+def without_class_folders(files: list[str]) -> str:
+    """What a channel with no class folders holds instead, as the refusal says it."""
+    archives = [name for name in files if name.lower().endswith(ARCHIVE_EXTENSIONS)]
+    if archives:
+        return f"holds the archive(s) {', '.join(archives[:3])}: extract them and upload the class folders"
+    images = [name for name in files if has_image_extension(name)]
+    if images:
+        return f"holds {len(images)} image file(s) (e.g. {images[0]}) but no class folders"
+    return "holds no folders"
+
+
+def check_layout(directory, split: str, folders: list[str], classes: list[str] | None) -> None:
+    """A channel must hold the class folders themselves: not the splits, not a folder above them,
+    not loose images. `classes`: the training classes where known beforehand (another channel than
+    train, or a sharded one, whose host may hold no folder at all)."""
+    if not folders:
+        files = loose_files(directory)
+        if classes is None or files:
+            raise DataError(f"The '{split}' channel {directory} {without_class_folders(files)}; it needs one "
+                            "folder of images per class (001.Affenpinscher/, 002.Afghan_hound/, ...).")
+        return
+    splits = [name for name in folders if name.lower() in SPLIT_NAMES]
+    if splits and len(splits) == len(folders):
+        raise DataError(
+            f"The '{split}' channel {directory} holds the split folder(s) {', '.join(splits)}, not class folders. "
+            "Pass each split as its own channel (train, valid, test), each pointed at the folder that holds the "
+            "class folders."
+        )
+    if len(folders) == 1 and (classes is None or folders[0] not in classes):
+        check_one_level(directory, split, folders[0])
+
+
+def check_one_level(directory, split: str, only: str) -> None:
+    """A channel whose one folder holds what the channel should (an archive's top folder such as
+    `dogImages/`, or `cifar-100-python/`) is one level too deep."""
+    inside = Path(directory, only)
+    below, kind = class_folders(inside), formats.detect(inside)
+    if kind != "folders":
+        held = f"{kind} files"
+    elif below and not any(has_image_extension(name) for name in loose_files(inside)):
+        held = f"folders ({', '.join(below[:3])}{', ...' if len(below) > 3 else ''}) rather than images"
+    else:
+        return
+    if below and all(name.lower() in SPLIT_NAMES for name in below):
+        where = f"pass each of {', '.join(f'{only}/{name}/' for name in below)} as its own channel"
+    else:
+        where = f"point the channel at {only}/ (or upload what it holds)"
+    raise DataError(f"The '{split}' channel {directory} holds only the folder {only}/, which holds {held}: one "
+                    f"level too many. For this job, {where}.")
 
 
 class DecodeBudget:
@@ -98,56 +204,89 @@ def decode_or_fail(path: str, budget: DecodeBudget) -> np.ndarray | bool:
     return array if budget.take(array.nbytes) else True
 
 
+def unreadable_note(bad: list[str]) -> str:
+    """Why some of the unreadable images cannot be read, where their names tell."""
+    photos = sum(path.lower().endswith(UNDECODABLE_PHOTOS) for path in bad)
+    return (f" ({photos} of them HEIC/HEIF, a format this image cannot decode: convert them to JPEG, "
+            "e.g. with macOS's `sips -s format jpeg`, or set the phone to save JPEG)") if photos else ""
+
+
 class ClassFolders(ImageFolder):
     """ImageFolder whose classes can be given (so every split shares one index), that drops
-    unreadable images, and that can hold all images decoded in memory."""
+    unreadable images, and that can hold all images decoded in memory. `split` names the channel
+    in what the job says about it."""
 
-    def __init__(self, root: Path, transform, classes: list[str] | None = None):
-        self._given_classes = classes
+    def __init__(self, root: Path, transform, classes: list[str] | None = None, split: str = "train"):
+        self._given_classes, self.split = classes, split
         self.arrays: list[np.ndarray] | None = None
+        self.not_images: list[str] = []  # files in class folders not named like images (make_dataset)
         super().__init__(str(root), transform=transform, loader=read_rgb,
-                         is_valid_file=has_image_extension, allow_empty=classes is not None)
+                         is_valid_file=has_image_extension, allow_empty=True)
 
     def find_classes(self, directory: str):
         found = class_folders(directory)
+        check_layout(directory, self.split, found, self._given_classes)
+        if loose := loose_files(directory):
+            logger.warning("%s: ignoring %d file(s) beside the class folders (only class folders are read): %s",
+                           directory, len(loose), ", ".join(loose[:5]) + (", ..." if len(loose) > 5 else ""))
         if self._given_classes is None:
-            if not found:
-                raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+            check_distinct(directory, found)
             return found, {name: i for i, name in enumerate(found)}
-        extra = [name for name in found if name not in self._given_classes]
+        return self._given_classes, self.training_indices(directory, found)
+
+    def training_indices(self, directory: str, found: list[str]) -> dict[str, int]:
+        """Each folder here to its training class's index. Names match in NFC (the same text, whichever
+        form the folder was made in), but not across case: on S3, Dog and dog are two prefixes."""
+        index = {unicodedata.normalize("NFC", name): i for i, name in enumerate(self._given_classes)}
+        extra = [name for name in found if unicodedata.normalize("NFC", name) not in index]
         if extra:
+            alike = {same_name(name): name for name in self._given_classes}
+            hints = [f"{name} is {alike[same_name(name)]} there" for name in extra if same_name(name) in alike]
             raise DataError(
-                f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks; "
-                "every class must have training images."
+                f"{directory} has class folder(s) {', '.join(extra)} that the training channel lacks"
+                + (f" ({'; '.join(hints)}: folder names must match, case included)" if hints else "")
+                + "; every class must have training images."
             )
-        return self._given_classes, {name: i for i, name in enumerate(self._given_classes)}
+        return {name: index[unicodedata.normalize("NFC", name)] for name in found}
 
     def make_dataset(self, directory: str, class_to_idx: dict[str, int], extensions=None, is_valid_file=None,
                      allow_empty: bool = False) -> list[tuple[str, int]]:
-        """torchvision's, without hidden entries and symlink loops (image_files)."""
-        samples = [(path, index) for name, index in sorted(class_to_idx.items())
-                   for path in image_files(os.path.join(directory, name))]
-        filled = {index for _, index in samples}
-        empty = sorted(name for name, index in class_to_idx.items() if index not in filled)
-        if empty and not allow_empty:
-            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}.")
+        """torchvision's, without litter and symlink loops (folder_files); a class may be empty here
+        (check_classes_read says so after the scan, where unreadable images count as none)."""
+        samples = []
+        for name, index in sorted(class_to_idx.items()):
+            for path in folder_files(os.path.join(directory, name)):
+                if has_image_extension(path):
+                    samples.append((path, index))
+                else:
+                    self.not_images.append(path)
         return samples
+
+    def log_not_images(self) -> None:
+        if self.not_images:
+            kinds = Counter(os.path.splitext(path)[1].lower() for path in self.not_images)
+            logger.warning("%s: skipping %d file(s) not named like images (%s), e.g. %s", self.root,
+                           len(self.not_images), ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()),
+                           self.not_images[:3])
 
     def scan(self, budget: DecodeBudget, max_bad_fraction: float, threads: int) -> None:
         """Decode every image once, whatever the cache (Image.verify() checks little beyond PNG): drop
         the unreadable ones (fatal above `max_bad_fraction`) and keep the decoded pixels of as many as
         the budget holds, so the loader reads only the rest from disk each epoch."""
+        self.log_not_images()
         paths = [path for path, _ in self.samples]
         with ThreadPoolExecutor(threads) as pool:  # Pillow decodes without holding the GIL
             results = list(pool.map(decode_or_fail, paths, [budget] * len(paths), chunksize=64))
         bad = [path for path, ok in zip(paths, results) if ok is False]
         if bad:
-            logger.warning("%s: skipping %d unreadable image(s), e.g. %s", self.root, len(bad), bad[:3])
+            why = unreadable_note(bad)
+            logger.warning("%s: skipping %d unreadable image(s)%s, e.g. %s", self.root, len(bad), why, bad[:3])
             if len(bad) > max_bad_fraction * len(paths):
                 raise DataError(
-                    f"{len(bad)} of {len(paths)} images in {self.root} cannot be read (e.g. {', '.join(bad[:3])}); "
-                    f"more than the allowed {max_bad_fraction:.1%} (max_bad_image_fraction)."
+                    f"{len(bad)} of {len(paths)} images in {self.root} cannot be read{why} (e.g. "
+                    f"{', '.join(bad[:3])}); more than the allowed {max_bad_fraction:.1%} (max_bad_image_fraction)."
                 )
+        self.check_classes_read(results)
         kept = [result for result in results if result is not False]
         self.samples = [sample for sample, result in zip(self.samples, results) if result is not False]
         self.targets = [s[1] for s in self.samples]
@@ -156,6 +295,24 @@ class ClassFolders(ImageFolder):
         cached = sum(a is not None for a in self.arrays)
         logger.info("%s: %d images, %d of them decoded in memory (%.0f MiB)", self.root, len(self.samples), cached,
                     self.memory_bytes() / 2**20)
+
+    def check_classes_read(self, results: list) -> None:
+        """Every training class folder must give readable images: a class the model never sees
+        would still be one of its answers. (Given classes: a sharded host may lack some.)"""
+        if self._given_classes is not None:
+            return
+        read = {index for (_, index), result in zip(self.samples, results) if result is not False}
+        empty = [name for index, name in enumerate(self.classes) if index not in read]
+        if empty:
+            tried = Counter(self.classes[index] for _, index in self.samples)
+            others = Counter(os.path.relpath(path, self.root).split(os.sep)[0] for path in self.not_images)
+            held = "; ".join(f"{name}/: {tried[name]} unreadable image(s), {others[name]} other file(s)"
+                             for name in empty[:5])
+            raise DataError(
+                f"The '{self.split}' channel has no usable images in class folder(s) {', '.join(empty[:5])}"
+                f"{', ...' if len(empty) > 5 else ''} of {self.root} ({held}). Add readable images (JPEG, PNG, "
+                "...) to each, or remove the folder if it is not a class."
+            )
 
     def memory_bytes(self) -> int:
         return sum(a.nbytes for a in self.arrays or [] if a is not None)
@@ -207,7 +364,7 @@ def open_split(path: Path, split: str, transform, classes: list[str] | None = No
     """A channel's images in whichever format it holds (class folders, CIFAR-100, IDX)."""
     kind = formats.detect(path)
     if kind == "folders":
-        return ClassFolders(path, transform, classes=classes)
+        return ClassFolders(path, transform, classes=classes, split=split)
     dataset = formats.READERS[kind](path, split, transform)
     if classes is not None and dataset.classes != classes:
         raise DataError(f"The '{split}' channel's classes differ from the training channel's.")
@@ -218,10 +375,12 @@ def load_splits(channels: dict[str, Path], prep: Preprocessing, cache_bytes: int
                 max_bad_fraction: float = 0.0, threads: int = 1, classes: list[str] | None = None) -> dict:
     """train: un-augmented (array, label) pairs; valid/test: eval-transformed tensors. `classes`: the
     training classes when they are known beforehand (a sharded channel: every host's folders)."""
-    try:
-        train = open_split(channels["train"], "train", transform=None, classes=classes)
-    except FileNotFoundError as error:
-        raise DataError(f"The 'train' channel has no usable images: {error}") from None
+    train = open_split(channels["train"], "train", transform=None, classes=classes)
+    if len(train.classes) < 2:  # before the scan: no point decoding a data set that cannot be used
+        raise DataError(
+            f"The 'train' channel {channels['train']} gives only the class {', '.join(train.classes)}: a "
+            "classifier needs at least two, one folder of images each (001.Affenpinscher/, 002.Afghan_hound/, ...)."
+        )
     splits = {"train": train}
     for name in ("valid", "test"):
         if name in channels:
