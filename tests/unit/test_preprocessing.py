@@ -72,6 +72,18 @@ def test_sixteen_bit_grey_is_scaled_to_eight_bits():
     assert np.asarray(to_rgb(grey))[0, 0].tolist() == [0xAB] * 3
 
 
+def test_training_reads_a_sixteen_bit_png_as_serving_does(tmp_path):
+    """Training's loader clipped 16-bit grey at 255 (Pillow's convert), so it trained on a white image."""
+    from byoc.training.data import read_rgb
+
+    levels = np.linspace(0, 0xFFFF, 64 * 48, dtype=np.uint16).reshape(48, 64)
+    Image.fromarray(levels).save(tmp_path / "scan.png")
+    with Image.open(tmp_path / "scan.png") as served:
+        expected = np.asarray(to_rgb(served))
+    trained_on = read_rgb(str(tmp_path / "scan.png"))
+    assert np.array_equal(trained_on, expected) and len(np.unique(trained_on)) == 256
+
+
 def test_the_normalised_image_is_laid_out_as_the_model_runs():
     """Channels-last memory (the model's layout: byoc.precision.run makes no copy of it), and the
     numbers of (pixel / 255 - mean) / std on a channels-first copy, to float32's rounding."""

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from byoc.contract import Preprocessing
-from byoc.preprocessing import eval_transform, upright
+from byoc.preprocessing import eval_transform, to_rgb, upright
 from byoc.training import formats
 from byoc.training.errors import DataError
 from byoc.training.sampling import EpochSampler, SeededAugmentation
@@ -59,7 +59,7 @@ SPLIT_NAMES = {"train", "training", "valid", "validation", "val", "dev", "test",
 
 def read_rgb(path: str) -> np.ndarray:
     with Image.open(path) as image:
-        return np.asarray(upright(image.convert("RGB")))
+        return np.asarray(upright(to_rgb(image)))  # as serving converts it: 16-bit grey scaled, not clipped
 
 
 def has_image_extension(path: str) -> bool:
