@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Subset
 
-from byoc.training import data, formats
+from byoc.training import formats, layouts
 from byoc.training.channels import Channel
 from byoc.training.errors import DataError
 
@@ -49,7 +49,7 @@ def shared_classes(channel: Channel, group) -> list[str] | None:
             f"The '{channel.name}' channel is ShardedByS3Key but holds {kind} files, which only make sense "
             "together on one host: use S3DataDistributionType=FullyReplicated for it, or class folders of images."
         )
-    mine = data.class_folders(channel.path) if kind == "folders" else []
+    mine = layouts.class_folders(channel.path) if kind == "folders" else []
     return sorted(set().union(*group.gather(mine))) if kind == "folders" else None
 
 
