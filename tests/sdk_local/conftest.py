@@ -8,8 +8,8 @@ import docker
 import pytest
 
 from ecr import standins
-from sdk_harness import (OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers, sdk_environment,
-                         SERVING_IMAGE)
+from sdk_harness import (SERVING_IMAGE, OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers,
+                         sdk_environment)
 from support import docker_with_images
 
 SDK_NETWORK = "sagemaker-local"  # the one network both SDKs' compose files name
