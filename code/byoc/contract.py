@@ -468,8 +468,10 @@ CONTENT_TYPE_ALIASES = {"application/jsonl": JSON_LINES_TYPE, "application/x-jso
                         "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 # What arrives when the sender named no type: ContentType is optional in InvokeEndpoint(Async) and in
 # a transform job (SDK local mode then sends no header), and S3 and boto3 label an object uploaded
-# without one binary/octet-stream. Such a body is read as JSON if it opens with '{', else as an image.
-UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
+# without one binary/octet-stream, and the SDK's DataSerializer (v2 and v3; what SDK v3's SchemaBuilder
+# picks for a bytes sample, as ModelBuilder's deploy() pings with it) says file-path/raw-bytes. Such a
+# body is read as JSON if it opens with '{', else as an image.
+UNTYPED = ("", "application/octet-stream", "binary/octet-stream", "file-path/raw-bytes")
 RESPONSE_TYPE = JSON_TYPE  # JSON Lines requests are answered in JSON Lines
 # InvokeEndpoint's CustomAttributes reach the container as this header; `top_k=N` in it.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"

@@ -76,6 +76,8 @@ AS_SENT = {
     "application/octet-stream": (lambda png, a: png, {"Content-Type": "application/octet-stream"}),
     "binary/octet-stream (an S3 object uploaded without a type)": (lambda png, a: png,
                                                                    {"Content-Type": "binary/octet-stream"}),
+    "file-path/raw-bytes (the SDK's DataSerializer, SDK v3 ModelBuilder's ping)": (
+        lambda png, a: png, {"Content-Type": "file-path/raw-bytes"}),
     "a JSON record without a Content-Type": (lambda png, a: json.dumps({"image": base64.b64encode(png).decode()})
                                              .encode() + b"\n", {}),
     "JSON with charset, upper case": (lambda png, a: json.dumps({"image": base64.b64encode(png).decode()}).encode(),

@@ -1,9 +1,15 @@
 """Fixtures for the SageMaker SDK local-mode tests: the engine check, each test's own folder
-and port, and cleanup of everything the SDK starts, also when a test fails."""
+and port, and cleanup of everything the SDK starts, also when a test fails; the serving image in
+a loopback registry, for SDK v3's ModelBuilder (which pulls every image it runs)."""
+import os
+from pathlib import Path
+
 import docker
 import pytest
 
-from sdk_harness import OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers, sdk_environment
+from ecr import standins
+from sdk_harness import (SERVING_IMAGE, OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers,
+                         sdk_environment)
 from support import docker_with_images
 
 SDK_NETWORK = "sagemaker-local"  # the one network both SDKs' compose files name
@@ -48,3 +54,27 @@ def sdk_env(tmp_path, outbound):
 @pytest.fixture
 def serving_port(outbound):
     return free_port(taken={outbound.port})
+
+
+@pytest.fixture(scope="session")
+def pullable_serving_image(sdk_docker, tmp_path_factory):
+    """SERVING_IMAGE pushed to Debian's docker-registry on loopback, as ModelBuilder names it; every
+    container from it is removed afterwards. The first push of the image takes minutes: a storage
+    folder kept in SDK_REGISTRY_DIR makes later ones push only changed layers."""
+    workdir = Path(os.environ["SDK_REGISTRY_DIR"]) if os.environ.get("SDK_REGISTRY_DIR") else \
+        tmp_path_factory.mktemp("registry")
+    port = free_port()
+    process = standins.start_registry(port, workdir)
+    uri = f"127.0.0.1:{port}/{SERVING_IMAGE}"
+    try:
+        sdk_docker.images.get(SERVING_IMAGE).tag(uri)
+        for line in sdk_docker.images.push(uri, stream=True, decode=True):
+            if "error" in line:
+                pytest.fail(f"pushing {uri}: {line['error']}")
+        yield uri
+    finally:
+        for container in sdk_docker.containers.list(all=True, filters={"ancestor": uri}):
+            container.remove(force=True)
+        sdk_docker.images.remove(uri, noprune=True)  # our tag only: SERVING_IMAGE keeps the image
+        process.terminate()
+        process.wait(10)

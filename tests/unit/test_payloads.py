@@ -110,7 +110,8 @@ def test_npy_arrays_as_senders_write_them_are_the_same_float32_array(how, batch)
     assert np.array_equal(payload.array, expected if batch else expected[None])
 
 
-UNTYPED = [None, "", "application/octet-stream", "binary/octet-stream", "Application/Octet-Stream; x=1"]
+UNTYPED = [None, "", "application/octet-stream", "binary/octet-stream", "Application/Octet-Stream; x=1",
+           "file-path/raw-bytes"]  # the SageMaker SDK's DataSerializer
 
 
 @pytest.mark.parametrize("content_type", UNTYPED)
