@@ -113,6 +113,10 @@ stop:  ## stop the compose services
 	docker compose down
 
 test: build .venv/.synced sdk-venvs fashion-mnist-idx  ## unit tests, container tests, SageMaker SDK local mode (builds the images first)
+	@# SDK v3's ModelBuilder serves on host port 8080 whatever it is told: make demo's endpoint must go first
+	@if [ -n "$$(docker compose ps -q 2>/dev/null)" ]; then \
+	  echo "make test: stopping make demo's endpoint on 127.0.0.1:$(SERVE_PORT) (make serve starts it again)"; \
+	  docker compose down; fi
 	$(UV) run --frozen pytest
 
 bench-train: build .venv/.synced data  ## training benchmarks through the image (BENCHMARKS.md); results in bench-results/
