@@ -74,7 +74,10 @@ def pullable_serving_image(sdk_docker, tmp_path_factory):
         yield uri
     finally:
         for container in sdk_docker.containers.list(all=True, filters={"ancestor": uri}):
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:  # an auto_remove container the engine removed meanwhile
+                pass
         sdk_docker.images.remove(uri, noprune=True)  # our tag only: SERVING_IMAGE keeps the image
         process.terminate()
         process.wait(10)

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import socket
+import time
 
 import botocore.session
 import pytest
@@ -29,6 +30,16 @@ def host_port_taken(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def gone(client, image: str, within_s: float) -> bool:
+    """No container of `image` left, within a few seconds of the last one being killed."""
+    deadline = time.monotonic() + within_s
+    while client.containers.list(all=True, filters={"ancestor": image}):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def as_jpeg(png, folder):
@@ -78,7 +89,8 @@ def test_v3_model_builder_local_container_deploys_and_predicts(sdk_host_port, tr
     # The driver stopped the container. deploy() had also asked the local session for an endpoint, a
     # second container of the image by docker compose on the same port 8080 (local_resources.py,
     # LocalEndpoint.create): it never ran, or was stopped with the endpoint.
-    assert sdk_docker.containers.list(filters={"ancestor": pullable_serving_image}) == []
+    # destroy_server() kills a container the SDK ran with auto_remove: the engine removes it a moment later.
+    assert gone(sdk_docker, pullable_serving_image, within_s=30)
     assert not host_port_taken(sdk_host_port)
     assert outbound.attempts == []
 
