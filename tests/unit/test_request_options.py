@@ -22,7 +22,8 @@ def test_accept_without_json_is_406():
                                            ("top_k=500", 10), ("TOP_K=2", 2), ("trace=1&top_k=2", 2),
                                            ('top_k="4"', 4), ('{"top_k": 3}', 3), ('{"trace": "x", "top_k": "2"}', 2),
                                            ('{"trace": "x"}', 5), ("c000b4f9-df62-4c85-a0bf-7c525f9104a4", 5),
-                                           ("{not json, top_k=6", 6), ('{"top_k": null}', 5)])
+                                           ("{not json, top_k=6", 6), ('{"top_k": null}', 5),
+                                           ('{"a": ' + "[" * 1000, 5)])
 def test_top_k_from_custom_attributes_capped_at_the_classes(attributes, k):
     assert top_k(attributes, num_classes=10) == k
 

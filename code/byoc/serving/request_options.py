@@ -64,7 +64,7 @@ def _from_pairs(text: str) -> str | None:
 def _from_json_object(text: str):
     try:
         document = json.loads(text)
-    except ValueError:  # not JSON after all: other text of the caller's, with no top_k in it for us
+    except (ValueError, RecursionError):  # not JSON after all (or nested past the stack): no top_k for us
         return _from_pairs(text)
     return document.get("top_k") if isinstance(document, dict) else None
 

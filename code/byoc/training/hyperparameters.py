@@ -196,7 +196,7 @@ def as_written(text: str) -> str:
     byoc-cloud JSON-encode every value), else verbatim, whatever JSON would make of it."""
     try:
         decoded = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     return decoded if isinstance(decoded, str) else text
 
