@@ -48,12 +48,16 @@ class LogTail:
         self.tokens[stream] = token
         return events
 
-    def lines(self) -> list[str]:
+    def timed_lines(self) -> list[tuple[float, str]]:
+        """(epoch seconds, line) of each new event, oldest first; lines name their host when there are several."""
         streams = self.streams()
         found = sorted((e["timestamp"], stream, e["message"]) for stream in streams for e in self._read(stream))
         if len(streams) < 2:
-            return [message for _, _, message in found]
-        return [f"[{stream.split('/', 1)[1].rsplit('-', 1)[0]}] {message}" for _, stream, message in found]
+            return [(ms / 1000, message) for ms, _, message in found]
+        return [(ms / 1000, f"[{stream.split('/', 1)[1].rsplit('-', 1)[0]}] {message}") for ms, stream, message in found]
+
+    def lines(self) -> list[str]:
+        return [line for _, line in self.timed_lines()]
 
 
 def _when(value) -> str:
@@ -61,18 +65,22 @@ def _when(value) -> str:
 
 
 class Transitions:
-    """Prints each secondary-status transition once (again when its message changes)."""
+    """Each secondary-status transition once (again when its message changes)."""
 
     def __init__(self, name: str):
         self.name, self.seen = name, set()
 
-    def show(self, job: dict) -> None:
+    def timed_lines(self, job: dict) -> list[tuple[float, str]]:
+        """(epoch seconds, line) of each transition not shown yet; one without a StartTime sorts first."""
+        new = []
         for t in job.get("SecondaryStatusTransitions", []):
             key = (t["Status"], t.get("StatusMessage", ""))
             if key not in self.seen:
                 self.seen.add(key)
-                print(f"{_when(t.get('StartTime'))} {self.name}: {t['Status']} - {t.get('StatusMessage', '')}",
-                      flush=True)
+                start = t.get("StartTime")
+                new.append((start.timestamp() if isinstance(start, dt.datetime) else float("-inf"),
+                            f"{_when(start)} {self.name}: {t['Status']} - {t.get('StatusMessage', '')}"))
+        return new
 
 
 def describe_training(sagemaker, name: str) -> dict | None:
@@ -109,9 +117,10 @@ def watch_training(clients, name: str, poll: float, transitions: Transitions | N
     tail = LogTail(clients["logs"], name)
     while True:
         job = clients["sagemaker"].describe_training_job(TrainingJobName=name)
-        if transitions:
-            transitions.show(job)
-        for line in tail.lines():
+        # One look can find both a transition and the log lines written before it: print them in
+        # the order they happened (sorted() is stable: at equal times the transition comes first).
+        seen = (transitions.timed_lines(job) if transitions else []) + tail.timed_lines()
+        for _, line in sorted(seen, key=lambda timed: timed[0]):
             print(line, flush=True)
         if job["TrainingJobStatus"] in TERMINAL:
             for line in tail.lines():  # what the last look did not see yet

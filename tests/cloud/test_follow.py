@@ -14,6 +14,7 @@ import time
 
 import boto3
 import pytest
+from moto.core.utils import utcnow
 from moto.sagemaker.models import FakeTrainingJob
 
 from byoc_cloud import cli, follow
@@ -38,11 +39,11 @@ def starts_in_progress(live_aws, monkeypatch):
 
 class SageMaker(threading.Thread):
     """Runs one job through its states once it exists: [("transition", status, message),
-    ("log", host, line), ("end", status, failure_reason)], a little apart."""
+    ("log", host, line), ("end", status, failure_reason)], gap seconds apart."""
 
-    def __init__(self, backend, name: str, steps: list):
+    def __init__(self, backend, name: str, steps: list, gap: float = 0.15):
         super().__init__(daemon=True)
-        self.backend, self.name, self.steps = backend, name, steps
+        self.backend, self.name, self.steps, self.gap = backend, name, steps, gap
         self.logs = boto3.client("logs")
 
     def log(self, host: str, message: str) -> None:
@@ -70,10 +71,10 @@ class SageMaker(threading.Thread):
 
     def play(self, job) -> None:
         for kind, first, second in self.steps:
-            time.sleep(0.15)
+            time.sleep(self.gap)
             if kind == "transition":
                 job.secondary_status = first
-                job.secondary_status_transitions.append({"Status": first, "StartTime": job.creation_time,
+                job.secondary_status_transitions.append({"Status": first, "StartTime": utcnow(),
                                                          "StatusMessage": second})
             elif kind == "log":
                 self.log(first, second)
@@ -103,6 +104,22 @@ def test_train_wait_streams_transitions_and_log_lines_until_the_job_completes(st
     positions = [out.find(line) for line in expected]
     assert -1 not in positions and positions == sorted(positions), out
     assert out.count("epoch=1 train_loss=0.9") == 1  # each line once
+
+
+def test_one_look_that_finds_several_steps_prints_them_in_the_order_they_happened(starts_in_progress, capsys):
+    # The job moves faster than the follower looks (a loaded laptop, a long --poll-seconds):
+    # each look finds transitions and the log lines written between them.
+    sagemaker = SageMaker(starts_in_progress, "follow-fast", [*RUN, ("end", "Completed", None)], gap=0.02)
+    sagemaker.start()
+    train = [*TRAIN[:TRAIN.index("--poll-seconds")], "--poll-seconds", "0.5", *TRAIN[TRAIN.index("--poll-seconds") + 2:]]
+    assert cli.main([*train, "--job-name", "follow-fast", "--wait"]) == 0
+    sagemaker.join()
+    out = capsys.readouterr().out
+    expected = ["Downloading - Downloading input data", "epoch=1 train_loss=0.9", "Interrupted - Spot capacity",
+                "Training - Training image", "epoch=2 train_loss=0.5", "Uploading - Uploading generated",
+                "training job follow-fast Completed"]
+    positions = [out.find(line) for line in expected]
+    assert -1 not in positions and positions == sorted(positions), out
 
 
 def test_train_wait_exits_non_zero_with_sagemakers_failure_reason(starts_in_progress, capsys):
