@@ -8,7 +8,7 @@ import pytest
 
 from byoc import fashion_mnist
 from byoc_cloud import endpoint_lambda
-from support import RUN_ID, TrainingRun, docker_with_images, run_training
+from support import RUN_ID, TrainingRun, docker_with_images, remove_containers, run_training
 
 IDX_DIR = Path(os.environ.get("FASHION_MNIST_IDX", fashion_mnist.DEBIAN_IDX_DIR))
 
@@ -33,8 +33,7 @@ def small_data(idx_dir, tmp_path_factory) -> Path:
 def docker_client():
     client = docker_with_images()
     yield client
-    for container in client.containers.list(all=True, filters={"label": f"byoc.test-run={RUN_ID}"}):
-        container.remove(force=True)
+    remove_containers(client, label=f"byoc.test-run={RUN_ID}")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
 
@@ -29,6 +30,36 @@ RUN_ID = uuid.uuid4().hex[:12]
 LABEL = {"byoc.test-run": RUN_ID}
 # docker compose project names start with this (sessions sharing an engine can tell theirs apart).
 COMPOSE_PREFIX = os.environ.get("BYOC_COMPOSE_PREFIX", "byoc")
+
+
+def remove_containers(client, **filters) -> None:
+    """Force-remove every container matching `filters`."""
+    remove_all(client.containers.list(all=True, ignore_removed=True, filters=filters))
+
+
+def remove_all(containers) -> None:
+    """Force-remove each container. One run with auto_remove may go (or be going) on its own
+    meanwhile: the engine's 404 and 409 for it mean done, not failed."""
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if error.status_code != 409 or "already in progress" not in str(error):
+                raise
+
+
+def created_from(client, image: str) -> list:
+    """The containers run from `image` by that very name. (The engine's `ancestor` filter is no
+    use here: it matches every container of the same image ID, whatever name it was run by.)"""
+    return [c for c in client.containers.list(all=True, ignore_removed=True) if c.attrs["Config"]["Image"] == image]
+
+
+def describe(containers) -> str:
+    """One line per container, for a failure message."""
+    return "; ".join(f"{c.name} {c.status} created {c.attrs.get('Created', '?')} labels {c.labels}"
+                     for c in containers) or "none"
 
 
 def stand_in_gpu_host(folder: Path, driver: str, compat: str | None = None) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from ecr import standins
 from sdk_harness import (SERVING_IMAGE, OutboundRecorder, compose_for_sdk_v2, free_port, remove_sdk_containers,
                          sdk_environment)
+import support
 from support import docker_with_images
 
 SDK_NETWORK = "sagemaker-local"  # the one network both SDKs' compose files name
@@ -59,8 +60,9 @@ def serving_port(outbound):
 @pytest.fixture(scope="session")
 def pullable_serving_image(sdk_docker, tmp_path_factory):
     """SERVING_IMAGE pushed to Debian's docker-registry on loopback, as ModelBuilder names it; every
-    container from it is removed afterwards. The first push of the image takes minutes: a storage
-    folder kept in SDK_REGISTRY_DIR makes later ones push only changed layers."""
+    container run by that name is removed afterwards, and no other of the same image. The first
+    push takes minutes: a storage folder kept in SDK_REGISTRY_DIR makes later ones push only
+    changed layers."""
     workdir = Path(os.environ["SDK_REGISTRY_DIR"]) if os.environ.get("SDK_REGISTRY_DIR") else \
         tmp_path_factory.mktemp("registry")
     port = free_port()
@@ -73,11 +75,7 @@ def pullable_serving_image(sdk_docker, tmp_path_factory):
                 pytest.fail(f"pushing {uri}: {line['error']}")
         yield uri
     finally:
-        for container in sdk_docker.containers.list(all=True, ignore_removed=True, filters={"ancestor": uri}):
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:  # an auto_remove container the engine removed meanwhile
-                pass
+        support.remove_all(support.created_from(sdk_docker, uri))
         sdk_docker.images.remove(uri, noprune=True)  # our tag only: SERVING_IMAGE keeps the image
         process.terminate()
         process.wait(10)

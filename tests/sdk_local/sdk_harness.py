@@ -117,13 +117,12 @@ class SdkRun:
 
 
 def sdk_containers(client, root: Path) -> list:
-    return [c for c in client.containers.list(all=True, filters={"label": COMPOSE_FILES_LABEL})
+    return [c for c in client.containers.list(all=True, ignore_removed=True, filters={"label": COMPOSE_FILES_LABEL})
             if c.labels[COMPOSE_FILES_LABEL].startswith(f"{root}/")]
 
 
 def remove_sdk_containers(client, root: Path) -> None:
-    for container in sdk_containers(client, root):
-        container.remove(force=True)
+    support.remove_all(sdk_containers(client, root))
 
 
 def run_driver(version: str, client, root: Path, env: dict, args: list[str], timeout: int = 900) -> SdkRun:

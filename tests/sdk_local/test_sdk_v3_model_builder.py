@@ -33,9 +33,9 @@ def host_port_taken(port: int) -> bool:
 
 
 def gone(client, image: str, within_s: float) -> bool:
-    """No container of `image` left, within a few seconds of the last one being killed."""
+    """No container run as `image` left, within a few seconds of the last one being killed."""
     deadline = time.monotonic() + within_s
-    while client.containers.list(all=True, ignore_removed=True, filters={"ancestor": image}):
+    while support.created_from(client, image):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -92,11 +92,10 @@ def test_v3_model_builder_local_container_deploys_and_predicts(sdk_host_port, tr
     # destroy_server() kills a container the SDK ran with auto_remove: the engine removes it a moment later.
     # The local session's second container (docker compose, the SDK's own) is removed as the harness
     # removes everything the SDKs start; it may have come up once the first freed port 8080.
-    for container in sdk_docker.containers.list(all=True, ignore_removed=True,
-                                                filters={"ancestor": pullable_serving_image}):
-        if COMPOSE_FILES_LABEL in container.labels:
-            container.remove(force=True)
-    assert gone(sdk_docker, pullable_serving_image, within_s=30)
+    support.remove_all(c for c in support.created_from(sdk_docker, pullable_serving_image)
+                       if COMPOSE_FILES_LABEL in c.labels)
+    assert gone(sdk_docker, pullable_serving_image, within_s=30), \
+        support.describe(support.created_from(sdk_docker, pullable_serving_image))
     assert not host_port_taken(sdk_host_port)
     assert outbound.attempts == []
 
