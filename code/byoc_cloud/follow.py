@@ -6,18 +6,26 @@ host named JOB/algo-N-<epoch>; its description carries the status, the secondary
 transitions (Starting, Downloading, Training, Interrupted, Uploading, ...) and, once it fails,
 SageMaker's FailureReason. Following polls both until the job ends and exits 0 only when it
 Completed. Ctrl-C stops the following, never the job: nothing here calls a Stop* API.
+
+A job runs for hours; following it rides out what botocore's standard retry mode would try
+again (throttles, 5xx answers, dropped connections) for up to PATIENCE_S. It gives up on an
+error that will not pass (access denied, expired credentials) at once, and then, as after
+Ctrl-C, says that the job keeps running and exits LOST: its outcome is not known.
 """
 import datetime as dt
 import sys
 import time
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 from byoc_cloud import arguments
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 NOT_FOUND = ("ValidationException", "ResourceNotFound", "ResourceNotFoundException")
+PATIENCE_S = 600  # how long looks may fail, one after another, before following gives up
+LOST = 3  # the exit code when following gave up: the job's outcome is not known
 
 
 class LogTail:
@@ -54,7 +62,8 @@ class LogTail:
         found = sorted((e["timestamp"], stream, e["message"]) for stream in streams for e in self._read(stream))
         if len(streams) < 2:
             return [(ms / 1000, message) for ms, _, message in found]
-        return [(ms / 1000, f"[{stream.split('/', 1)[1].rsplit('-', 1)[0]}] {message}") for ms, stream, message in found]
+        return [(ms / 1000, f"[{stream.split('/', 1)[1].rsplit('-', 1)[0]}] {message}")
+                for ms, stream, message in found]
 
     def lines(self) -> list[str]:
         return [line for _, line in self.timed_lines()]
@@ -83,6 +92,47 @@ class Transitions:
         return new
 
 
+def passes(error: Exception) -> bool:
+    """Whether botocore's standard retry mode would try again after `error`."""
+    if isinstance(error, ClientError):
+        context = RetryContext(attempt_number=1, parsed_response=error.response)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return (ThrottledRetryableChecker().is_retryable(context) or TransientRetryableChecker().is_retryable(context)
+                or status in (500, 502, 503, 504))
+    return TransientRetryableChecker().is_retryable(RetryContext(attempt_number=1, caught_exception=error))
+
+
+class LostSight(Exception):
+    """Following cannot go on: AWS refused a look, or has not answered one for PATIENCE_S."""
+
+
+class Looks:
+    """Runs each look at a job; one that fails for a reason that passes answers None, and the
+    follower looks again at its next poll."""
+
+    def __init__(self, name: str):
+        self.name, self.failing_since = name, None
+
+    def __call__(self, look):
+        try:
+            answer = look()
+        except (ClientError, BotoCoreError) as error:
+            if not passes(error):
+                raise LostSight(str(error)) from error
+            now = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
+                print(f"warning: no answer from AWS while following {self.name} ({error}); looking again "
+                      f"for up to {PATIENCE_S:g} s", file=sys.stderr, flush=True)
+            elif now - self.failing_since > PATIENCE_S:
+                raise LostSight(f"no answer from AWS for {PATIENCE_S:g} s: {error}") from error
+            return None
+        if self.failing_since is not None:
+            self.failing_since = None
+            print(f"following {self.name} again", file=sys.stderr, flush=True)
+        return answer
+
+
 def describe_training(sagemaker, name: str) -> dict | None:
     try:
         return sagemaker.describe_training_job(TrainingJobName=name)
@@ -102,28 +152,39 @@ def describe_tuning(sagemaker, name: str) -> dict | None:
 
 
 def interruptible(name: str, follow) -> int:
-    """follow() until it returns; Ctrl-C leaves the job running and says how to look again."""
+    """follow() until it returns; Ctrl-C, or AWS failing the follower, leaves the job running and
+    says how to look again."""
+    again = f"Look again with `byoc-cloud status {name}` or `byoc-cloud logs {name} --follow`."
     try:
         return follow()
     except KeyboardInterrupt:
         print(f"\nstopped following {name}; the job itself keeps running on SageMaker (Ctrl-C never stops "
-              f"it). Look again with `byoc-cloud status {name}` or `byoc-cloud logs {name} --follow`.",
-              file=sys.stderr, flush=True)
+              f"it). {again}", file=sys.stderr, flush=True)
         return 130
+    except LostSight as error:
+        print(f"error: stopped following {name}: {error}. The job itself keeps running on SageMaker and its "
+              f"outcome is not known here. {again}", file=sys.stderr, flush=True)
+        return LOST
 
 
 def watch_training(clients, name: str, poll: float, transitions: Transitions | None = None) -> dict:
     """Print the job's transitions and log lines as they come; return its final description."""
-    tail = LogTail(clients["logs"], name)
+    tail, look = LogTail(clients["logs"], name), Looks(name)
     while True:
-        job = clients["sagemaker"].describe_training_job(TrainingJobName=name)
+        job = look(lambda: clients["sagemaker"].describe_training_job(TrainingJobName=name))
+        lines = look(tail.timed_lines) if job is not None else None
+        if lines is None:  # the next look again (LogTail keeps its place in each stream)
+            time.sleep(poll)
+            continue
         # One look can find both a transition and the log lines written before it: print them in
         # the order they happened (sorted() is stable: at equal times the transition comes first).
-        seen = (transitions.timed_lines(job) if transitions else []) + tail.timed_lines()
+        seen = (transitions.timed_lines(job) if transitions else []) + lines
         for _, line in sorted(seen, key=lambda timed: timed[0]):
             print(line, flush=True)
         if job["TrainingJobStatus"] in TERMINAL:
-            for line in tail.lines():  # what the last look did not see yet
+            while (last := look(tail.lines)) is None:  # what the last look did not see yet
+                time.sleep(poll)
+            for line in last:
                 print(line, flush=True)
             return job
         time.sleep(poll)
@@ -163,9 +224,12 @@ def tuning_summary(tuning: dict) -> str:
 
 
 def watch_tuning(sagemaker, name: str, poll: float) -> dict:
-    last = None
+    last, look = None, Looks(name)
     while True:
-        tuning = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        tuning = look(lambda: sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name))
+        if tuning is None:
+            time.sleep(poll)
+            continue
         if (summary := tuning_summary(tuning)) != last:
             print(f"{_when(dt.datetime.now(dt.timezone.utc))} {summary}", flush=True)
             last = summary

@@ -130,3 +130,27 @@ def live_aws(moto_in_process, aws_env, monkeypatch):
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_in_process)
     return sagemaker_backends["123456789012"]["us-east-1"]
+
+
+@pytest.fixture
+def refusing(live_aws, monkeypatch):
+    """refusing(backend_class, method, errors): the in-process moto's `method` answers each of
+    `errors` in turn, (AWS's error code, message, HTTP status) or None for its usual answer, then
+    its usual answers; botocore gets each error as AWS sends it. AWS_MAX_ATTEMPTS=1 hands every
+    one to the code under test (boto3 would otherwise retry some itself first)."""
+    from moto.core.exceptions import JsonRESTError
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    def refuse(cls, method: str, errors) -> None:
+        original, errors = getattr(cls, method), iter(errors)
+
+        def answer(self, *args, **kwargs):
+            if (error := next(errors, None)) is not None:
+                code, message, status = error
+                refusal = JsonRESTError(code, message)
+                refusal.code = status
+                raise refusal
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, method, answer)
+    return refuse

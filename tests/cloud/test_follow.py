@@ -5,6 +5,7 @@ InProgress (moto's job object, patched), and a thread plays SageMaker: it append
 status transitions and CloudWatch log events (through boto3, as the service writes them) and
 then ends the job. The CLI only reads, as it does against AWS.
 """
+import itertools
 import os
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import time
 import boto3
 import pytest
 from moto.core.utils import utcnow
-from moto.sagemaker.models import FakeTrainingJob
+from moto.logs.models import LogsBackend
+from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 
 from byoc_cloud import cli, follow
 from cli_requests import IMAGE, ROLE
@@ -111,8 +113,7 @@ def test_one_look_that_finds_several_steps_prints_them_in_the_order_they_happene
     # each look finds transitions and the log lines written between them.
     sagemaker = SageMaker(starts_in_progress, "follow-fast", [*RUN, ("end", "Completed", None)], gap=0.02)
     sagemaker.start()
-    train = [*TRAIN[:TRAIN.index("--poll-seconds")], "--poll-seconds", "0.5", *TRAIN[TRAIN.index("--poll-seconds") + 2:]]
-    assert cli.main([*train, "--job-name", "follow-fast", "--wait"]) == 0
+    assert cli.main([*TRAIN, "--poll-seconds", "0.5", "--job-name", "follow-fast", "--wait"]) == 0  # the last counts
     sagemaker.join()
     out = capsys.readouterr().out
     expected = ["Downloading - Downloading input data", "epoch=1 train_loss=0.9", "Interrupted - Spot capacity",
@@ -120,6 +121,56 @@ def test_one_look_that_finds_several_steps_prints_them_in_the_order_they_happene
                 "training job follow-fast Completed"]
     positions = [out.find(line) for line in expected]
     assert -1 not in positions and positions == sorted(positions), out
+
+
+THROTTLED = ("ThrottlingException", "Rate exceeded", 400)
+UNAVAILABLE = ("ServiceUnavailable", "Service is unavailable", 503)
+
+
+def test_following_rides_out_throttles_and_5xx_answers(starts_in_progress, refusing, capsys):
+    # A job of hours meets these: CloudWatch Logs' per-account rate, a service's bad minute.
+    refusing(SageMakerModelBackend, "describe_training_job", [None, None, THROTTLED, UNAVAILABLE, THROTTLED])
+    refusing(LogsBackend, "get_log_events", [None, UNAVAILABLE, None, THROTTLED, UNAVAILABLE])
+    sagemaker = SageMaker(starts_in_progress, "follow-throttled", [*RUN, ("end", "Completed", None)])
+    sagemaker.start()
+    assert cli.main([*TRAIN, "--job-name", "follow-throttled", "--wait"]) == 0
+    sagemaker.join()
+    captured = capsys.readouterr()
+    expected = ["Downloading - Downloading input data", "epoch=1 train_loss=0.9", "Interrupted - Spot capacity",
+                "Training - Training image", "epoch=2 train_loss=0.5", "Uploading - Uploading generated",
+                "training job follow-throttled Completed"]
+    positions = [captured.out.find(line) for line in expected]
+    assert -1 not in positions and positions == sorted(positions), captured
+    assert captured.out.count("epoch=1 train_loss=0.9") == 1 and captured.out.count("epoch=2 train_loss=0.5") == 1
+    assert "warning: no answer from AWS while following follow-throttled" in captured.err
+    assert "following follow-throttled again" in captured.err
+
+
+def test_following_gives_up_after_its_patience_and_says_the_job_runs_on(starts_in_progress, refusing, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setattr(follow, "PATIENCE_S", 0.5)
+    refusing(SageMakerModelBackend, "describe_training_job",
+             itertools.chain([None], itertools.repeat(UNAVAILABLE)))
+    assert cli.main([*TRAIN, "--job-name", "follow-lost", "--wait"]) == follow.LOST
+    err = capsys.readouterr().err
+    assert "error: stopped following follow-lost: no answer from AWS for 0.5 s" in err
+    assert "The job itself keeps running on SageMaker and its outcome is not known here" in err
+    assert starts_in_progress.training_jobs["follow-lost"].training_job_status == "InProgress"
+
+
+def test_following_stops_at_once_on_an_error_that_will_not_pass(starts_in_progress, refusing, capsys):
+    denied = ("AccessDeniedException", "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: "
+              "logs:GetLogEvents", 400)
+    refusing(LogsBackend, "get_log_events", itertools.repeat(denied))
+    sagemaker = SageMaker(starts_in_progress, "follow-denied", [("log", "algo-1", "epoch=1 train_loss=0.9")])
+    sagemaker.start()
+    started = time.monotonic()
+    assert cli.main([*TRAIN, "--job-name", "follow-denied", "--wait"]) == follow.LOST
+    assert time.monotonic() - started < 30  # not after PATIENCE_S
+    sagemaker.join()
+    err = capsys.readouterr().err
+    assert "error: stopped following follow-denied: An error occurred (AccessDeniedException)" in err
+    assert "not authorized to perform: logs:GetLogEvents" in err and "keeps running on SageMaker" in err
 
 
 def test_train_wait_exits_non_zero_with_sagemakers_failure_reason(starts_in_progress, capsys):

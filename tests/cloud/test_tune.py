@@ -201,9 +201,10 @@ def test_best_of_a_tuning_job_without_a_finished_trial(live_aws, capsys):
     assert "has no trial with an objective value yet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("ending, code", [("Completed", 0), ("Failed", 1)])
-def test_tune_wait_follows_until_the_tuning_job_ends(live_aws, capsys, monkeypatch, ending, code):
-    from moto.sagemaker.models import HyperParameterTuningJob
+@pytest.mark.parametrize("ending, code, throttled", [("Completed", 0, False), ("Failed", 1, False),
+                                                     ("Completed", 0, True)])
+def test_tune_wait_follows_until_the_tuning_job_ends(live_aws, capsys, monkeypatch, request, ending, code, throttled):
+    from moto.sagemaker.models import HyperParameterTuningJob, SageMakerModelBackend
 
     original = HyperParameterTuningJob.__init__
 
@@ -214,7 +215,10 @@ def test_tune_wait_follows_until_the_tuning_job_ends(live_aws, capsys, monkeypat
                                              "NonRetryableError": 0, "Stopped": 0}
         self.best_training_job = self.OverallBestTrainingJob = None
     monkeypatch.setattr(HyperParameterTuningJob, "__init__", in_progress)
-    name = f"hpo-wait-{ending.lower()}"
+    name = f"hpo-wait-{ending.lower()}{'-throttled' if throttled else ''}"
+    if throttled:  # following rides out what botocore would retry (test_follow.py has the rest)
+        request.getfixturevalue("refusing")(SageMakerModelBackend, "describe_hyper_parameter_tuning_job",
+                                            [None, ("ThrottlingException", "Rate exceeded", 400)] * 3)
 
     def sagemaker_runs_it():
         while name not in live_aws.hyper_parameter_tuning_jobs:
@@ -238,3 +242,4 @@ def test_tune_wait_follows_until_the_tuning_job_ends(live_aws, capsys, monkeypat
         assert f"`byoc-cloud tune --best {name}` shows the best trial" in captured.out
     else:
         assert f"error: tuning job {name} Failed: All training jobs failed" in captured.err
+    assert (f"warning: no answer from AWS while following {name}" in captured.err) == throttled
