@@ -92,6 +92,8 @@ def api(service: str, shape: str):
 JOB_NAME = api("sagemaker", "TrainingJobName")  # also a transform job's and the models named after them
 ENDPOINT_NAME = api("sagemaker", "EndpointName")
 ROLE_ARN = api("sagemaker", "RoleArn")
+IMAGE = api("sagemaker", "ContainerImage")  # an ECR URI to launch; a local image for --dry-run rehearsals
+TUNING_JOB_NAME = api("sagemaker", "HyperParameterTuningJobName")
 _URL = api("sagemaker", "Url")
 
 
@@ -99,12 +101,10 @@ def MODEL_DATA_URL(text: str) -> str:
     """A model.tar.gz in S3: ModelDataUrl "must point to a single gzip compressed tar archive (.tar.gz
     suffix)" (CreateModel's reference); a prefix or a .zip would fail only as the endpoint starts."""
     _URL(text)  # s3:// or an https:// S3 address
-    if not text.endswith(".tar.gz") or text.startswith("s3://") and not S3_PATTERN.fullmatch(text):
+    if not text.endswith(".tar.gz") or (text.startswith("s3://") and not S3_PATTERN.fullmatch(text)):
         raise argparse.ArgumentTypeError(f"{text!r}: expected s3://bucket/.../model.tar.gz, the archive the training "
                                          "job wrote (SageMaker's ModelDataUrl is one .tar.gz)")
     return text
-IMAGE = api("sagemaker", "ContainerImage")  # an ECR URI to launch; a local image for --dry-run rehearsals
-TUNING_JOB_NAME = api("sagemaker", "HyperParameterTuningJobName")
 
 
 # The instance types each mode may name: the enum of the request member they fill (tuning jobs' trials

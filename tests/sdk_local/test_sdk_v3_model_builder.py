@@ -86,12 +86,11 @@ def test_v3_model_builder_local_container_deploys_and_predicts(sdk_host_port, tr
     support.assert_same_predictions(run.result["predictions"][str(jpeg)]["predictions"], support.expected_answer(
         model_dir, jpeg.read_bytes(), "image/jpeg")["predictions"])
 
-    # The driver stopped the container. deploy() had also asked the local session for an endpoint, a
-    # second container of the image by docker compose on the same port 8080 (local_resources.py,
-    # LocalEndpoint.create): it never ran, or was stopped with the endpoint.
-    # destroy_server() kills a container the SDK ran with auto_remove: the engine removes it a moment later.
-    # The local session's second container (docker compose, the SDK's own) is removed as the harness
-    # removes everything the SDKs start; it may have come up once the first freed port 8080.
+    # The driver's destroy_server() killed the container the SDK ran with auto_remove; the engine
+    # removes it a moment later. deploy() had also asked the local session for an endpoint: a second
+    # container of the image, by docker compose on the same port 8080 (local_resources.py,
+    # LocalEndpoint.create). The SDK may leave that one behind (created, never started), so it is
+    # removed here, as the harness removes everything the SDKs start.
     support.remove_all(c for c in support.created_from(sdk_docker, pullable_serving_image)
                        if COMPOSE_FILES_LABEL in c.labels)
     assert gone(sdk_docker, pullable_serving_image, within_s=30), \
