@@ -216,15 +216,17 @@ def test_one_deadline_bounds_the_whole_fetch(web, raw_server):
 
 
 def test_fetch_failures_get_one_generic_answer_and_details_only_in_the_log(web, raw_server, capsys):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        refused_port = closed.getsockname()[1]  # nothing listens once this closes
     silent_port = raw_server(silent)
     answers = {}
-    for name, url in {"refused": f"http://127.0.0.1:{refused_port}/x.png", "silent": f"http://127.0.0.1:{silent_port}/",
-                      "no such host": "http://no-such-host.invalid/x.png",
-                      "not http": f"https://127.0.0.1:{web.rsplit(':', 1)[1]}/"}.items():
-        answers[name] = call({"url": url})
+    # Bound but not listening: the kernel refuses connections, and no other socket (a server
+    # started later, this test's own included) can be handed the port while it is held.
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        refused_port = refusing.getsockname()[1]
+        for name, url in {"refused": f"http://127.0.0.1:{refused_port}/x.png", "silent": f"http://127.0.0.1:{silent_port}/",
+                          "no such host": "http://no-such-host.invalid/x.png",
+                          "not http": f"https://127.0.0.1:{web.rsplit(':', 1)[1]}/"}.items():
+            answers[name] = call({"url": url})
     assert set(answers.values()) == {GENERIC}, answers  # nothing tells refused from silent from unknown
     log = capsys.readouterr().out
     assert "Connection refused" in log and "no-such-host.invalid" in log
