@@ -4,7 +4,7 @@ Every stack serves the same ResNet-50 (133 classes, 224 px, random weights: spee
 on them) to the same 200 JPEGs through bench_serve's keep-alive clients at the container's own
 address, on the serving image's own Python and torch (containers/peers/Dockerfile builds the peers
 FROM it):
-  byoc-serving in fp32, and in its fast path where this CPU has one (bf16: native BF16 only);
+  byoc-serving in fp32, and in its fast path on this CPU (bf16 where it has native BF16, else int8);
   sagemaker-inference 1.10.1 + MMS 1.1.11 with sagemaker-pytorch-inference 1.5.1's handler;
   sagemaker-pytorch-inference 2.0.25 + TorchServe 0.12.0, the stack of AWS's PyTorch DLCs;
 each peer at its defaults and tuned to one worker with every core, serving a typical user script
@@ -55,12 +55,13 @@ class Stack:
     paired: bool = False  # the kit's run the goals judge: its lone requests interleaved with the bare model
 
 
-def stacks(cores: int, fast_path: bool) -> list[Stack]:
+def stacks(cores: int, fast_path: str | None) -> list[Stack]:
+    """Every stack; the kit's fast path is `fast_path` (bf16 or int8; None: fp32 alone)."""
     every_core = {"OMP_NUM_THREADS": str(cores)}
     mms, torchserve = "sagemaker-inference 1.10.1 + MMS 1.1.11", "sagemaker-pytorch-inference 2.0.25 + TorchServe 0.12.0"
     found = [Stack(FP32, SERVING, {"BYOC_PRECISION": "fp32"}, kit=True, paired=not fast_path)]
     if fast_path:
-        found.append(Stack(FAST, SERVING, {"BYOC_PRECISION": "bf16"}, kit=True, paired=True))
+        found.append(Stack(FAST, SERVING, {"BYOC_PRECISION": fast_path}, kit=True, paired=True))
     return found + [
         Stack(f"{mms}, defaults", MMS_PEER),
         Stack(f"{mms}, tuned", MMS_PEER, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **every_core}, tuned=True),
@@ -243,7 +244,7 @@ def paired_runs(rows: list[dict]) -> str:
 
 
 def report(machine: dict, args, rows: list[dict]) -> str:
-    fast = "bf16 (native BF16)" if machine["native_bf16"] else "none: no native BF16 here, so fp32 is the path measured"
+    fast = "bf16 (native BF16)" if machine["native_bf16"] else "int8 (no native BF16 here)"
     lines = [f"CPU: {machine['model']}, {machine['cores']} cores, flags {' '.join(machine['flags']) or 'none of interest'}; "
              f"fast path: {fast}.",
              f"Each run: {args.warm_up} warm-up requests, {args.requests} at c1, {args.seconds:g} s at c8; "
@@ -276,7 +277,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     machine, client = cpu(), docker.from_env()
-    chosen = [s for s in stacks(machine["cores"], machine["native_bf16"])
+    chosen = [s for s in stacks(machine["cores"], "bf16" if machine["native_bf16"] else "int8")
               if not args.only or any(part in s.name for part in args.only)]
     rows = run_rounds(client, args, chosen, bench_serve.jpegs(Path(args.data), 200))
     out = Path(args.out)

@@ -48,6 +48,9 @@ class ModelSpec:
     # The training job's bf16-against-fp32 measurement (byoc.precision.agreement): {"dtype": "bf16",
     # "images", "agreement", "fp32_accuracy", "accuracy", "split", "device"}; {} in older packages.
     precision: dict = field(default_factory=dict)
+    # The same for int8 (byoc.quantized), plus what rebuilds the int8 model: "ranges", each quantized
+    # activation's [min, max] in graph order, and "calibration_images"; {} in older packages.
+    int8: dict = field(default_factory=dict)
 
     def document(self) -> str:
         return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -85,16 +88,38 @@ def load_spec(model_dir: str | Path) -> ModelSpec:
     if problem := class_names_problem(names):
         raise wrong(problem)
     args, record = document.get("architecture_args", {}), document.get("precision") or {}
-    if not isinstance(args, dict) or not isinstance(record, dict):
-        raise wrong("architecture_args and precision must be JSON objects")
-    spec = ModelSpec(architecture, names, _preprocessing(document["preprocessing"], wrong), args, record)
+    int8 = document.get("int8") or {}
+    if not all(isinstance(value, dict) for value in (args, record, int8)):
+        raise wrong("architecture_args, precision and int8 must be JSON objects")
+    spec = ModelSpec(architecture, names, _preprocessing(document["preprocessing"], wrong), args, record, int8)
     if spec.precision and not _measured(spec.precision):
         raise ModelPackageError(f"{path} has a precision record without a numeric agreement (0-1) and image count: "
                                 f"{spec.precision!r}")
+    if int8 and not _measured(int8):
+        raise wrong(f"the int8 record lacks a numeric agreement (0-1) and image count: {_short(int8)}")
+    if int8 and (problem := ranges_problem(int8.get("ranges"))):
+        raise wrong(f"the int8 record's {problem}")
     return spec
 
 
-SPEC_KEYS = {"format_version", "architecture", "class_names", "preprocessing", "architecture_args", "precision"}
+def ranges_problem(ranges) -> str | None:
+    """Why an int8 record's activation ranges are not a list of finite [min, max] pairs; None if
+    they are (byoc.quantized rebuilds the int8 model from them)."""
+    if not isinstance(ranges, list) or not ranges:
+        return "ranges must be a non-empty list of [min, max] pairs"
+    for pair in ranges:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_finite(v) for v in pair) and pair[0] <= pair[1]):
+            return f"ranges must be finite [min, max] pairs with min <= max, not {_short(pair)}"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+SPEC_KEYS = {"format_version", "architecture", "class_names", "preprocessing", "architecture_args", "precision",
+             "int8"}
 MAX_SPEC_BYTES = 16 * 1024 * 1024  # 10,000 classes of 255 characters fit many times over
 MAX_CLASS_NAME = 255  # a class is a folder name in training (NAME_MAX)
 # The crop side, as training's image_size takes it (byoc.training.hyperparameters); the resize side
@@ -294,9 +319,10 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 # BYOC_PRECISION: auto (bf16 where the CPU or GPU runs it natively and the model's measured agreement
-# with fp32 clears BYOC_PRECISION_MIN_AGREEMENT, else fp32), fp32, bf16 (byoc.precision).
+# with fp32 clears BYOC_PRECISION_MIN_AGREEMENT; else, on a CPU, int8 where its agreement clears it;
+# else fp32), fp32, bf16, int8 (byoc.precision).
 PRECISION_SETTING = "BYOC_PRECISION"
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
 MIN_AGREEMENT_SETTING = "BYOC_PRECISION_MIN_AGREEMENT"
 DEFAULT_MIN_AGREEMENT_PERCENT = 99.5
 
@@ -421,9 +447,10 @@ SERVING_SETTINGS = {s.name: s for s in (
             choices=("byoc", "root")),
     _DEVICE,
     Setting(PRECISION_SETTING, "auto: bf16 where native and the model's measured agreement clears the bar, "
-            "else fp32; fp32; bf16", "auto", choices=PRECISION_CHOICES),
-    Setting(MIN_AGREEMENT_SETTING, "percent of validation images on which bf16 must agree with fp32 for auto "
-            "to serve bf16", f"{DEFAULT_MIN_AGREEMENT_PERCENT:g}", minimum=0.0, maximum=100),
+            "else on a CPU int8 where its agreement does, else fp32; fp32; bf16; int8 (CPU)", "auto",
+            choices=PRECISION_CHOICES),
+    Setting(MIN_AGREEMENT_SETTING, "percent of validation images on which bf16 (or int8) must agree with fp32 "
+            "for auto to serve it", f"{DEFAULT_MIN_AGREEMENT_PERCENT:g}", minimum=0.0, maximum=100),
     Setting(CPU_GRAPH_SETTING, "onednn: on a CPU, the model traced, frozen and fused by oneDNN Graph; eager",
             "onednn (eager with multi-model)", choices=CPU_GRAPH_CHOICES),
     Setting(BATCH_SETTING, "true in a batch transform job", "", set_by="SageMaker, in batch transform jobs"),

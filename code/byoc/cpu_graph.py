@@ -32,6 +32,8 @@ def trace(model: nn.Module, like: torch.Tensor) -> torch.jit.ScriptModule | None
         # that the serving image does not carry; the pinned torch still runs it fully.
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # An int8 model's scales become constants of the graph, as they should: not worth a warning.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
     except Exception as error:  # noqa: BLE001 - any failure to trace leaves the eager model, which works
         logger.warning("graph mode unavailable for this model (%s: %s); running it eagerly",

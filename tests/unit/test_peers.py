@@ -63,16 +63,17 @@ def test_the_user_script_refuses_what_it_cannot_read():
         user_script().input_fn(b"\x93NUMPY", "application/x-npy")
 
 
-def test_the_fast_path_is_measured_only_where_the_cpu_has_native_bf16():
-    names = [stack.name for stack in bench_peers.stacks(4, fast_path=False)]
+@pytest.mark.parametrize("fast_path", ["bf16", "int8"])
+def test_the_fast_path_is_the_one_this_cpu_gets(fast_path):
+    names = [stack.name for stack in bench_peers.stacks(4, fast_path=None)]
     assert bench_peers.FAST not in names and bench_peers.FP32 in names
-    fast = next(s for s in bench_peers.stacks(4, fast_path=True) if s.name == bench_peers.FAST)
-    assert fast.environment == {"BYOC_PRECISION": "bf16"}
-    tuned = [stack for stack in bench_peers.stacks(4, fast_path=True) if stack.tuned]
+    fast = next(s for s in bench_peers.stacks(4, fast_path) if s.name == bench_peers.FAST)
+    assert fast.environment == {"BYOC_PRECISION": fast_path}
+    tuned = [stack for stack in bench_peers.stacks(4, fast_path) if stack.tuned]
     assert len(tuned) == 2 and all(stack.environment["OMP_NUM_THREADS"] == "4" for stack in tuned)
 
 
-@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("fast_path", ["int8", None])
 def test_only_the_kit_run_the_goals_judge_is_timed_in_pairs(fast_path):
     """The pairs take minutes (bench_serve.PAIRS of them): they go to the run ours() judges, no other."""
     chosen = bench_peers.stacks(2, fast_path)

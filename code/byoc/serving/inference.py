@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from byoc import model_package, precision
+from byoc import model_package, precision, quantized
 from byoc.contract import ModelSpec
 from byoc.serving import images, memory
 from byoc.serving.errors import RequestError
@@ -35,7 +35,7 @@ class Classifier:
                  choice: precision.Choice = precision.Choice(torch.float32, "fp32"), graph: bool = False):
         # The model as the training job measured it (byoc.precision.run): channels_last, in the chosen
         # dtype; with `graph`, on the CPU, traced and fused by oneDNN Graph (byoc.cpu_graph).
-        self.model = precision.prepare(model, choice.dtype, graph)
+        self.model = precision.prepare(model, choice.dtype, graph, spec.int8, spec.preprocessing.crop_size)
         self.mode = "graph mode (oneDNN)" if self.model.graph else "eager"
         self.spec, self.device, self.precision = spec, device, choice
         side = spec.preprocessing.crop_size
@@ -48,9 +48,15 @@ class Classifier:
         in the CPU's graph mode (BYOC_CPU_GRAPH), warmed up. fp32 and eager by default here, so
         host-side callers get the reference answers."""
         model, spec = model_package.load(model_dir, device)
-        choice = precision.choose(setting, device, spec.precision, min_agreement)
-        no_room = memory.graph_fits(weights_bytes(model, choice.dtype)) if graph and device.type == "cpu" else None
-        classifier = cls(model, spec, device, choice, graph and no_room is None)
+        choice = precision.choose(setting, device, spec.precision, min_agreement, spec.int8)
+        # int8's graph-mode memory is not measured: it is counted as fp32's, the most it can be.
+        counted = torch.float32 if choice.dtype == precision.INT8 else choice.dtype
+        no_room = memory.graph_fits(weights_bytes(model, counted)) if graph and device.type == "cpu" else None
+        try:
+            classifier = cls(model, spec, device, choice, graph and no_room is None)
+        except quantized.QuantizationError as error:  # a model.json edited or made by another torch
+            choice = precision.Choice(torch.float32, f"fp32: model.json's int8 record does not fit this model ({error})")
+            classifier = cls(model, spec, device, choice, graph and no_room is None)
         if classifier.model.graph:
             classifier.warm_up()
             if not classifier.model.graph:
@@ -113,4 +119,4 @@ class Classifier:
 
 def weights_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
     """The model's parameters in `dtype`, in bytes: what graph mode's packed copies are counted in."""
-    return sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=dtype).element_size()
+    return sum(p.numel() for p in model.parameters()) * dtype.itemsize

@@ -23,7 +23,9 @@ names: byoc.contract).
                                   keeps root)
   BYOC_DEVICE                     auto (the GPUs if any), cpu, cuda            auto (byoc.cuda)
   BYOC_PRECISION                  auto (bf16 where native and the model's      auto (byoc.precision)
-                                  measured agreement clears the bar), fp32, bf16
+                                  measured agreement clears the bar, else on
+                                  a CPU int8 where its agreement does), fp32,
+                                  bf16, int8
   BYOC_PRECISION_MIN_AGREEMENT    percent agreement with fp32 auto needs       99.5
   BYOC_CPU_GRAPH                  onednn (on a CPU, the model traced, frozen   onednn (byoc.cpu_graph);
                                   and fused by oneDNN Graph), eager            eager with multi-model

@@ -4,7 +4,7 @@ import json
 import logging
 from dataclasses import asdict, replace
 
-from byoc import model_package, precision
+from byoc import model_package, precision, quantized
 from byoc.training import metrics, report
 from byoc.training.engine import evaluate
 from byoc.training.progress import Progress
@@ -53,10 +53,12 @@ def results(job: Job, progress: Progress, stop=None) -> dict:
         job.board.scalars(len(progress.history) * job.steps_per_epoch,
                           {"test/loss": test["loss"], "test/acc": test["acc"]})
     found["precision"] = measure_precision(job, stop)
+    found["int8"] = measure_int8(job, stop) if found["precision"] and not stop else {}
     if found["precision"] and stop:
-        found["stopped"] = {"signal": stop.signum, "during": "the bf16 agreement pass", "model": found["model"]}
-        found["precision"] = {}
-        logger.warning("stopped during the bf16 agreement pass: writing the trained model without it")
+        found["stopped"] = {"signal": stop.signum, "during": "the bf16 and int8 agreement passes",
+                            "model": found["model"]}
+        found["precision"], found["int8"] = {}, {}
+        logger.warning("stopped during the bf16 and int8 agreement passes: writing the trained model without them")
     job.board.close()
     return found
 
@@ -75,9 +77,37 @@ def measure_precision(job: Job, stop=None) -> dict:
     return {**found, "split": split}
 
 
+def measure_int8(job: Job, stop=None) -> dict:
+    """int8 against fp32 on the split measure_precision used, after calibrating each activation's
+    range on training images (every rank on its own, then the widest of each): model.json records
+    both, and serving rebuilds the int8 model from them. {} where the model cannot be quantized."""
+    split = next(name for name in ("valid", "test") if name in job.eval_loaders)
+    batches = (job.step.normalize(images) for images, _ in job.train_loader)
+    crop, ranks = job.spec.preprocessing.crop_size, job.group.world_size
+    try:
+        calibrated, failed = quantized.calibrate(job.model, batches, crop,
+                                                 max(1, quantized.CALIBRATION_IMAGES // ranks), stop), None
+    except quantized.QuantizationError as error:
+        calibrated, failed = ([], 0), str(error)
+    everyone = job.group.gather(calibrated)  # every rank calls it, also when calibration failed
+    if failed or not all(ranges for ranges, _ in everyone):
+        logger.warning("int8 not measured: this model cannot be quantized (%s); serving stays in bf16 or fp32",
+                       failed or "another rank failed")
+        return {}
+    ranges = quantized.combine([ranges for ranges, _ in everyone])
+    low = precision.prepare(job.model, precision.INT8, graph=True, int8={"ranges": ranges}, crop=crop)
+    found = precision.agreement(job.model, job.eval_loaders[split], job.device, job.group.sum, stop, low=low,
+                                limit=max(1, precision.INT8_AGREEMENT_IMAGES // ranks))
+    logger.info("int8 against fp32 on %d %s images: agreement %.4f, accuracy %.4f (fp32 %.4f)", found["images"],
+                split, found["agreement"], found["accuracy"], found["fp32_accuracy"])
+    return {**found, "split": split, "calibration_images": sum(seen for _, seen in everyone), "ranges": ranges}
+
+
 def write_metrics(job: Job, found: dict) -> None:
     output = job.output_data_dir
     output.mkdir(parents=True, exist_ok=True)
+    if found.get("int8"):  # the ranges are for the model package, not for reading
+        found = {**found, "int8": {key: value for key, value in found["int8"].items() if key != "ranges"}}
     (output / "metrics.json").write_text(json.dumps(found, indent=2) + "\n")
     if found["epochs"]:
         report.training_curves(found["epochs"], output / "training_curves.png")
@@ -87,7 +117,8 @@ def write_metrics(job: Job, found: dict) -> None:
 
 def write_outputs(job: Job, found: dict) -> None:
     """The model package to /opt/ml/model, metrics and pictures to /opt/ml/output/data (rank 0 only)."""
-    model_package.save(job.model, replace(job.spec, precision=found.get("precision", {})), job.model_dir)
+    model_package.save(job.model, replace(job.spec, precision=found.get("precision", {}), int8=found.get("int8", {})),
+                       job.model_dir)
     write_metrics(job, found)
     logger.info("model written to %s, metrics to %s", job.model_dir, job.output_data_dir / "metrics.json")
 
