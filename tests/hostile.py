@@ -242,6 +242,9 @@ def _work_and_answers() -> list[Case]:
         Case("a .npy of a boolean dimension", npy_claiming((True, 3, 28, 28), b"\0" * 9408), npy_type),
         Case("a .npy of finite values that overflow the model", npy_claiming(
             (3, 28, 28), np.full((3, 28, 28), 3e38, "<f4").tobytes()), npy_type),
+        # fp32 answers these with numbers, int8 saturates: nonsense either way, refused in every precision
+        Case("a .npy of values far beyond a normalised image's", npy_claiming(
+            (3, 28, 28), np.full((3, 28, 28), -5e5, "<f4").tobytes()), npy_type),
         Case("multipart of 500,000 empty parts", b"--b\n\n" * 500_000 + b"--b--\n",
              {"Content-Type": "multipart/form-data; boundary=b"}),
         Case("multipart nested 1,000 deep", nested, {"Content-Type": "multipart/form-data; boundary=b0"}),

@@ -86,6 +86,12 @@ def test_npy_carries_one_array_or_a_batch():
     assert batch.array.shape == (4, 3, 8, 8) and batch.many
 
 
+def test_npy_values_up_to_ten_thousand_either_way_are_answered():
+    """Far beyond any normalised image (about ±3), still not refused: the bound is for nonsense only."""
+    edges = np.full((2, 3, 8, 8), 1e4, np.float32) * np.array([1, -1], np.float32)[:, None, None, None]
+    assert payloads.decode(npy(edges), "application/x-npy", LIMITS).array.shape == (2, 3, 8, 8)
+
+
 # As senders write them: the SDK's NumpySerializer saves np.array(data) (float64 from a list or a
 # tensor's .tolist()), in whatever order and byte order the array has.
 SENT_ARRAYS = {
@@ -197,6 +203,10 @@ BAD = [
     (npy(np.zeros((8, 8, 3), np.uint8)), "application/x-npy", 400, "send the image itself"),
     (npy(np.zeros((3, 8, 8), np.complex64)), "application/x-npy", 400, "must hold floats"),
     (npy(np.full((3, 8, 8), 1e300)), "application/x-npy", 400, "NaN or infinite"),
+    (npy(np.full((3, 8, 8), 2e4, np.float32)), "application/x-npy", 400, "beyond ±10000"),
+    (npy(np.full((2, 3, 8, 8), -1e4, np.float32) * np.array([1, 1.001], np.float32)[:, None, None, None]),
+     "application/x-npy", 400, "beyond ±10000"),  # one value of one row is enough
+    (npy(np.full((3, 8, 8), 65504, np.float16)), "application/x-npy", 400, "beyond ±10000"),
     (npy(np.zeros((8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
     (npy(np.zeros((0, 3, 8, 8), np.float32)), "application/x-npy", 400, "shape (3, H, W)"),
     (npy(np.full((3, 8, 8), np.nan, np.float32)), "application/x-npy", 400, "NaN"),

@@ -17,6 +17,10 @@ from byoc.serving.settings import Limits
 
 FLOAT32 = np.dtype("<f4")
 FLOATS = ("f2", "f4", "f8")  # kind and size, either byte order
+# Normalised images lie within about ±3 (about ±1,100 unscaled by 1/255). Values far beyond make an
+# answer that means nothing, and whether it is NaN (a 400) or a number depends on the precision
+# this CPU serves in: int8 saturates where fp32 overflows. So they are refused whatever it is.
+MAX_VALUE = 1e4
 
 
 def _header(body: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -62,4 +66,7 @@ def from_npy(body: bytes, limits: Limits) -> tuple[np.ndarray, bool]:
         array = array.astype(FLOAT32, copy=False)
     if not np.isfinite(array).all():
         raise RequestError(400, "The array holds NaN or infinite values.")
+    if array.size and max(-array.min(), array.max()) > MAX_VALUE:
+        raise RequestError(400, f"The array holds values beyond ±{MAX_VALUE:g}: far outside those of normalised "
+                                "images, which the model cannot answer meaningfully.")
     return (array if many else array[None]), many
