@@ -48,8 +48,9 @@ class ModelSpec:
     # The training job's bf16-against-fp32 measurement (byoc.precision.agreement): {"dtype": "bf16",
     # "images", "agreement", "fp32_accuracy", "accuracy", "split", "device"}; {} in older packages.
     precision: dict = field(default_factory=dict)
-    # The same for int8 (byoc.quantized), plus what rebuilds the int8 model: "ranges", each quantized
-    # activation's [min, max] in graph order, and "calibration_images"; {} in older packages.
+    # The same for int8 (byoc.quantized; "device" is the CPU, where int8 runs), plus what rebuilds the
+    # int8 model: "ranges", each quantized activation's [min, max] in graph order, and
+    # "calibration_images"; {} in older packages.
     int8: dict = field(default_factory=dict)
 
     def document(self) -> str:

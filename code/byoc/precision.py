@@ -104,7 +104,7 @@ def agreement(model: nn.Module, loader, device: torch.device, reduce=lambda t: t
     images, agree, fp32_correct, low_correct = reduce(counts).tolist()
     seen = max(images, 1)
     return {"dtype": NAMES[low.dtype], "images": int(images), "agreement": agree / seen,
-            "fp32_accuracy": fp32_correct / seen, "accuracy": low_correct / seen, "device": device.type}
+            "fp32_accuracy": fp32_correct / seen, "accuracy": low_correct / seen, "device": low.device.type}
 
 
 @dataclass(frozen=True)
